@@ -1,0 +1,329 @@
+"""The ``guardbot`` command line: run, replay, check-order, config check|show|doc, health, version.
+
+Every command loads settings through ``bot.settings.load_settings``; a configuration problem
+prints one readable message and exits with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bot import __version__
+from bot.settings import ConfigError, Settings, load_settings, masked_dump, set_dotted
+
+app = typer.Typer(
+    name="guardbot",
+    help="A crypto-perpetuals trading bot whose product is its risk guard layer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(
+    help="Validate, show and document the configuration.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML file layered over config/default.toml."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any key: --set guards.position_cap.max_leverage=3."),
+]
+LogFormatOpt = Annotated[
+    str | None, typer.Option("--log-format", help="auto | json | console (default: config).")
+]
+LogLevelOpt = Annotated[
+    str | None, typer.Option("--log-level", help="debug | info | warning | error.")
+]
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML (numbers, booleans, arrays, quoted strings) or a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def overrides_from(pairs: list[str] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested overrides from ``key=value`` pairs plus explicit flag values (None = not given)."""
+    tree: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set needs KEY=VALUE, got {pair!r}")
+        set_dotted(tree, key.strip(), parse_value(value.strip()))
+    for key, value in (extra or {}).items():
+        if value is not None:
+            set_dotted(tree, key, value)
+    return tree
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"guardbot: {message}", err=True)
+    return typer.Exit(code)
+
+
+def settings_or_exit(config: Path | None, overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(config, overrides)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def setup_logging(settings: Settings, mode: str) -> str:
+    from bot.logging import bind, configure_logging
+
+    secrets = [
+        s.get_secret_value()
+        for s in (
+            settings.exchange.api_key,
+            settings.exchange.api_secret,
+            settings.exchange.password,
+        )
+        if s is not None
+    ]
+    configure_logging(
+        level=settings.logging.level,
+        fmt=settings.logging.format,
+        file=settings.logging.file,
+        secrets=secrets,
+    )
+    run_id = uuid.uuid4().hex[:12]
+    bind(run_id=run_id, mode=mode)
+    return run_id
+
+
+@app.command()
+def version() -> None:
+    """Print the guardbot version."""
+    typer.echo(f"guardbot {__version__}")
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="Confirm live trading (with mode = live).")
+    ] = False,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run the bot (paper mode by default; the default config replays the bundled data)."""
+    try:
+        overrides = overrides_from(set_, {"logging.format": log_format, "logging.level": log_level})
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    settings = settings_or_exit(config, overrides)
+    if settings.mode == "live":
+        raise fail(
+            "live mode is not available in this version: run with mode = paper "
+            "(live trading through ccxt is being built; nothing was sent to any exchange)"
+        )
+    if settings.feed.kind != "replay":
+        raise fail(
+            f"feed.kind = {settings.feed.kind!r} (paper on live market data) is not available "
+            'in this version yet; use feed.kind = "replay"'
+        )
+    setup_logging(settings, settings.mode)
+    _replay_and_print(settings, guards_on=True, as_json=json_out)
+
+
+@app.command()
+def replay(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Candle file or folder (default: bundled).")
+    ] = None,
+    symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol of the data.")] = None,
+    no_guards: Annotated[
+        bool, typer.Option("--no-guards", help="Run the same data with the guard layer off.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    allow_gaps: Annotated[
+        bool, typer.Option("--allow-gaps", help="Accept gaps in the data (with a warning).")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Replay a candle file through the paper exchange, as fast as possible."""
+    try:
+        overrides = overrides_from(
+            set_,
+            {
+                "feed.kind": "replay",
+                "feed.path": str(data) if data is not None else None,
+                "feed.symbol": symbol,
+                "feed.allow_gaps": True if allow_gaps else None,
+                "logging.format": log_format,
+                "logging.level": log_level or ("warning" if json_out else None),
+            },
+        )
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    settings = settings_or_exit(config, overrides)
+    setup_logging(settings, "replay")
+    _replay_and_print(settings, guards_on=not no_guards, as_json=json_out)
+
+
+def _replay_and_print(settings: Settings, *, guards_on: bool, as_json: bool) -> None:
+    from bot.replay import ReplayError, run_replay
+
+    try:
+        report = run_replay(settings, guards_on=guards_on)
+    except ReplayError as exc:
+        raise fail(str(exc), code=1) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), sort_keys=False))
+    else:
+        typer.echo(report.render_text())
+
+
+@app.command("check-order")
+def check_order(
+    symbol: Annotated[str, typer.Option(help="Market, e.g. BTC/USDT:USDT.")],
+    side: Annotated[str, typer.Option(help="long | short.")],
+    amount: Annotated[float, typer.Option(help="Amount in base units (e.g. BTC).")],
+    price: Annotated[float, typer.Option(help="Entry price (also used as the mark).")],
+    leverage: Annotated[float, typer.Option(help="Leverage.")] = 1.0,
+    stop: Annotated[float | None, typer.Option(help="Stop-loss trigger price.")] = None,
+    take_profit: Annotated[float | None, typer.Option(help="Take-profit price.")] = None,
+    margin_mode: Annotated[str, typer.Option(help="isolated | cross.")] = "isolated",
+    balance: Annotated[float, typer.Option(help="Wallet balance in USDT.")] = 10_000.0,
+    at: Annotated[
+        datetime | None,
+        typer.Option("--at", help="Check as of this time (ISO 8601; default: now)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Explain what the guards decide for one order: liquidation calculator and guard explainer."""
+    from bot.checkorder import CheckOrderError, explain_order
+
+    try:
+        overrides = overrides_from(set_)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    settings = settings_or_exit(config, overrides)
+    try:
+        result = explain_order(
+            settings,
+            symbol=symbol,
+            side=side,
+            amount=amount,
+            price=price,
+            leverage=leverage,
+            stop=stop,
+            take_profit=take_profit,
+            margin_mode=margin_mode,
+            balance=balance,
+            now=None if at is None else _epoch(at),
+        )
+    except CheckOrderError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps(result.to_dict()) if json_out else result.render_text())
+    raise typer.Exit(0 if result.allowed else 1)
+
+
+@app.command()
+def health(
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+    max_age: Annotated[
+        float | None,
+        typer.Option("--max-age", help="Seconds before the heartbeat counts as stale."),
+    ] = None,
+) -> None:
+    """Exit 0 when the running bot's heartbeat is fresh, 1 otherwise (Docker HEALTHCHECK)."""
+    from bot.heartbeat import check_health
+
+    settings = settings_or_exit(config, {})
+    folder = state_dir or settings.state.dir
+    limit = max_age if max_age is not None else 3 * settings.state.heartbeat_s
+    result = check_health(folder, limit)
+    typer.echo(result.detail)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@config_app.command("check")
+def config_check(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Validate the configuration (exit 0 if valid, 2 with the problem otherwise)."""
+    try:
+        overrides = overrides_from(set_)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    settings = settings_or_exit(config, overrides)
+    enabled = [name for name, on in guard_switches(settings).items() if on]
+    typer.echo(f"config ok: mode={settings.mode}, guards enabled: {', '.join(enabled) or 'none'}")
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="JSON instead of TOML-like text.")
+    ] = False,
+) -> None:
+    """Print the effective configuration, secrets masked."""
+    try:
+        overrides = overrides_from(set_)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    data = masked_dump(settings_or_exit(config, overrides))
+    if json_out:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        from bot.configdoc import to_toml
+
+        typer.echo(to_toml(data))
+
+
+@config_app.command("doc")
+def config_doc(
+    toml: Annotated[
+        bool, typer.Option("--toml", help="Print config/default.toml instead of the table.")
+    ] = False,
+) -> None:
+    """Print the Markdown table of every config key (the README's table)."""
+    from bot.configdoc import default_toml, markdown_table
+
+    typer.echo(default_toml() if toml else markdown_table(), nl=not toml)
+
+
+def guard_switches(settings: Settings) -> dict[str, bool]:
+    """Rule name → enabled, from the guards config."""
+    out: dict[str, bool] = {}
+    for name in type(settings.guards).model_fields:
+        sub = getattr(settings.guards, name)
+        if hasattr(sub, "enabled"):
+            out[name] = bool(sub.enabled)
+    return out
+
+
+def _epoch(at: datetime) -> float:
+    """A naive --at is UTC."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,570 @@
+"""The replay driver: candles → strategy → GuardEngine → paper core, and the run report.
+
+Per candle: the open is priced first; intents the strategy returned at the previous close are
+then checked by the guards (mark = the open, now = the open time) and executed; then the rest of
+the intrabar path (nearer extreme, other extreme, close) is priced, the paper core firing stops,
+take-profits and its own liquidation engine along the way. At the close the guard engine gets
+the candle (trend, breaker, equity), the sweep runs and its actions are executed, and the
+strategy sees the closed candle. Inside a candle the sweep also runs whenever the mark enters the
+liquidation rule's reduce zone.
+
+Every number in the report comes from the paper ledger or from the decisions recorded here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from ccxt.base.errors import BaseError as CcxtError
+
+from bot.heartbeat import write_heartbeat
+from bot.settings import Settings
+from bot.strategies import load_strategy
+from bot.strategies.base import Strategy
+from guards.config import GuardsConfig
+from guards.engine import GuardEngine
+from guards.types import (
+    Action,
+    Decision,
+    GuardContext,
+    Mark,
+    MarketRules,
+    OrderIntent,
+    Position,
+)
+from paper.core import PaperCore, Trade
+from paper.feed import (
+    Candles,
+    FeedError,
+    bundled_candles_path,
+    bundled_funding_path,
+    intrabar_path,
+    load_candles,
+    load_funding,
+)
+from paper.markets import bundled_symbols, load_markets
+
+log = structlog.get_logger("replay")
+
+_CLOSE_REASONS = {"stop", "guard", "liquidation", "take_profit", "strategy", "manual"}
+
+
+class ReplayError(Exception):
+    """A replay that cannot run (bad data, unknown market, bad strategy): one readable message."""
+
+
+def guards_off(config: GuardsConfig) -> GuardsConfig:
+    """The same config with every rule disabled (the engine still refuses unknown markets)."""
+    update = {}
+    for name in type(config).model_fields:
+        sub = getattr(config, name)
+        if hasattr(sub, "enabled"):
+            update[name] = sub.model_copy(update={"enabled": False})
+    return config.model_copy(update=update)
+
+
+def enabled_rules(config: GuardsConfig) -> list[str]:
+    return [
+        name
+        for name in type(config).model_fields
+        if getattr(getattr(config, name), "enabled", False) is True
+    ]
+
+
+@dataclass
+class Report:
+    """What a replay did, computed from the paper ledger and the recorded guard decisions."""
+
+    symbol: str
+    timeframe: str
+    start: str
+    end: str
+    candles: int
+    trades: int
+    wins: int
+    fees: float
+    funding: float
+    realized_pnl: float
+    starting_balance: float
+    final_equity: float
+    max_drawdown_pct: float
+    liquidations: int
+    liquidation_loss: float
+    guard_interventions: dict[str, int]
+    guards_enabled: list[str]
+    orders_checked: int
+    orders_refused: int
+    orders_resized: int
+    exchange_rejects: int
+    elapsed_s: float
+    exit_reasons: dict[str, int] = field(default_factory=dict)
+    #: The ledger's closing fills (not in ``to_dict``): for tests, plots and trade lists.
+    closed_trades: tuple[Trade, ...] = ()
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.trades if self.trades else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "start": self.start,
+            "end": self.end,
+            "candles": self.candles,
+            "trades": self.trades,
+            "win_rate": round(self.win_rate, 4),
+            "fees": round(self.fees, 2),
+            "funding": round(self.funding, 2),
+            "realized_pnl": round(self.realized_pnl, 2),
+            "starting_balance": round(self.starting_balance, 2),
+            "final_equity": round(self.final_equity, 2),
+            "max_drawdown_pct": round(self.max_drawdown_pct, 2),
+            "liquidations": self.liquidations,
+            "liquidation_loss": round(self.liquidation_loss, 2),
+            "guard_interventions": dict(sorted(self.guard_interventions.items())),
+            "guards_enabled": self.guards_enabled,
+            "orders_checked": self.orders_checked,
+            "orders_refused": self.orders_refused,
+            "orders_resized": self.orders_resized,
+            "exchange_rejects": self.exchange_rejects,
+            "exit_reasons": dict(sorted(self.exit_reasons.items())),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+    def render_text(self) -> str:
+        d = self.to_dict()
+        ret = (self.final_equity / self.starting_balance - 1) * 100
+        rows = [
+            f"guardbot replay report — {self.symbol} {self.timeframe}, {self.start} → {self.end}",
+            "",
+            f"  candles            {self.candles:>14,}",
+            f"  trades             {self.trades:>14,}"
+            f"   (closing fills; win rate {self.win_rate:.1%})",
+            f"  fees               {d['fees']:>14,.2f}",
+            f"  funding            {d['funding']:>14,.2f}   (+ received / − paid)",
+            f"  realised PnL       {d['realized_pnl']:>14,.2f}   (before fees and funding)",
+            f"  final equity       {d['final_equity']:>14,.2f}   from {self.starting_balance:,.2f}"
+            f" ({ret:+.2f} %)",
+            f"  max drawdown       {d['max_drawdown_pct']:>13.2f} %",
+            f"  liquidations       {self.liquidations:>14,}"
+            f"   (margin lost {d['liquidation_loss']:,.2f})",
+            f"  orders checked     {self.orders_checked:>14,}   refused {self.orders_refused:,},"
+            f" resized {self.orders_resized:,}, exchange rejects {self.exchange_rejects:,}",
+            "  exits              "
+            + (", ".join(f"{k} {v}" for k, v in d["exit_reasons"].items()) or "none"),
+            "  guards enabled     " + (", ".join(self.guards_enabled) or "none (--no-guards)"),
+            "  guard interventions"
+            + (
+                "\n"
+                + "\n".join(f"    {k:<18}{v:>10,}" for k, v in d["guard_interventions"].items())
+                if self.guard_interventions
+                else " none"
+            ),
+            f"  replayed in {self.elapsed_s:.2f} s",
+        ]
+        return "\n".join(rows)
+
+
+def _utc(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000))
+
+
+def load_feed(settings: Settings) -> tuple[Candles, Candles | None, list[tuple[int, float]]]:
+    """Candles, optional mark candles and funding rates the settings name (or the bundled set)."""
+    feed = settings.feed
+    try:
+        if feed.path is None:
+            candles = load_candles(bundled_candles_path(), symbol=feed.symbol)
+            funding_path: Path | None = feed.funding_path or bundled_funding_path()
+        else:
+            candles = load_candles(feed.path, symbol=feed.symbol, allow_gaps=feed.allow_gaps)
+            funding_path = feed.funding_path
+        for gap in candles.gaps:
+            log.warning("data_gap", file=str(feed.path), gap=str(gap))
+        marks = None
+        if feed.mark_path is not None:
+            marks = load_candles(feed.mark_path, symbol=candles.symbol, allow_gaps=True)
+        rates: list[tuple[int, float]] = []
+        if funding_path is not None:
+            series = load_funding(funding_path, symbol=candles.symbol)
+            rates = series.between(candles.ts[0], candles.ts[-1] + candles.timeframe_ms)
+    except (FeedError, OSError) as exc:
+        raise ReplayError(str(exc)) from None
+    if len(candles) == 0:
+        raise ReplayError(f"no candles in {feed.path}")
+    return candles, marks, rates
+
+
+def run_replay(
+    settings: Settings,
+    *,
+    guards_on: bool = True,
+    strategy: Strategy | None = None,
+    candles: Candles | None = None,
+    heartbeat: bool = True,
+) -> Report:
+    """Replay the configured data (or ``candles``) and return the report."""
+    started = time.perf_counter()
+    if candles is None:
+        candles, marks, rates = load_feed(settings)
+    else:
+        marks, rates = None, []
+    symbol = candles.symbol
+    if symbol is None:
+        raise ReplayError("cannot tell the symbol of the data: pass --symbol (e.g. BTC/USDT:USDT)")
+    if symbol not in bundled_symbols():
+        raise ReplayError(
+            f"no market rules bundled for {symbol} (bundled: {', '.join(bundled_symbols())})"
+        )
+    if strategy is None:
+        path = settings.strategy.path
+        if path.strip().lower() != "none":
+            try:
+                strategy = load_strategy(path, dict(settings.strategy.params))
+            except ValueError as exc:
+                raise ReplayError(str(exc)) from None
+    gcfg = settings.guards if guards_on else guards_off(settings.guards)
+    markets = load_markets([symbol], settings.paper)
+    core = PaperCore(settings.paper, markets)
+    if rates:
+        core.set_funding_rates(symbol, rates)
+    run = _Run(settings, core, GuardEngine(gcfg), strategy, symbol, core.market_rules(symbol))
+    if heartbeat:
+        write_heartbeat(settings.state.dir, status="running", mode="replay", symbol=symbol)
+    run.replay(candles, marks)
+    if heartbeat:
+        write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=symbol)
+    return run.report(candles, gcfg, time.perf_counter() - started)
+
+
+class _Run:
+    """State of one replay: the engine, the core, the strategy and the tallies."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        core: PaperCore,
+        engine: GuardEngine,
+        strategy: Strategy | None,
+        symbol: str,
+        rules: MarketRules,
+    ) -> None:
+        self.settings = settings
+        self.core = core
+        self.engine = engine
+        self.strategy = strategy
+        self.symbol = symbol
+        self.markets = {symbol: rules}
+        self.pending: list[OrderIntent] = []
+        self.interventions: Counter[str] = Counter()
+        self.checked = 0
+        self.refused = 0
+        self.resized = 0
+        self.exchange_rejects = 0
+        self.peak = core.equity()
+        self.max_dd = 0.0
+        self.trades_seen = 0
+        self.client_seq = 0
+        liq = engine.config.liquidation
+        breaker = engine.config.circuit_breaker
+        zone = liq.reduce_at_pct if liq.enabled else 0.0
+        if breaker.enabled and liq.enabled:
+            zone = max(zone, breaker.tighten_reduce_at_pct)
+        self.danger_zone = zone / 100.0
+
+    # -- the loop ---------------------------------------------------------------------------
+    def replay(self, candles: Candles, marks: Candles | None) -> None:
+        core = self.core
+        symbol = self.symbol
+        strategy = self.strategy
+        engine = self.engine
+        tf = candles.timeframe_ms
+        t1, t2, t3 = tf // 3, (2 * tf) // 3, tf - 1
+        ts_a, op_a, hi_a, lo_a, cl_a, vo_a = (
+            candles.ts,
+            candles.open,
+            candles.high,
+            candles.low,
+            candles.close,
+            candles.volume,
+        )
+        mark_index = _mark_index(marks) if marks is not None else None
+        beat_every = self.settings.state.heartbeat_s
+        next_beat = time.monotonic() + beat_every
+        for i in range(len(ts_a)):
+            ts = ts_a[i]
+            o, h, lo, c = op_a[i], hi_a[i], lo_a[i], cl_a[i]
+            core.on_candle_volume(symbol, vo_a[i])
+            p1, p2 = (lo, h) if (o - lo) <= (h - o) else (h, lo)
+            if mark_index is not None and marks is not None and ts in mark_index:
+                j = mark_index[ts]
+                mpath = intrabar_path(marks.open[j], marks.high[j], marks.low[j], marks.close[j])
+            else:
+                mpath = (o, p1, p2, c)
+            core.on_price(symbol, o, ts, mpath[0])
+            self._after_price(ts)
+            if self.pending:
+                self._execute_pending(ts, mpath[0])
+            core.on_price(symbol, p1, ts + t1, mpath[1])
+            self._after_price(ts + t1)
+            core.on_price(symbol, p2, ts + t2, mpath[2])
+            self._after_price(ts + t2)
+            core.on_price(symbol, c, ts + t3, mpath[3])
+            self._after_price(ts + t3)
+            close_s = (ts + tf) / 1000.0
+            engine.on_candle(symbol, o, h, lo, c, close_s)
+            engine.on_price(symbol, c, close_s)
+            self._sweep(close_s, mpath[3])
+            eq = core.equity()
+            if eq > self.peak:
+                self.peak = eq
+            elif self.peak > 0:
+                dd = (self.peak - eq) / self.peak
+                if dd > self.max_dd:
+                    self.max_dd = dd
+            if strategy is not None:
+                intents = strategy.on_candle(
+                    symbol, ts, o, h, lo, c, vo_a[i], core.position(symbol)
+                )
+                if intents:
+                    self.pending.extend(intents)
+            if (i & 4095) == 0 and time.monotonic() >= next_beat:
+                write_heartbeat(self.settings.state.dir, status="running", mode="replay")
+                next_beat = time.monotonic() + beat_every
+
+    def _after_price(self, ts_ms: int) -> None:
+        """Notice closes done by the core (stops, take-profits, liquidations) and danger."""
+        core = self.core
+        if len(core.trades) != self.trades_seen:
+            self._closed_by_exchange()
+        if self.danger_zone > 0.0:
+            liq = core.liquidation_price(self.symbol)
+            mark = core.mark_price(self.symbol)
+            if (
+                liq is not None
+                and mark is not None
+                and mark > 0
+                and abs(mark - liq) / mark <= self.danger_zone
+            ):
+                self._sweep(ts_ms / 1000.0, mark)
+
+    def _closed_by_exchange(self) -> None:
+        core = self.core
+        new = core.trades[self.trades_seen :]
+        self.trades_seen = len(core.trades)
+        for trade in new:
+            if trade.reason == "liquidation":
+                log.warning(
+                    "liquidated",
+                    symbol=trade.symbol,
+                    side=trade.side,
+                    amount=trade.amount,
+                    price=trade.exit_price,
+                )
+            if core.position(trade.symbol) is None and trade.reason in _CLOSE_REASONS:
+                self.engine.on_position_closed(
+                    trade.symbol,
+                    trade.reason,  # type: ignore[arg-type]
+                    trade.net,
+                    trade.closed_at / 1000.0,
+                )
+
+    # -- guards -----------------------------------------------------------------------------
+    def _ctx(self, now_s: float, mark: float) -> GuardContext:
+        return GuardContext(
+            account=self.core.account(),
+            markets=self.markets,
+            marks={self.symbol: Mark(mark, now_s)},
+            now=now_s,
+        )
+
+    def _record(self, decision: Decision) -> None:
+        self.checked += 1
+        if decision.outcome == "reject":
+            self.refused += 1
+        elif decision.outcome == "resize":
+            self.resized += 1
+        for v in decision.verdicts:
+            if v.outcome in ("reject", "resize"):
+                self.interventions[v.rule] += 1
+        if decision.outcome != "allow":
+            log.info(
+                "guard_decision",
+                symbol=decision.intent.symbol,
+                outcome=decision.outcome,
+                code=decision.code,
+                reason=decision.reason,
+                amount=decision.amount,
+            )
+
+    def _execute_pending(self, ts_ms: int, mark: float) -> None:
+        intents, self.pending = self.pending, []
+        now_s = ts_ms / 1000.0
+        for intent in intents:
+            decision = self.engine.check(intent, self._ctx(now_s, mark))
+            if not (intent.reduce_only or decision.code in ("reduce_only", "closing")):
+                self._record(decision)
+            if not decision.allowed:
+                continue
+            approved = self.engine.approve(decision)
+            if decision.code in ("reduce_only", "closing"):
+                self._reduce(approved.intent.side, approved.amount, "strategy", intent.tag)
+            else:
+                self._open(approved.intent, approved.amount, approved.stop_price)
+
+    def _open(self, intent: OrderIntent, amount: float, stop: float | None) -> None:
+        core = self.core
+        sym = intent.symbol
+        side = "buy" if intent.side == "long" else "sell"
+        exit_side = "sell" if side == "buy" else "buy"
+        self.client_seq += 1
+        try:
+            if core.position(sym) is None:
+                if core.margin_mode(sym) != intent.margin_mode:
+                    core.set_margin_mode(intent.margin_mode, sym)
+                if core.leverage(sym) != intent.leverage:
+                    core.set_leverage(intent.leverage, sym)
+            core.create_order(
+                sym,
+                "market",
+                side,
+                amount,
+                None,
+                {"clientOrderId": f"gb-{self.client_seq}", "tag": intent.tag},
+            )
+        except CcxtError as exc:
+            self.exchange_rejects += 1
+            log.warning("order_rejected", symbol=sym, error=f"{type(exc).__name__}: {exc}")
+            return
+        if stop is None and intent.take_profit is None:
+            return
+        for o in core.open_orders(sym):  # one protective order set per position
+            if o.get("reduceOnly") and o.get("triggerPrice") is not None:
+                core.cancel_order(o["id"], sym)
+        try:
+            if stop is not None:
+                core.create_order(
+                    sym,
+                    "market",
+                    exit_side,
+                    amount,
+                    None,
+                    {"stopLossPrice": stop, "closePosition": True},
+                )
+            if intent.take_profit is not None:
+                core.create_order(
+                    sym,
+                    "market",
+                    exit_side,
+                    amount,
+                    None,
+                    {"takeProfitPrice": intent.take_profit, "closePosition": True},
+                )
+        except CcxtError as exc:
+            log.critical(
+                "stop_not_placed_closing", symbol=sym, error=f"{type(exc).__name__}: {exc}"
+            )
+            pos = core.position(sym)
+            if pos is not None:
+                self._reduce(pos.side, pos.amount, "guard", "stop_not_placed")
+
+    def _reduce(self, side: str, amount: float, reason: str, tag: str) -> None:
+        core = self.core
+        pos: Position | None = core.position(self.symbol)
+        if pos is None or pos.side != side:
+            return
+        amount = min(amount, pos.amount)
+        order_side = "sell" if side == "long" else "buy"
+        params: dict[str, Any] = {"reduceOnly": True, "reason": reason, "tag": tag}
+        if amount >= pos.amount:
+            params["closePosition"] = True
+        try:
+            core.create_order(self.symbol, "market", order_side, amount, None, params)
+        except CcxtError as exc:
+            self.exchange_rejects += 1
+            log.error("reduce_failed", symbol=self.symbol, error=f"{type(exc).__name__}: {exc}")
+        if len(core.trades) != self.trades_seen:
+            self._closed_by_exchange()
+
+    def _sweep(self, now_s: float, mark: float) -> None:
+        actions = self.engine.sweep(self._ctx(now_s, mark))
+        for action in actions:
+            self._act(action)
+
+    def _act(self, action: Action) -> None:
+        self.interventions[action.rule] += 1
+        log.info(
+            "guard_action",
+            kind=action.kind,
+            symbol=action.symbol,
+            rule=action.rule,
+            code=action.code,
+            reason=action.reason,
+        )
+        core = self.core
+        sym = action.symbol or self.symbol
+        pos = core.position(sym)
+        if action.kind == "close" and pos is not None:
+            self._reduce(pos.side, pos.amount, "guard", action.rule)
+        elif action.kind == "reduce" and pos is not None and action.amount:
+            self._reduce(pos.side, action.amount, "guard", action.rule)
+        elif action.kind == "place_stop" and pos is not None and action.stop_price is not None:
+            exit_side = "sell" if pos.side == "long" else "buy"
+            try:
+                core.create_order(
+                    sym,
+                    "market",
+                    exit_side,
+                    pos.amount,
+                    None,
+                    {"stopLossPrice": action.stop_price, "closePosition": True},
+                )
+            except CcxtError as exc:
+                log.critical("stop_not_placed_closing", symbol=sym, error=str(exc))
+                self._reduce(pos.side, pos.amount, "guard", action.rule)
+        elif action.kind == "cancel_entries":
+            for o in core.open_orders(sym):
+                if not o.get("reduceOnly"):
+                    core.cancel_order(o["id"], sym)
+
+    # -- report -----------------------------------------------------------------------------
+    def report(self, candles: Candles, gcfg: GuardsConfig, elapsed: float) -> Report:
+        core = self.core
+        trades = core.trades
+        reasons: Counter[str] = Counter(t.reason for t in trades)
+        return Report(
+            symbol=self.symbol,
+            timeframe=candles.timeframe,
+            start=_utc(candles.ts[0]),
+            end=_utc(candles.ts[-1] + candles.timeframe_ms),
+            candles=len(candles),
+            trades=len(trades),
+            wins=sum(1 for t in trades if t.net > 0),
+            fees=core.total_fees,
+            funding=core.total_funding,
+            realized_pnl=core.realized_pnl,
+            starting_balance=self.settings.paper.starting_balance,
+            final_equity=core.equity(),
+            max_drawdown_pct=self.max_dd * 100.0,
+            liquidations=len(core.liquidations),
+            liquidation_loss=sum(e.margin_lost for e in core.liquidations),
+            guard_interventions=dict(self.interventions),
+            guards_enabled=enabled_rules(gcfg),
+            orders_checked=self.checked,
+            orders_refused=self.refused,
+            orders_resized=self.resized,
+            exchange_rejects=self.exchange_rejects,
+            elapsed_s=elapsed,
+            exit_reasons=dict(reasons),
+            closed_trades=tuple(trades),
+        )
+
+
+def _mark_index(marks: Candles) -> dict[int, int]:
+    return {t: j for j, t in enumerate(marks.ts)}

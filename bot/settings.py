@@ -1,0 +1,351 @@
+"""The bot's typed settings tree and where each value comes from.
+
+Sources, highest precedence first: CLI flags (passed as overrides) > environment (``GUARDBOT_``
+prefix, ``__`` between nested keys) > ``.env`` > the secrets directory (``/run/secrets`` in Docker)
+> the TOML file given with ``--config`` > the bundled ``config/default.toml``.
+
+``load_settings`` turns every failure (unknown key, wrong type, out-of-range value, unreadable or
+malformed file) into one ``ConfigError`` whose message names the key, the value and the source.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from guards.config import GuardsConfig
+from paper.config import PaperConfig
+
+ENV_PREFIX = "GUARDBOT_"
+NESTED = "__"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConfigError(Exception):
+    """A configuration problem, with one readable message (no traceback for users)."""
+
+
+class ExchangeSettings(BaseModel):
+    model_config = _FROZEN
+
+    id: str = Field("binanceusdm", description="ccxt exchange id (live mode)")
+    sandbox: bool = Field(False, description="use the exchange's testnet (ccxt set_sandbox_mode)")
+    api_key: SecretStr | None = Field(None, description="API key (env or Docker secret only)")
+    api_secret: SecretStr | None = Field(None, description="API secret (env or Docker secret only)")
+    password: SecretStr | None = Field(
+        None, description="API passphrase, where the exchange has one"
+    )
+    symbols: tuple[str, ...] = Field(
+        ("BTC/USDT:USDT",), min_length=1, description="perpetual markets the bot trades"
+    )
+    margin_mode: Literal["isolated", "cross"] = Field(
+        "isolated", description="margin mode set per symbol before the first order"
+    )
+    leverage: float = Field(3.0, gt=0, le=125, description="leverage set per symbol (≤ guard cap)")
+
+
+class FeedSettings(BaseModel):
+    model_config = _FROZEN
+
+    kind: Literal["replay", "poll", "stream"] = Field(
+        "replay", description="replay a candle file, or poll/stream live public market data"
+    )
+    path: Path | None = Field(
+        None, description="candle file or folder for replay (empty: the bundled BTC/USDT 5m series)"
+    )
+    symbol: str | None = Field(None, description="symbol of the replay file (default: inferred)")
+    funding_path: Path | None = Field(
+        None, description="funding-rate series for replay (empty: bundled one with bundled data)"
+    )
+    mark_path: Path | None = Field(None, description="mark-price candles for replay (optional)")
+    allow_gaps: bool = Field(False, description="accept gaps in replay data with a warning")
+    timeframe: str = Field("5m", description="candle timeframe for live feeds")
+    poll_s: float = Field(5.0, gt=0, le=3600, description="seconds between polls (kind = poll)")
+
+
+class StrategySettings(BaseModel):
+    model_config = _FROZEN
+
+    path: str = Field(
+        "bot.strategies.sma_cross:SmaCross",
+        min_length=1,
+        description='strategy class as "package.module:Class", or "none" for seatbelt mode',
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments for the strategy class"
+    )
+
+
+class StateSettings(BaseModel):
+    model_config = _FROZEN
+
+    dir: Path = Field(Path("state"), description="folder for the SQLite store and heartbeat")
+    heartbeat_s: float = Field(10.0, gt=0, le=3600, description="seconds between heartbeats")
+
+
+class LoggingSettings(BaseModel):
+    model_config = _FROZEN
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="lowest level logged"
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: coloured console on a terminal, JSON lines otherwise"
+    )
+    file: Path | None = Field(None, description="also append JSON lines to this file")
+
+
+class MetricsSettings(BaseModel):
+    model_config = _FROZEN
+
+    enabled: bool = Field(False, description="serve Prometheus metrics")
+    host: str = Field("127.0.0.1", description="metrics bind address")
+    port: int = Field(9108, ge=1, le=65535, description="metrics port")
+
+
+class ShutdownSettings(BaseModel):
+    model_config = _FROZEN
+
+    flatten: bool = Field(False, description="close all positions on SIGTERM/SIGINT")
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one bot process."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+    )
+
+    mode: Literal["paper", "live"] = Field("paper", description="paper (simulated) or live trading")
+    exchange: ExchangeSettings = Field(default_factory=lambda: ExchangeSettings())
+    feed: FeedSettings = Field(default_factory=lambda: FeedSettings())
+    strategy: StrategySettings = Field(default_factory=lambda: StrategySettings())
+    guards: GuardsConfig = Field(default_factory=lambda: GuardsConfig())
+    paper: PaperConfig = Field(default_factory=lambda: PaperConfig())
+    state: StateSettings = Field(default_factory=lambda: StateSettings())
+    logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+    shutdown: ShutdownSettings = Field(default_factory=lambda: ShutdownSettings())
+
+    @model_validator(mode="after")
+    def _live_needs_keys(self) -> Settings:
+        if self.mode == "live" and (
+            self.exchange.api_key is None or self.exchange.api_secret is None
+        ):
+            raise ValueError(
+                "mode = live needs exchange.api_key and exchange.api_secret "
+                "(GUARDBOT_EXCHANGE__API_KEY / _SECRET or Docker secrets)"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        layers = _LAYERS.get() or _NO_LAYERS
+        sources: list[PydanticBaseSettingsSource] = [
+            InitSettingsSource(settings_cls, init_kwargs=dict(layers.overrides)),
+            EnvSettingsSource(settings_cls),
+            DotEnvSettingsSource(settings_cls, env_file=layers.env_file),
+        ]
+        if layers.secrets_dir is not None and layers.secrets_dir.is_dir():
+            sources.append(
+                NestedSecretsSettingsSource(
+                    file_secret_settings,
+                    secrets_dir=layers.secrets_dir,
+                    secrets_nested_delimiter=NESTED,
+                    secrets_dir_missing="ok",
+                    env_prefix=ENV_PREFIX,
+                )
+            )
+        sources.extend(_DictSource(settings_cls, data) for _, data in layers.files)
+        return tuple(sources)
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A settings source over an already-parsed TOML document."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = dict(data)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class _Layers:
+    """What one ``load_settings`` call feeds to the sources (kept in a context variable)."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Any],
+        files: list[tuple[str, dict[str, Any]]],
+        env_file: Path | None,
+        secrets_dir: Path | None,
+    ) -> None:
+        self.overrides = overrides
+        self.files = files
+        self.env_file = env_file
+        self.secrets_dir = secrets_dir
+
+
+_NO_LAYERS = _Layers({}, [], Path(".env"), DEFAULT_SECRETS_DIR)
+_LAYERS: ContextVar[_Layers | None] = ContextVar("_LAYERS", default=None)
+
+
+def default_config_text() -> str:
+    """The bundled ``config/default.toml``."""
+    return resources.files("config").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning every failure into a ``ConfigError`` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    return _parse_toml(text, str(path))
+
+
+def _parse_toml(text: str, name: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {name} is not valid TOML: {exc}") from None
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict, creating the tables on the way."""
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted}: {part} is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_settings(
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    env_file: Path | None = Path(".env"),
+    secrets_dir: Path | None = DEFAULT_SECRETS_DIR,
+) -> Settings:
+    """Build the effective settings from every source; raise ``ConfigError`` on any problem.
+
+    ``overrides`` is a nested dict of values from the command line (highest precedence).
+    ``env`` replaces ``os.environ`` for the duration of the call (tests).
+    """
+    files: list[tuple[str, dict[str, Any]]] = []
+    if config_path is not None:
+        files.append((str(config_path), read_toml(config_path)))
+    files.append(("config/default.toml (bundled)", _parse_toml(default_config_text(), "default")))
+    layers = _Layers(overrides or {}, files, env_file, secrets_dir)
+    token = _LAYERS.set(layers)
+    saved = None
+    if env is not None:
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, layers, os.environ)) from None
+    finally:
+        _LAYERS.reset(token)
+        if saved is not None:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def _lookup(tree: Mapping[str, Any], loc: tuple[str, ...]) -> tuple[bool, Any]:
+    node: Any = tree
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _origin(loc: tuple[str, ...], layers: _Layers, environ: Mapping[str, str]) -> str:
+    """Name the highest-precedence source that set the key at ``loc``."""
+    if _lookup(layers.overrides, loc)[0]:
+        return "the command line"
+    for depth in range(len(loc), 0, -1):
+        name = (ENV_PREFIX + NESTED.join(loc[:depth])).upper()
+        for key in environ:
+            if key.upper() == name:
+                return f"environment variable {key}"
+    if layers.env_file is not None and layers.env_file.is_file():
+        name = (ENV_PREFIX + NESTED.join(loc)).upper()
+        text = layers.env_file.read_text(encoding="utf-8", errors="replace").upper()
+        if name in text:
+            return f"env file {layers.env_file}"
+    if layers.secrets_dir is not None and layers.secrets_dir.is_dir():
+        name = (ENV_PREFIX + NESTED.join(loc)).lower()
+        for entry in layers.secrets_dir.iterdir():
+            if entry.name.lower() in {name, loc[0].lower()}:
+                return f"secrets file {entry}"
+    for name, data in layers.files:
+        if _lookup(data, loc)[0]:
+            return name
+    return "defaults"
+
+
+def _explain(exc: ValidationError, layers: _Layers, environ: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc) or "(top level)"
+        origin = _origin(loc, layers, environ)
+        msg = str(err["msg"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        value = err.get("input")
+        shown = "***" if any(s in key for s in ("key", "secret", "password", "token")) else value
+        if err["type"] == "extra_forbidden" or not isinstance(value, dict):
+            lines.append(f"{key} = {shown!r} (from {origin}): {msg}")
+        else:
+            lines.append(f"{key} (from {origin}): {msg}")
+    head = "invalid configuration" if len(lines) == 1 else f"{len(lines)} configuration errors"
+    return head + ":\n  " + "\n  ".join(lines)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets shown as ``**********``."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,538 @@
+"""``GuardEngine``: composes the rules from config, judges orders, sweeps, and owns the state.
+
+``check(intent, ctx) -> Decision`` evaluates in a fixed order — the engine's halt check (manual,
+daily and drawdown halts), then the registry's rules with the engine's data check after
+loss_limit: loss_limit, data freshness, no_overnight, overtrading, anti_top_up, trend,
+circuit_breaker, stop_loss, position_cap (resize) and liquidation on the final size. The first
+refusal decides but every rule's verdict is recorded (rules after a data failure are recorded
+as ``not_evaluated``). A ``resize`` verdict adjusts the order the later rules see (amount, an
+attached stop, a capped leverage); the allowed ``Decision.intent`` is that adjusted order, with
+``Decision.amount``/``stop_price`` equal to its amount and stop.
+
+Fail closed: an exception in a rule → ``rule_error`` naming the rule; no market rules for the
+symbol → ``missing_market``; a missing mark, or one older than ``stale_price_s`` (for the
+symbol or any open position) → ``stale_price``; a non-positive or non-finite amount, price or
+leverage → ``invalid_intent``.
+
+Risk-reducing orders always pass, before any check: ``reduce_only=True``, or the opposite side
+of an open position with an amount ≤ its size (``Decision.code`` ``reduce_only``/``closing``,
+every verdict ``skip``). An opposite order larger than the position (a flip) is refused
+(``flip_refused``): close first, then open through the guards.
+
+``approve(decision)`` seals an allowed decision into an ``ApprovedOrder`` and records the entry
+(time of the check, or ``ts``) for the rate limits and the planned stop for the stop sweep: an
+approved entry that later fails to fill still counts (conservative).
+
+``sweep(ctx)`` first expires halts and feeds the context's equity to the state (peak, daily
+baseline, day roll), then runs every enabled rule's sweep. Actions are de-duplicated per symbol
+(a close supersedes a reduce and a place_stop; the largest reduce wins) and sorted by urgency.
+An exception in one rule's sweep does not stop the others: it becomes a ``halt`` action with
+code ``rule_error`` and an entry in ``last_sweep_errors``. ``halt`` actions are notices for the
+shell (log, alert); the engine has already applied any halt to its state. Missing or stale
+marks of open positions are reported the same way (code ``stale_price``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from guards.config import GuardsConfig
+from guards.rules import REGISTRY
+from guards.rules.base import SET_LEVERAGE, SET_STOP, Rule, RuleEnv, account_view
+from guards.rules.circuit_breaker import CircuitBreaker
+from guards.rules.clock import DayClock
+from guards.rules.trend import Trend
+from guards.state import GuardState, Halt
+from guards.types import (
+    ACTION_URGENCY,
+    Action,
+    ApprovedOrder,
+    Decision,
+    Figure,
+    GuardContext,
+    OrderIntent,
+    Verdict,
+    approve,
+)
+
+CloseReason = Literal["stop", "guard", "liquidation", "take_profit", "strategy", "manual"]
+RISK_REDUCING_CODES = frozenset({"reduce_only", "closing"})
+#: The rule after which the engine checks data freshness (halts first, then data).
+_DATA_AFTER = "loss_limit"
+_SIZE_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """Everything built from one config; swapped in one assignment by ``reload``."""
+
+    config: GuardsConfig
+    day: DayClock
+    before_data: tuple[Rule[Any], ...]
+    after_data: tuple[Rule[Any], ...]
+    by_name: dict[str, Rule[Any]]
+    skipped: tuple[Verdict, ...]
+    not_evaluated: tuple[Verdict, ...]
+    trend: Trend | None
+    breaker: CircuitBreaker | None
+
+
+class GuardEngine:
+    """Pure guard engine: no I/O, no clock (time comes from ``ctx.now`` or ``ts``)."""
+
+    HALT_OK = Verdict("halt", "allow", "ok", "")
+    HALT_SKIP = Verdict("halt", "skip", "skip", "risk-reducing order")
+    DATA_SKIP = Verdict("data", "skip", "skip", "risk-reducing order")
+
+    def __init__(self, config: GuardsConfig, state: GuardState | None = None) -> None:
+        self.state = state if state is not None else GuardState()
+        self.last_sweep_errors: list[str] = []
+        self._setup = self._build(config)
+
+    # -- configuration ------------------------------------------------------------------
+    def _build(self, config: GuardsConfig) -> _Setup:
+        day = DayClock(config.loss_limit.timezone, config.loss_limit.day_reset)
+        env = RuleEnv(settings=config, state=self.state, day=day)
+        rules: list[Rule[Any]] = []
+        for name, cls in REGISTRY.items():
+            rule_config = config.rule_config(name)
+            if rule_config.enabled:
+                rules.append(cls(rule_config, env))
+        split = next((i + 1 for i, r in enumerate(rules) if r.name == _DATA_AFTER), 0)
+        by_name = {r.name: r for r in rules}
+        trend = by_name.get("trend")
+        breaker = by_name.get("circuit_breaker")
+        return _Setup(
+            config=config,
+            day=day,
+            before_data=tuple(rules[:split]),
+            after_data=tuple(rules[split:]),
+            by_name=by_name,
+            skipped=(
+                self.HALT_SKIP,
+                self.DATA_SKIP,
+                *(Verdict(r.name, "skip", "skip", "risk-reducing order") for r in rules),
+            ),
+            not_evaluated=tuple(r.not_evaluated for r in rules[split:]),
+            trend=trend if isinstance(trend, Trend) else None,
+            breaker=breaker if isinstance(breaker, CircuitBreaker) else None,
+        )
+
+    @property
+    def config(self) -> GuardsConfig:
+        return self._setup.config
+
+    @property
+    def rule_names(self) -> tuple[str, ...]:
+        """Enabled rules in evaluation order."""
+        setup = self._setup
+        return tuple(r.name for r in (*setup.before_data, *setup.after_data))
+
+    def reload(self, config: GuardsConfig) -> None:
+        """Swap in a new config atomically (the state is kept)."""
+        self._setup = self._build(config)
+
+    # -- pre-trade ------------------------------------------------------------------------
+    def check(self, intent: OrderIntent, ctx: GuardContext) -> Decision:
+        """Judge one order against every enabled rule. Never raises: errors refuse."""
+        setup = self._setup
+        try:
+            return self._check(setup, intent, ctx)
+        except Exception as exc:
+            verdict = Verdict(
+                "engine",
+                "reject",
+                "rule_error",
+                f"engine error {type(exc).__name__}: {exc}",
+                None,
+                {"error": type(exc).__name__},
+            )
+            return Decision("reject", intent, 0.0, "rule_error", verdict.reason, (verdict,), None)
+
+    def _check(self, setup: _Setup, intent: OrderIntent, ctx: GuardContext) -> Decision:
+        is_order = intent.kind == "order"
+        if is_order:
+            if intent.reduce_only:
+                return self._pass(setup, intent, "reduce_only", "reduce-only order")
+            pos = ctx.account.positions.get(intent.symbol)
+            if pos is not None and pos.side != intent.side:
+                if intent.amount <= pos.amount * (1.0 + _SIZE_EPS):
+                    return self._pass(setup, intent, "closing", "closes the open position")
+                verdict = Verdict(
+                    "engine",
+                    "reject",
+                    "flip_refused",
+                    f"order of {intent.amount:g} would flip the {pos.side} position of "
+                    f"{pos.amount:g}: close it first",
+                    None,
+                    {"position_amount": pos.amount, "order_amount": intent.amount},
+                )
+                return Decision(
+                    "reject", intent, 0.0, verdict.code, verdict.reason, (verdict,), None
+                )
+        now = ctx.now
+        first: Verdict | None = None
+        halt = self.state.active_halt(now)
+        if halt is None:
+            verdicts: list[Verdict] = [self.HALT_OK]
+        else:
+            first = Verdict(
+                "halt",
+                "reject",
+                "halted",
+                f"entries halted ({halt.kind}): {halt.reason}",
+                None,
+                {
+                    "kind": halt.kind,
+                    "until": halt.until,
+                    "since": halt.since,
+                    "reason": halt.reason,
+                },
+            )
+            verdicts = [first]
+        cur = intent
+        for rule in setup.before_data:
+            verdict = self._run(rule, cur, ctx, is_order)
+            verdicts.append(verdict)
+            if verdict.outcome == "reject" and first is None:
+                first = verdict
+        data = self._data(setup, intent, ctx)
+        verdicts.append(data)
+        if data.outcome == "reject":
+            verdicts.extend(setup.not_evaluated)
+            return self._refuse(intent, first or data, verdicts, cur)
+        resized: Verdict | None = None
+        for rule in setup.after_data:
+            verdict = self._run(rule, cur, ctx, is_order)
+            verdicts.append(verdict)
+            outcome = verdict.outcome
+            if outcome == "reject":
+                if first is None:
+                    first = verdict
+            elif outcome == "resize":
+                cur = _adjusted(cur, verdict)
+                if verdict.code != "stop_attached":
+                    resized = verdict
+        if first is not None:
+            return self._refuse(intent, first, verdicts, cur)
+        if cur.amount != intent.amount or cur.leverage != intent.leverage:
+            assert resized is not None
+            return Decision(
+                "resize",
+                cur,
+                cur.amount,
+                "resized",
+                f"{resized.rule}: {resized.reason}",
+                tuple(verdicts),
+                cur.stop_price,
+            )
+        if cur.stop_price != intent.stop_price:
+            reason = f"allowed with an attached stop at {cur.stop_price:g}"
+            return Decision(
+                "allow", cur, cur.amount, "stop_attached", reason, tuple(verdicts), cur.stop_price
+            )
+        return Decision(
+            "allow", cur, cur.amount, "ok", "all guards passed", tuple(verdicts), cur.stop_price
+        )
+
+    @staticmethod
+    def _run(rule: Rule[Any], intent: OrderIntent, ctx: GuardContext, is_order: bool) -> Verdict:
+        if not is_order and not rule.handles_add_margin:
+            return rule.skip
+        try:
+            return rule.check(intent, ctx)
+        except Exception as exc:
+            return Verdict(
+                rule.name,
+                "reject",
+                "rule_error",
+                f"{rule.name} raised {type(exc).__name__}: {exc}",
+                None,
+                {"error": type(exc).__name__},
+            )
+
+    def _pass(self, setup: _Setup, intent: OrderIntent, code: str, reason: str) -> Decision:
+        return Decision(
+            "allow", intent, intent.amount, code, reason, setup.skipped, intent.stop_price
+        )
+
+    @staticmethod
+    def _refuse(
+        intent: OrderIntent, first: Verdict, verdicts: list[Verdict], cur: OrderIntent
+    ) -> Decision:
+        return Decision(
+            "reject",
+            intent,
+            0.0,
+            first.code,
+            f"{first.rule}: {first.reason}",
+            tuple(verdicts),
+            cur.stop_price,
+        )
+
+    def _data(self, setup: _Setup, intent: OrderIntent, ctx: GuardContext) -> Verdict:
+        symbol = intent.symbol
+        market = ctx.markets.get(symbol)
+        if market is None or not market.tiers:
+            what = "no market rules" if market is None else "no leverage tiers"
+            return Verdict("data", "reject", "missing_market", f"{what} for {symbol}")
+        stale_s = setup.config.stale_price_s
+        now = ctx.now
+        mark = ctx.marks.get(symbol)
+        if mark is None:
+            return Verdict(
+                "data",
+                "reject",
+                "stale_price",
+                f"no mark price for {symbol}",
+                None,
+                {"age_s": None},
+            )
+        age = now - mark.ts
+        if not age <= stale_s:
+            return Verdict(
+                "data",
+                "reject",
+                "stale_price",
+                f"mark of {symbol} is {age:.1f} s old (max {stale_s:g} s)",
+                None,
+                {"symbol": symbol, "age_s": age, "stale_price_s": stale_s},
+            )
+        problem = _invalid(intent, mark.price)
+        if problem:
+            return Verdict("data", "reject", "invalid_intent", problem)
+        view = account_view(ctx)
+        if view.missing_mark is not None:
+            return Verdict(
+                "data",
+                "reject",
+                "stale_price",
+                f"no mark price for open position {view.missing_mark}",
+                None,
+                {"symbol": view.missing_mark, "age_s": None},
+            )
+        oldest = now - view.oldest_mark_ts
+        if oldest > stale_s:
+            return Verdict(
+                "data",
+                "reject",
+                "stale_price",
+                f"mark of open position {view.oldest_symbol} is {oldest:.1f} s old "
+                f"(max {stale_s:g} s)",
+                None,
+                {"symbol": view.oldest_symbol, "age_s": oldest, "stale_price_s": stale_s},
+            )
+        return Verdict(
+            "data", "allow", "ok", "", None, {"now": now, "mark": mark.price, "age_s": age}
+        )
+
+    def approve(self, decision: Decision, ts: float | None = None) -> ApprovedOrder:
+        """Seal an allowed decision; record an opening order as an entry at ``ts``.
+
+        ``ts`` defaults to the ``now`` of the check that made the decision. Raises ValueError
+        for a refused decision.
+        """
+        approved = approve(decision)
+        intent = decision.intent
+        if decision.code not in RISK_REDUCING_CODES and intent.kind == "order":
+            when = ts if ts is not None else _checked_at(decision)
+            self.state.record_entry(when)
+            if decision.stop_price is not None:
+                self.state.symbol(intent.symbol).planned_stop = decision.stop_price
+        return approved
+
+    # -- sweep ----------------------------------------------------------------------------
+    def sweep(self, ctx: GuardContext) -> list[Action]:
+        """What must be done now, most urgent first (see the module docstring)."""
+        setup = self._setup
+        now = ctx.now
+        state = self.state
+        actions: list[Action] = []
+        errors: list[str] = []
+        if state.halt is not None and not state.halt.active(now):
+            state.halt = None
+        try:
+            view = account_view(ctx)
+            if view.missing_mark is None:
+                self.on_equity(view.equity, now)
+                stale = now - view.oldest_mark_ts
+                if stale > setup.config.stale_price_s:
+                    actions.append(
+                        Action(
+                            "halt",
+                            view.oldest_symbol,
+                            "data",
+                            "stale_price",
+                            f"mark of {view.oldest_symbol} is {stale:.1f} s old",
+                            figures={"age_s": stale},
+                        )
+                    )
+            else:
+                actions.append(
+                    Action(
+                        "halt",
+                        view.missing_mark,
+                        "data",
+                        "stale_price",
+                        f"no mark price for open position {view.missing_mark}",
+                    )
+                )
+        except Exception as exc:
+            errors.append(f"engine: {type(exc).__name__}: {exc}")
+            actions.append(
+                Action("halt", None, "engine", "rule_error", f"engine: {type(exc).__name__}: {exc}")
+            )
+        for rule in (*setup.before_data, *setup.after_data):
+            try:
+                actions.extend(rule.sweep(ctx))
+            except Exception as exc:
+                message = f"{rule.name} sweep raised {type(exc).__name__}: {exc}"
+                errors.append(message)
+                actions.append(Action("halt", None, rule.name, "rule_error", message))
+        self.last_sweep_errors = errors
+        return order_actions(actions)
+
+    # -- state feeds (pure state mutations) -------------------------------------------------
+    def on_equity(self, equity: float, ts: float) -> None:
+        """Track the equity peak and the trading day's baseline (rolling the day if needed)."""
+        state = self.state
+        state.roll_day(self._setup.day.key(ts))
+        if state.day_start_equity is None:
+            state.day_start_equity = equity
+        if state.equity_peak is None or equity > state.equity_peak:
+            state.equity_peak = equity
+
+    def on_position_closed(self, symbol: str, reason: CloseReason, pnl: float, ts: float) -> None:
+        """Count stop-outs and start the symbol's cooldown.
+
+        Stop-outs: ``guard`` and ``liquidation`` closes, and ``stop`` closes at a loss
+        (``pnl`` ≤ 0; a stop that locked in profit is not a stop-out).
+        """
+        setup = self._setup
+        state = self.state
+        state.roll_day(setup.day.key(ts))
+        sub = state.symbol(symbol)
+        sub.planned_stop = None
+        if reason in ("guard", "liquidation") or (reason == "stop" and pnl <= 0.0):
+            state.stopouts_today += 1
+            until = ts + setup.config.anti_top_up.cooldown_min * 60.0
+            if until > sub.cooldown_until:
+                sub.cooldown_until = until
+                sub.cooldown_reason = f"{reason} close"
+
+    def on_price(self, symbol: str, price: float, ts: float) -> None:
+        """Feed a price to the circuit breaker's window (no-op when it is disabled)."""
+        breaker = self._setup.breaker
+        if breaker is not None:
+            breaker.observe_price(self.state.symbol(symbol), price, ts)
+
+    def on_liquidations(self, symbol: str, notional: float, ts: float) -> None:
+        """Feed market-wide liquidated notional to the circuit breaker."""
+        breaker = self._setup.breaker
+        if breaker is not None:
+            breaker.observe_liquidations(self.state.symbol(symbol), notional, ts)
+
+    def on_candle(
+        self, symbol: str, open: float, high: float, low: float, close: float, ts: float
+    ) -> None:
+        """Feed one closed candle (``ts`` = its close time) to the trend rule."""
+        trend = self._setup.trend
+        if trend is not None:
+            trend.observe_candle(self.state.symbol(symbol), high, close, ts)
+
+    def halt(self, reason: str, until: float | None = None, *, ts: float = 0.0) -> bool:
+        """Manual kill switch: refuse entries until ``until`` (None: until ``resume()``).
+
+        Positions are left alone (close them deliberately). Returns False if a stronger halt
+        (one that needs ``resume()``) is already active.
+        """
+        return self.state.set_halt(Halt("manual", reason, ts, until))
+
+    def resume(self) -> Halt | None:
+        """Lift any halt; returns the lifted one.
+
+        Lifting a drawdown halt restarts the peak, lifting a daily halt restarts the day's
+        baseline, at the next equity seen (otherwise the next sweep would halt again).
+        """
+        state = self.state
+        lifted, state.halt = state.halt, None
+        if lifted is not None:
+            if lifted.kind == "drawdown":
+                state.equity_peak = None
+            elif lifted.kind == "daily":
+                state.day_start_equity = None
+        return lifted
+
+
+def order_actions(actions: list[Action]) -> list[Action]:
+    """De-duplicate per symbol (close beats reduce/place_stop; largest reduce) and sort."""
+    closing = {a.symbol for a in actions if a.kind == "close"}
+    best: dict[tuple[str, str | None], Action] = {}
+    for action in actions:
+        kind = action.kind
+        if kind in ("reduce", "place_stop") and action.symbol in closing:
+            continue
+        key = (f"halt:{action.rule}:{action.code}" if kind == "halt" else kind, action.symbol)
+        prev = best.get(key)
+        if prev is None or (kind == "reduce" and (action.amount or 0.0) > (prev.amount or 0.0)):
+            best[key] = action
+    return sorted(best.values(), key=lambda a: ACTION_URGENCY[a.kind])
+
+
+def _adjusted(intent: OrderIntent, verdict: Verdict) -> OrderIntent:
+    """The order as a resize verdict leaves it (amount, and stop/leverage when set)."""
+    figures = verdict.figures
+    stop = figures.get(SET_STOP) if figures else None
+    leverage = figures.get(SET_LEVERAGE) if figures else None
+    return OrderIntent(
+        symbol=intent.symbol,
+        side=intent.side,
+        amount=intent.amount if verdict.amount is None else verdict.amount,
+        price=intent.price,
+        order_type=intent.order_type,
+        leverage=float(leverage) if isinstance(leverage, int | float) else intent.leverage,
+        margin_mode=intent.margin_mode,
+        stop_price=float(stop) if isinstance(stop, int | float) else intent.stop_price,
+        take_profit=intent.take_profit,
+        reduce_only=intent.reduce_only,
+        kind=intent.kind,
+        margin_amount=intent.margin_amount,
+        client_id=intent.client_id,
+        tag=intent.tag,
+    )
+
+
+def _finite_positive(value: float | None) -> bool:
+    return value is not None and value > 0.0 and math.isfinite(value)
+
+
+def _invalid(intent: OrderIntent, mark: float) -> str:
+    """Why the intent or mark cannot be judged ("" if fine)."""
+    if not _finite_positive(mark):
+        return f"mark price {mark!r} is not a positive number"
+    if intent.kind == "add_margin":
+        if not _finite_positive(intent.margin_amount):
+            return f"margin amount {intent.margin_amount!r} is not a positive number"
+        return ""
+    if not _finite_positive(intent.amount):
+        return f"amount {intent.amount!r} is not a positive number"
+    if not _finite_positive(intent.leverage):
+        return f"leverage {intent.leverage!r} is not a positive number"
+    if intent.order_type == "limit" and not _finite_positive(intent.price):
+        return f"limit price {intent.price!r} is not a positive number"
+    if intent.stop_price is not None and not _finite_positive(intent.stop_price):
+        return f"stop price {intent.stop_price!r} is not a positive number"
+    if intent.take_profit is not None and not _finite_positive(intent.take_profit):
+        return f"take-profit {intent.take_profit!r} is not a positive number"
+    return ""
+
+
+def _checked_at(decision: Decision) -> float:
+    for verdict in decision.verdicts:
+        if verdict.rule == "data":
+            now: Figure = verdict.figures.get("now")
+            if isinstance(now, int | float) and not isinstance(now, bool):
+                return float(now)
+    raise ValueError("decision carries no check time: pass ts to approve()")

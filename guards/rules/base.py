@@ -1,0 +1,299 @@
+"""What every rule is: the ``Rule`` base class, its config base, and the figures rules share.
+
+A rule answers two questions: ``check(intent, ctx) -> Verdict`` (may this order go out?) and
+``sweep(ctx) -> list[Action]`` (must anything be done now?). Rules are built once per config by
+the engine with a ``RuleEnv`` (the whole guards config, the engine-owned ``GuardState`` and the
+trading-day clock); they read state but only the engine writes it.
+
+The engine calls ``check`` only for opening or increasing orders of kind ``"order"`` (and, for
+rules that set ``handles_add_margin``, margin top-ups) after it has verified that the symbol's
+market rules and a fresh mark exist, so rules may index ``ctx.markets``/``ctx.marks`` directly.
+
+Shared per-context figures (equity, total margin, open positions, cross-margin totals) are
+computed once per ``GuardContext`` object (``account_view``), so nine rules looking at the same
+context pay for one pass over the positions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from guards.liquidation import liquidation_price, maintenance_margin
+from guards.rules.clock import DayClock
+from guards.state import GuardState
+from guards.types import (
+    EMPTY_FIGURES,
+    Action,
+    Figure,
+    GuardContext,
+    MarketRules,
+    OrderIntent,
+    Position,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    from guards.config import GuardsConfig
+
+#: Verdict figure keys through which a ``resize`` verdict changes the order for later rules.
+SET_STOP = "set_stop_price"
+SET_LEVERAGE = "set_leverage"
+
+
+class RuleConfig(BaseModel):
+    """Base of every rule's config: frozen, no unknown keys, an on/off switch."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="evaluate this rule")
+
+
+C = TypeVar("C", bound=RuleConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEnv:
+    """What a rule is built with besides its own config."""
+
+    settings: GuardsConfig
+    state: GuardState
+    day: DayClock
+
+
+class Rule(Generic[C]):
+    """One guard rule. Subclasses set ``name``/``config_model`` and override what they need."""
+
+    name: ClassVar[str] = ""
+    config_model: ClassVar[type[RuleConfig]] = RuleConfig
+    #: True for rules that judge ``kind="add_margin"`` intents (the others skip them).
+    handles_add_margin: ClassVar[bool] = False
+
+    def __init__(self, config: C, env: RuleEnv) -> None:
+        self.config = config
+        self.env = env
+        self.state = env.state
+        self.ok = Verdict(self.name, "allow", "ok", "")
+        self.skip = Verdict(self.name, "skip", "skip", "not applicable")
+        self.not_evaluated = Verdict(self.name, "skip", "not_evaluated", "not evaluated")
+
+    def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
+        """Pre-trade verdict for an opening/increasing order (default: allow)."""
+        return self.ok
+
+    def sweep(self, ctx: GuardContext) -> list[Action]:
+        """Actions that must be taken now (default: none)."""
+        return []
+
+    # -- verdict and action builders ------------------------------------------------------
+    def allow(self, figures: Mapping[str, Figure] = EMPTY_FIGURES, reason: str = "") -> Verdict:
+        return Verdict(self.name, "allow", "ok", reason, None, figures)
+
+    def reject(
+        self, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
+    ) -> Verdict:
+        return Verdict(self.name, "reject", code, reason, None, figures)
+
+    def resize(
+        self, amount: float, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
+    ) -> Verdict:
+        return Verdict(self.name, "resize", code, reason, amount, figures)
+
+    def action(
+        self,
+        kind: Any,
+        symbol: str | None,
+        code: str,
+        reason: str,
+        amount: float | None = None,
+        stop_price: float | None = None,
+        figures: Mapping[str, Figure] = EMPTY_FIGURES,
+    ) -> Action:
+        return Action(kind, symbol, self.name, code, reason, amount, stop_price, figures)
+
+
+# -- small shared arithmetic --------------------------------------------------------------
+
+
+def entry_price(intent: OrderIntent, mark: float) -> float:
+    """The price an order is assumed to fill at: its limit price, else the mark."""
+    price = intent.price
+    if intent.order_type == "limit" and price is not None and price > 0.0:
+        return price
+    return mark
+
+
+def floor_to_step(amount: float, step: float) -> float:
+    """``amount`` rounded down to a multiple of ``step`` (a hair of float noise tolerated)."""
+    if step <= 0.0:
+        return amount
+    units = math.floor(amount / step + 1e-9)
+    return round(units * step, 12) if units > 0 else 0.0
+
+
+def round_price_away(price: float, step: float, sign: int) -> float:
+    """Round a stop price to ``step`` away from entry (down for a long's stop, up for a short)."""
+    if step <= 0.0:
+        return price
+    units = math.floor(price / step + 1e-9) if sign > 0 else math.ceil(price / step - 1e-9)
+    return round(units * step, 12)
+
+
+def position_margin(p: Position) -> float:
+    """Margin a position holds: its recorded margin, else notional at entry / leverage."""
+    if p.margin > 0.0:
+        return p.margin
+    return p.amount * p.entry_price / (p.leverage if p.leverage > 0.0 else 1.0)
+
+
+def below_minimum(market: MarketRules, amount: float, price: float) -> bool:
+    """True if ``amount`` is under the market's minimum amount or minimum notional."""
+    return amount <= 0.0 or amount < market.min_amount or amount * price < market.min_notional
+
+
+# -- per-context account figures ----------------------------------------------------------
+
+
+class AccountView:
+    """Figures derived from one ``GuardContext``'s account and marks, computed once."""
+
+    __slots__ = (
+        "_cross",
+        "ctx",
+        "equity",
+        "missing_mark",
+        "oldest_mark_ts",
+        "oldest_symbol",
+        "open_count",
+        "total_margin",
+        "upnl",
+    )
+
+    def __init__(self, ctx: GuardContext) -> None:
+        self.ctx = ctx
+        marks = ctx.marks
+        upnl = 0.0
+        margin = 0.0
+        oldest = math.inf
+        oldest_symbol: str | None = None
+        missing: str | None = None
+        positions = ctx.account.positions
+        for symbol, p in positions.items():
+            m = marks.get(symbol)
+            if p.margin > 0.0:
+                margin += p.margin
+            else:
+                margin += p.amount * p.entry_price / (p.leverage if p.leverage > 0.0 else 1.0)
+            if m is None:
+                if missing is None:
+                    missing = symbol
+                continue
+            if p.side == "long":
+                upnl += p.amount * (m.price - p.entry_price)
+            else:
+                upnl += p.amount * (p.entry_price - m.price)
+            if m.ts < oldest:
+                oldest = m.ts
+                oldest_symbol = symbol
+        self.upnl = upnl
+        self.equity = ctx.account.wallet_balance + upnl
+        self.total_margin = margin
+        self.open_count = len(positions)
+        self.missing_mark = missing
+        self.oldest_mark_ts = oldest
+        self.oldest_symbol = oldest_symbol
+        self._cross: tuple[float, float, float] | None = None
+
+    def cross_totals(self) -> tuple[float, float, float]:
+        """(maintenance margin of cross positions, their uPnL, isolated margin held elsewhere).
+
+        Raises KeyError if a cross position has no market rules or mark.
+        """
+        totals = self._cross
+        if totals is None:
+            ctx = self.ctx
+            mm = 0.0
+            upnl = 0.0
+            isolated = 0.0
+            for symbol, p in ctx.account.positions.items():
+                if p.margin_mode == "isolated":
+                    isolated += position_margin(p)
+                    continue
+                mark = ctx.marks[symbol].price
+                mm += maintenance_margin(p.amount * mark, ctx.markets[symbol].tiers)
+                upnl += p.unrealized_pnl(mark)
+            totals = self._cross = (mm, upnl, isolated)
+        return totals
+
+
+_last_view: AccountView | None = None
+
+
+def account_view(ctx: GuardContext) -> AccountView:
+    """The ``AccountView`` of ``ctx`` (memoised for the most recent context object)."""
+    global _last_view
+    view = _last_view
+    if view is not None and view.ctx is ctx:
+        return view
+    view = _last_view = AccountView(ctx)
+    return view
+
+
+# -- liquidation price of an open position -------------------------------------------------
+
+_ISOLATED_LIQ: dict[tuple[object, ...], tuple[object, float | None]] = {}
+_ISOLATED_LIQ_MAX = 8192
+
+
+def position_liquidation(p: Position, ctx: GuardContext, view: AccountView) -> float | None:
+    """Liquidation price of an open position at this context (isolated results memoised).
+
+    An isolated position's liquidation price does not depend on the mark, so it is cached by
+    the position's figures and its tiers; a cross position's is recomputed (it depends on the
+    other positions' marks).
+    """
+    market = ctx.markets[p.symbol]
+    tiers = market.tiers
+    fee = market.liquidation_fee_rate
+    if p.margin_mode == "isolated":
+        margin = position_margin(p)
+        key = (p.side, p.amount, p.entry_price, margin, id(tiers), fee)
+        hit = _ISOLATED_LIQ.get(key)
+        if hit is not None and hit[0] is tiers:
+            return hit[1]
+        liq = liquidation_price(
+            side=p.side,
+            amount=p.amount,
+            entry_price=p.entry_price,
+            margin_mode="isolated",
+            wallet_balance=margin,
+            tiers=tiers,
+            liquidation_fee_rate=fee,
+        )
+        if len(_ISOLATED_LIQ) >= _ISOLATED_LIQ_MAX:
+            _ISOLATED_LIQ.clear()
+        _ISOLATED_LIQ[key] = (tiers, liq)
+        return liq
+    mark = ctx.marks[p.symbol].price
+    mm_all, upnl_all, isolated = view.cross_totals()
+    own_mm = maintenance_margin(p.amount * mark, tiers)
+    return liquidation_price(
+        side=p.side,
+        amount=p.amount,
+        entry_price=p.entry_price,
+        margin_mode="cross",
+        wallet_balance=ctx.account.wallet_balance - isolated,
+        tiers=tiers,
+        other_maint_margin=mm_all - own_mm,
+        other_unrealized_pnl=upnl_all - p.unrealized_pnl(mark),
+        liquidation_fee_rate=fee,
+    )
+
+
+def liq_distance_pct(side_sign: int, mark: float, liq: float) -> float:
+    """How far the mark is from the liquidation price, % of mark (negative once past it)."""
+    return side_sign * (mark - liq) / mark * 100.0

@@ -1,0 +1,236 @@
+"""stop_loss: every position has a stop, and the loss at the stop is bounded.
+
+Pre-trade, for an opening or increasing order:
+
+- the order must carry a stop (``missing="reject"`` → ``stop_missing``), or, with
+  ``missing="attach"``, one is attached ``default_stop_pct`` % from the entry price (rounded to the
+  market's price step away from entry) and the order is then sized and checked as if it had it;
+- the stop must be on the losing side of the entry price (``stop_wrong_side``); the entry price is
+  the limit price of a limit order, else the mark;
+- the loss at the stop, fees included, for the position after the order —
+  ``existing: q0*(s*(E0 - S) + fee*S)`` plus ``new: q*(s*(E - S) + fee*E + fee*S)`` with ``fee``
+  the taker rate (entry and stop exit both charged as taker) — must be ≤ ``max_risk_pct`` % of
+  equity. On breach, ``on_breach="resize"`` shrinks the amount (rounded down to the amount step)
+  so the loss fits (``risk_too_high`` resize; refused as ``below_min_amount`` if that lands below
+  the market minimum, as ``risk_too_high`` if nothing fits); ``"reject"`` refuses
+  (``risk_too_high``). Sizing here means position_cap only ever shrinks the order further, so
+  the risk cap still holds after it.
+- a take-profit, when given, must be on the winning side (``take_profit_wrong_side``);
+  ``require_take_profit`` refuses an order without one (``take_profit_missing``); with
+  ``min_reward_risk`` > 0, ``|TP - E| / |E - S|`` must reach it (``reward_risk_low``, and a
+  take-profit is then required).
+
+Sweep: every open position must have a live stop (``Position.stop_price``). For one without, a
+``place_stop`` action carries the planned stop of its last approved entry (if still on the losing
+side of the mark) or ``default_stop_pct`` from the entry price, moved no closer to liquidation
+than ``liquidation.stop_buffer_pct``. If the mark has already passed that stop the action is
+``close`` (``stop_passed``). If the shell cannot place a stop it must close the position.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from guards.rules.base import (
+    SET_STOP,
+    Rule,
+    RuleConfig,
+    account_view,
+    below_minimum,
+    entry_price,
+    floor_to_step,
+    position_liquidation,
+    round_price_away,
+)
+from guards.types import Action, Figure, GuardContext, OrderIntent, Position, Verdict
+
+_EPS = 1e-9
+
+
+class StopLossConfig(RuleConfig):
+    max_risk_pct: float = Field(
+        default=1.0, gt=0, le=100, description="loss at the stop, fees included, % of equity"
+    )
+    missing: Literal["reject", "attach"] = Field(
+        default="reject", description="an order without a stop: reject it, or attach a default stop"
+    )
+    default_stop_pct: float = Field(
+        default=2.0,
+        gt=0,
+        lt=100,
+        description="distance of an attached or re-placed stop, % of entry",
+    )
+    require_take_profit: bool = Field(
+        default=False, description="refuse orders without a take-profit"
+    )
+    min_reward_risk: float = Field(
+        default=0.0, ge=0, le=100, description="minimum |TP - entry| / |entry - stop| (0 = off)"
+    )
+    on_breach: Literal["resize", "reject"] = Field(
+        default="resize", description="risk above the cap: resize the order to fit, or reject it"
+    )
+
+
+class StopLoss(Rule[StopLossConfig]):
+    name = "stop_loss"
+    config_model = StopLossConfig
+
+    def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
+        cfg = self.config
+        symbol = intent.symbol
+        market = ctx.markets[symbol]
+        price = entry_price(intent, ctx.marks[symbol].price)
+        s = 1 if intent.side == "long" else -1
+        stop = intent.stop_price
+        attached = stop is None
+        if stop is None:
+            if cfg.missing == "reject":
+                return self.reject("stop_missing", "an opening order must carry a stop-loss")
+            stop = round_price_away(
+                price * (1.0 - s * cfg.default_stop_pct / 100.0), market.price_step, s
+            )
+        distance = s * (price - stop)
+        if distance <= 0.0 or stop <= 0.0:
+            return self.reject(
+                "stop_wrong_side",
+                f"stop {stop:g} is not on the losing side of entry {price:g}",
+                {"entry": price, "stop": stop, "side": intent.side},
+            )
+        tp = intent.take_profit
+        if tp is not None and s * (tp - price) <= 0.0:
+            return self.reject(
+                "take_profit_wrong_side",
+                f"take-profit {tp:g} is not on the winning side of entry {price:g}",
+                {"entry": price, "take_profit": tp},
+            )
+        if tp is None and (cfg.require_take_profit or cfg.min_reward_risk > 0.0):
+            return self.reject("take_profit_missing", "an opening order must carry a take-profit")
+        if tp is not None and cfg.min_reward_risk > 0.0:
+            ratio = s * (tp - price) / distance
+            if ratio < cfg.min_reward_risk:
+                return self.reject(
+                    "reward_risk_low",
+                    f"reward/risk {ratio:.2f} below {cfg.min_reward_risk:g}",
+                    {"reward_risk": ratio, "min_reward_risk": cfg.min_reward_risk},
+                )
+        equity = account_view(ctx).equity
+        if equity <= 0.0:
+            return self.reject("no_equity", f"equity {equity:.2f} ≤ 0", {"equity": equity})
+        fee = market.taker_fee
+        budget = cfg.max_risk_pct / 100.0 * equity
+        pos = ctx.account.positions.get(symbol)
+        base_loss = 0.0 if pos is None else pos.amount * (s * (pos.entry_price - stop) + fee * stop)
+        per_unit = distance + fee * (price + stop)
+        requested = intent.amount
+        risk = base_loss + requested * per_unit
+        figures: dict[str, Figure] = {
+            "entry": price,
+            "stop": stop,
+            "stop_distance_pct": distance / price * 100.0,
+            "risk": risk,
+            "risk_pct": risk / equity * 100.0,
+            "max_risk_pct": cfg.max_risk_pct,
+            "risk_budget": budget,
+            "equity": equity,
+        }
+        if attached:
+            figures[SET_STOP] = stop
+        if risk <= budget * (1.0 + _EPS):
+            if attached:
+                return self.resize(requested, "stop_attached", f"attached stop {stop:g}", figures)
+            return self.allow(figures)
+        if cfg.on_breach == "reject":
+            return self.reject(
+                "risk_too_high",
+                f"loss at stop {risk:.2f} above {cfg.max_risk_pct:g}% of equity ({budget:.2f})",
+                figures,
+            )
+        fit = (budget - base_loss) / per_unit
+        amount = floor_to_step(fit, market.amount_step) if fit > 0.0 else 0.0
+        if amount <= 0.0:
+            return self.reject(
+                "risk_too_high",
+                f"no size fits: loss already at stop {base_loss:.2f} vs budget {budget:.2f}",
+                figures,
+            )
+        if below_minimum(market, amount, price):
+            return self.reject(
+                "below_min_amount",
+                f"risk-sized amount {amount:g} below the market minimum",
+                {
+                    **figures,
+                    "amount": amount,
+                    "min_amount": market.min_amount,
+                    "min_notional": market.min_notional,
+                },
+            )
+        figures["requested_amount"] = requested
+        figures["amount"] = amount
+        risk = base_loss + amount * per_unit
+        figures["risk"] = risk
+        figures["risk_pct"] = risk / equity * 100.0
+        return self.resize(
+            amount,
+            "risk_too_high",
+            f"resized {requested:g} → {amount:g} so the loss at the stop fits "
+            f"{cfg.max_risk_pct:g}% of equity",
+            figures,
+        )
+
+    def sweep(self, ctx: GuardContext) -> list[Action]:
+        actions: list[Action] = []
+        positions = ctx.account.positions
+        for symbol, p in positions.items():
+            if p.stop_price is not None:
+                continue
+            mark = ctx.marks.get(symbol)
+            market = ctx.markets.get(symbol)
+            if mark is None or market is None:
+                continue  # no data to place a stop at; the engine reports the missing data
+            actions.append(self._restore_stop(p, mark.price, market.price_step, ctx))
+        return actions
+
+    def _restore_stop(
+        self, p: Position, mark: float, price_step: float, ctx: GuardContext
+    ) -> Action:
+        s = p.sign
+        planned = None
+        sub = self.state.symbols.get(p.symbol)
+        if sub is not None and sub.planned_stop is not None and s * (mark - sub.planned_stop) > 0:
+            planned = sub.planned_stop
+        if planned is not None:
+            stop = planned
+        else:
+            stop = round_price_away(
+                p.entry_price * (1.0 - s * self.config.default_stop_pct / 100.0), price_step, s
+            )
+        try:
+            liq = position_liquidation(p, ctx, account_view(ctx))
+        except (KeyError, ValueError):
+            liq = None  # a stop without the liquidation bound still beats no stop
+        if liq is not None:
+            buffer = self.env.settings.liquidation.stop_buffer_pct / 100.0
+            limit = liq * (1.0 + s * buffer)
+            if s * (stop - limit) < 0.0:
+                stop = round_price_away(limit, price_step, -s)
+        figures: dict[str, Figure] = {"mark": mark, "stop": stop, "liq_price": liq}
+        if s * (mark - stop) <= 0.0:
+            return self.action(
+                "close",
+                p.symbol,
+                "stop_passed",
+                f"no live stop and the mark {mark:g} is already past the stop {stop:g}",
+                amount=p.amount,
+                figures=figures,
+            )
+        return self.action(
+            "place_stop",
+            p.symbol,
+            "stop_missing",
+            f"no live stop: place one at {stop:g}",
+            amount=p.amount,
+            stop_price=stop,
+            figures=figures,
+        )

@@ -1,0 +1,169 @@
+"""Leverage tiers (maintenance-margin brackets): parsing from ccxt and lookup by notional.
+
+``tiers_from_ccxt`` turns one symbol's ccxt ``fetch_leverage_tiers`` list into validated, sorted
+``Tier``s; ``tiers_by_symbol`` does it for a whole ``{symbol: [...]}`` mapping; ``tier_index``
+finds the bracket of a notional. The maintenance amount (Binance's ``cum``) is read from
+``info.cum`` (Binance) or ``maintAmt`` (freqtrade's fixtures); when neither is given it is derived
+from continuity of the maintenance margin across brackets, as Binance documents it:
+``cum_i = cum_{i-1} + min_notional_i * (mmr_i - mmr_{i-1})`` with ``cum_1 = 0``.
+
+Pure: no I/O. Reading the bundled tier file is the caller's job.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import Any
+
+from guards.types import Tier
+
+__all__ = ["TierTable", "tier_index", "tier_table", "tiers_by_symbol", "tiers_from_ccxt"]
+
+_REL_TOL = 1e-9
+
+
+def _number(entry: Mapping[str, Any], key: str, *, default: float | None = None) -> float:
+    value = entry.get(key)
+    if value is None:
+        if default is None:
+            raise ValueError(f"tier entry has no {key!r}: {dict(entry)!r}")
+        return default
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"tier entry has a NaN {key!r}")
+    return number
+
+
+def _given_maint_amount(entry: Mapping[str, Any]) -> float | None:
+    if entry.get("maintAmt") is not None:
+        return float(entry["maintAmt"])
+    info = entry.get("info")
+    if isinstance(info, Mapping) and info.get("cum") is not None:
+        return float(info["cum"])
+    return None
+
+
+def tiers_from_ccxt(entries: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
+    """Validated ``Tier``s, sorted by ``min_notional``, from one symbol's ccxt tier list.
+
+    A missing or ``None`` ``maxNotional`` (open-ended last bracket) becomes ``inf``. Raises
+    ``ValueError`` when the list is empty, brackets overlap or leave gaps, a rate is not in
+    (0, 1), rates decrease with size, or a leverage is not positive.
+    """
+    if not entries:
+        raise ValueError("no leverage tiers")
+    rows = sorted(entries, key=lambda e: _number(e, "minNotional"))
+    tiers: list[Tier] = []
+    for entry in rows:
+        low = _number(entry, "minNotional")
+        high = _number(entry, "maxNotional", default=math.inf)
+        mmr = _number(entry, "maintenanceMarginRate")
+        leverage = _number(entry, "maxLeverage")
+        if not 0.0 < mmr < 1.0:
+            raise ValueError(f"maintenance margin rate {mmr} not in (0, 1) at notional {low}")
+        if not leverage > 0.0:
+            raise ValueError(f"max leverage {leverage} not positive at notional {low}")
+        if not low < high:
+            raise ValueError(f"empty tier [{low}, {high})")
+        given = _given_maint_amount(entry)
+        if tiers:
+            prev = tiers[-1]
+            if not math.isclose(prev.max_notional, low, rel_tol=_REL_TOL, abs_tol=_REL_TOL):
+                raise ValueError(
+                    f"tiers not contiguous: one ends at {prev.max_notional}, next starts at {low}"
+                )
+            if mmr < prev.mmr:
+                raise ValueError(f"maintenance margin rate falls from {prev.mmr} to {mmr}")
+            amount = given if given is not None else prev.maint_amount + low * (mmr - prev.mmr)
+        else:
+            if low < 0.0:
+                raise ValueError(f"first tier starts at a negative notional {low}")
+            amount = given if given is not None else 0.0
+        if not math.isfinite(amount):
+            raise ValueError(f"maintenance amount {amount} not finite at notional {low}")
+        tiers.append(Tier(low, high, mmr, amount, leverage))
+    return tuple(tiers)
+
+
+def tiers_by_symbol(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, tuple[Tier, ...]]:
+    """``tiers_from_ccxt`` for each symbol of a ``fetch_leverage_tiers`` result.
+
+    The ``ValueError`` of a bad list names its symbol.
+    """
+    result: dict[str, tuple[Tier, ...]] = {}
+    for symbol, entries in data.items():
+        try:
+            result[symbol] = tiers_from_ccxt(entries)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{symbol}: {exc}") from exc
+    return result
+
+
+class TierTable:
+    """Per-tiers lookup data, built once per tiers tuple (see ``tier_table``).
+
+    Tier ``j`` covers notionals ``[lows[j], highs[j])`` with ``lows[0] = 0`` and
+    ``highs[-1] = inf``, the same split ``index`` uses, so a notional below the first bracket
+    counts as the first and one beyond the last as the last.
+    """
+
+    __slots__ = ("cums", "highs", "lows", "memo", "mmrs", "tiers", "uppers", "zeros")
+
+    def __init__(self, tiers: tuple[Tier, ...]) -> None:
+        if not tiers:
+            raise ValueError("no leverage tiers")
+        for prev, cur in pairwise(tiers):
+            if cur.min_notional < prev.min_notional:
+                raise ValueError("tiers must be sorted by min_notional")
+        for tier in tiers:
+            if not 0.0 < tier.mmr < 1.0:
+                raise ValueError(f"maintenance margin rate {tier.mmr} not in (0, 1)")
+        self.tiers = tiers
+        #: Upper bounds of every tier but the last: what ``index`` bisects.
+        self.uppers = tuple(t.max_notional for t in tiers[:-1])
+        self.lows = (0.0, *self.uppers)
+        self.highs = (*self.uppers, math.inf)
+        self.mmrs = tuple(t.mmr for t in tiers)
+        self.cums = tuple(t.maint_amount for t in tiers)
+        self.zeros = (0.0,) * len(tiers)
+        #: Free slot for callers' derived per-tier data (e.g. liquidation thresholds).
+        self.memo: dict[tuple[object, ...], tuple[float, ...]] = {}
+
+    def index(self, notional: float) -> int:
+        """0-based index of the tier holding ``notional``."""
+        return bisect_right(self.uppers, notional)
+
+
+_TABLES: dict[int, TierTable] = {}
+_TABLES_MAX = 4096
+
+
+def tier_table(tiers: Sequence[Tier]) -> TierTable:
+    """The ``TierTable`` of ``tiers``, memoised by identity for tuples.
+
+    ``MarketRules.tiers`` lives as long as its market, so a hot-path lookup costs one dict hit,
+    not a pass over the tiers. Tiers must already be sorted (as ``tiers_from_ccxt`` returns
+    them); they are never re-sorted. A non-tuple sequence gets a fresh table on every call.
+    """
+    if type(tiers) is tuple:
+        table = _TABLES.get(id(tiers))
+        if table is not None and table.tiers is tiers:
+            return table
+        table = TierTable(tiers)
+        if len(_TABLES) >= _TABLES_MAX:
+            _TABLES.clear()
+        _TABLES[id(tiers)] = table
+        return table
+    return TierTable(tuple(tiers))
+
+
+def tier_index(notional: float, tiers: Sequence[Tier]) -> int:
+    """Index (0-based) of the tier whose [min, max) holds ``notional``.
+
+    A notional at a bracket's upper bound belongs to the next bracket; one beyond the last
+    bracket maps to the last, one below the first to the first.
+    """
+    return tier_table(tiers).index(notional)

@@ -1,0 +1,229 @@
+"""Plain data the guard layer takes in and gives out.
+
+Inputs: ``OrderIntent``, ``Position``, ``Account``, ``MarketRules`` (with leverage ``Tier``s),
+``Mark`` prices and the ``GuardContext`` that bundles them with the current time.
+Outputs: a ``Verdict`` per rule, a ``Decision`` per checked intent, ``Action``s from a sweep,
+and ``ApprovedOrder``, the only thing an exchange adapter accepts for an opening order.
+
+All of it is frozen, slotted and free of I/O. Times are epoch seconds (UTC), money is floats in
+the quote currency (USDT), amounts are in base units (contracts of size 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+Side = Literal["long", "short"]
+MarginMode = Literal["isolated", "cross"]
+Outcome = Literal["allow", "resize", "reject"]
+VerdictOutcome = Literal["allow", "resize", "reject", "skip"]
+ActionKind = Literal["close", "reduce", "place_stop", "cancel_entries", "halt"]
+Figure = float | int | str | bool | None
+
+EMPTY_FIGURES: Mapping[str, Figure] = MappingProxyType({})
+
+#: Sweep actions in order of urgency: the engine sorts by this rank.
+ACTION_URGENCY: Mapping[ActionKind, int] = MappingProxyType(
+    {"halt": 0, "close": 1, "reduce": 2, "cancel_entries": 3, "place_stop": 4}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One maintenance-margin bracket: notional in [min_notional, max_notional)."""
+
+    min_notional: float
+    max_notional: float
+    mmr: float
+    maint_amount: float
+    max_leverage: float
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """What the exchange says about one perpetual market (ccxt market + leverage tiers)."""
+
+    symbol: str
+    tiers: tuple[Tier, ...]
+    amount_step: float = 0.001
+    price_step: float = 0.1
+    min_amount: float = 0.0
+    min_notional: float = 0.0
+    taker_fee: float = 0.0005
+    maker_fee: float = 0.0002
+    #: Liquidation fee rate of the "tiered" liquidation profile (0 for Binance's model).
+    liquidation_fee_rate: float = 0.0
+
+    @property
+    def max_leverage(self) -> float:
+        return self.tiers[0].max_leverage if self.tiers else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """An open position in one-way mode (at most one per symbol)."""
+
+    symbol: str
+    side: Side
+    amount: float
+    entry_price: float
+    margin_mode: MarginMode = "isolated"
+    leverage: float = 1.0
+    #: Isolated margin (including any added); for cross, the initial margin notional/leverage.
+    margin: float = 0.0
+    #: Trigger price of the live exchange-side stop order, None when there is none.
+    stop_price: float | None = None
+    take_profit: float | None = None
+    opened_at: float = 0.0
+    #: How many times the position was increased after it was opened.
+    adds: int = 0
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.side == "long" else -1
+
+    def unrealized_pnl(self, mark: float) -> float:
+        return self.sign * self.amount * (mark - self.entry_price)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Wallet balance (realised, excluding unrealised PnL) and open positions by symbol."""
+
+    wallet_balance: float
+    positions: Mapping[str, Position] = field(default_factory=dict)
+    currency: str = "USDT"
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A mark price and the time it was observed."""
+
+    price: float
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """What a strategy (or a person) wants to do, before any guard has looked at it.
+
+    ``side`` is the position direction the order opens or adds to; with ``reduce_only`` it is the
+    direction of the position being reduced (closing a long is ``side="long", reduce_only=True``).
+    ``kind="add_margin"`` asks to add ``margin_amount`` of isolated margin to a position.
+    """
+
+    symbol: str
+    side: Side
+    amount: float
+    price: float | None = None
+    order_type: Literal["market", "limit"] = "market"
+    leverage: float = 1.0
+    margin_mode: MarginMode = "isolated"
+    stop_price: float | None = None
+    take_profit: float | None = None
+    reduce_only: bool = False
+    kind: Literal["order", "add_margin"] = "order"
+    margin_amount: float = 0.0
+    client_id: str = ""
+    tag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardContext:
+    """Everything a rule may look at: account, market rules, marks and the current time."""
+
+    account: Account
+    markets: Mapping[str, MarketRules]
+    marks: Mapping[str, Mark]
+    now: float
+    #: Resting (unfilled) entry orders per symbol, for the session flatten.
+    open_entry_orders: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One rule's answer to one intent, with the figures that justify it."""
+
+    rule: str
+    outcome: VerdictOutcome
+    code: str = "ok"
+    reason: str = ""
+    #: Target amount when ``outcome == "resize"``.
+    amount: float | None = None
+    figures: Mapping[str, Figure] = field(default_factory=lambda: EMPTY_FIGURES)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer: allow, resize (to ``amount``) or reject, and every rule's verdict."""
+
+    outcome: Outcome
+    intent: OrderIntent
+    amount: float
+    code: str
+    reason: str
+    verdicts: tuple[Verdict, ...] = ()
+    #: Stop price the order must carry (the intent's, or one attached by the stop_loss rule).
+    stop_price: float | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome != "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Something a sweep says must be done now."""
+
+    kind: ActionKind
+    symbol: str | None
+    rule: str
+    code: str
+    reason: str
+    amount: float | None = None
+    stop_price: float | None = None
+    figures: Mapping[str, Figure] = field(default_factory=lambda: EMPTY_FIGURES)
+
+    @property
+    def urgency(self) -> int:
+        return ACTION_URGENCY[self.kind]
+
+
+_SEAL = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovedOrder:
+    """An order the guard engine allowed. Only ``GuardEngine`` (via ``approve``) can make one.
+
+    Exchange adapters take this type for opening orders, so no code path can send an opening
+    order that skipped the guards.
+    """
+
+    intent: OrderIntent
+    amount: float
+    stop_price: float | None
+    take_profit: float | None
+    decision: Decision
+    _seal: object = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._seal is not _SEAL:
+            raise TypeError("ApprovedOrder is made only by GuardEngine")
+
+
+def approve(decision: Decision) -> ApprovedOrder:
+    """Seal an allowed decision into an ``ApprovedOrder`` (for the engine's use only)."""
+    if not decision.allowed:
+        raise ValueError(f"cannot approve a refused order: {decision.code}")
+    return ApprovedOrder(
+        intent=decision.intent,
+        amount=decision.amount,
+        stop_price=decision.stop_price,
+        take_profit=decision.intent.take_profit,
+        decision=decision,
+        _seal=_SEAL,
+    )

@@ -1,0 +1,217 @@
+"""stop_loss: stop required and on the losing side, risk at the stop with fees, TP rules, sweep.
+
+Risk at the stop (hand formula): loss = q*|E - S| + fee*q*E + fee*q*S, budget = 1 % of equity.
+With E = 100, S = 98, fee = 0.0005: per unit 2 + 0.0005*(100 + 98) = 2.099.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from guards.config import GuardsConfig
+from guards.engine import GuardEngine
+from guards.rules import REGISTRY
+from guards.state import GuardState
+from guards.types import (
+    Account,
+    Action,
+    Decision,
+    GuardContext,
+    Mark,
+    MarketRules,
+    OrderIntent,
+    Position,
+    Tier,
+    Verdict,
+)
+
+SYM = "TEST/USDT:USDT"
+NOW = datetime(2024, 6, 3, 12, 0, tzinfo=UTC).timestamp()
+FLAT_TIER = (Tier(0.0, math.inf, 0.005, 0.0, 100.0),)
+
+
+def only(rule: str, **params: Any) -> GuardsConfig:
+    tables: dict[str, Any] = {name: {"enabled": name == rule} for name in REGISTRY}
+    tables[rule].update(params)
+    return GuardsConfig.model_validate(tables)
+
+
+def ctx(
+    positions: tuple[Position, ...] = (),
+    wallet: float = 10_000.0,
+    mark: float = 100.0,
+    **market_kw: Any,
+) -> GuardContext:
+    rules = MarketRules(SYM, FLAT_TIER, taker_fee=0.0005, **market_kw)
+    return GuardContext(
+        account=Account(wallet, {p.symbol: p for p in positions}),
+        markets={SYM: rules},
+        marks={SYM: Mark(mark, NOW)},
+        now=NOW,
+    )
+
+
+def verdict(decision: Decision) -> Verdict:
+    return next(v for v in decision.verdicts if v.rule == "stop_loss")
+
+
+def check(intent: OrderIntent, context: GuardContext, **params: Any) -> Decision:
+    return GuardEngine(only("stop_loss", **params)).check(intent, context)
+
+
+def order(amount: float, stop: float | None = 98.0, side: str = "long", **kw: Any) -> OrderIntent:
+    return OrderIntent(symbol=SYM, side=side, amount=amount, stop_price=stop, **kw)  # type: ignore[arg-type]
+
+
+def test_risk_just_inside_the_budget_is_allowed() -> None:
+    # 47.641 * 2.099 = 99.998459 ≤ 100
+    d = check(order(47.641), ctx())
+    assert d.outcome == "allow"
+    assert verdict(d).figures["risk"] == pytest.approx(47.641 * 2.099)
+
+
+def test_risk_just_outside_resizes_to_fit() -> None:
+    # 47.642 * 2.099 = 100.000558 > 100 → largest fit 100 / 2.099 = 47.6417... → 47.641
+    d = check(order(47.642), ctx())
+    assert d.outcome == "resize" and d.amount == pytest.approx(47.641)
+    assert verdict(d).code == "risk_too_high"
+
+
+def test_risk_breach_rejected_when_configured() -> None:
+    d = check(order(47.642), ctx(), on_breach="reject")
+    assert d.code == "risk_too_high" and not d.allowed
+
+
+def test_short_risk() -> None:
+    # short E = 100, S = 102.5: per unit 2.5 + 0.0005*(100 + 102.5) = 2.60125; 200 budget (2 %)
+    # → 200 / 2.60125 = 76.886... → 76.886
+    d = check(order(100.0, stop=102.5, side="short"), ctx(), max_risk_pct=2.0)
+    assert d.amount == pytest.approx(76.886)
+
+
+def test_limit_order_uses_limit_price_as_entry() -> None:
+    # E = 95 (limit), S = 93: per unit 2 + 0.0005*(95 + 93) = 2.094 → 100/2.094 = 47.755...
+    intent = order(60.0, stop=93.0, price=95.0, order_type="limit")
+    d = check(intent, ctx())
+    assert d.amount == pytest.approx(47.755)
+
+
+def test_add_to_position_counts_the_existing_loss_at_the_stop() -> None:
+    # existing long 10 @ 99 marked at 100: uPnL +10 → equity 10,010 → budget 100.10.
+    # its loss at the new stop 98: 10*(99-98) + 0.0005*10*98 = 10.49
+    # budget left 100.10 - 10.49 = 89.61 → 89.61 / 2.099 = 42.6917... → 42.691
+    pos = Position(SYM, "long", 10.0, 99.0, leverage=5.0, margin=198.0)
+    d = check(order(50.0), ctx((pos,)))
+    assert d.amount == pytest.approx(42.691)
+
+
+def test_add_with_stop_in_profit_frees_budget() -> None:
+    # existing long 10 @ 90 marked at 100: uPnL +100 → equity 10,100 → budget 101.
+    # its loss at stop 98: 10*(90-98) + 0.49 = -79.51 (a locked-in profit)
+    # budget 101 + 79.51 = 180.51 → 180.51 / 2.099 = 85.9981... → 85.998
+    pos = Position(SYM, "long", 10.0, 90.0, leverage=5.0, margin=180.0)
+    d = check(order(100.0), ctx((pos,)))
+    assert d.amount == pytest.approx(85.998)
+
+
+def test_missing_stop_rejected_by_default() -> None:
+    d = check(order(1.0, stop=None), ctx())
+    assert d.code == "stop_missing"
+
+
+def test_missing_stop_attached_and_sized() -> None:
+    # attach 2 %: long stop 98.0; then sized as above → 47.641
+    d = check(order(100.0, stop=None), ctx(), missing="attach")
+    assert d.stop_price == pytest.approx(98.0)
+    assert d.intent.stop_price == pytest.approx(98.0)
+    assert d.amount == pytest.approx(47.641)
+    small = check(order(1.0, stop=None), ctx(), missing="attach")
+    assert small.outcome == "allow" and small.code == "stop_attached"
+    short = check(order(1.0, stop=None, side="short"), ctx(), missing="attach")
+    assert short.stop_price == pytest.approx(102.0)
+
+
+def test_attached_stop_rounds_away_from_entry() -> None:
+    # mark 100.05, 2 % → 98.049 → down to price step 0.1 → 98.0 (long); short 102.051 → 102.1
+    assert check(order(1.0, stop=None), ctx(mark=100.05), missing="attach").stop_price == (
+        pytest.approx(98.0)
+    )
+    short = check(order(1.0, stop=None, side="short"), ctx(mark=100.05), missing="attach")
+    assert short.stop_price == pytest.approx(102.1)
+
+
+@pytest.mark.parametrize(
+    ("side", "stop", "ok"),
+    [("long", 99.9, True), ("long", 100.0, False), ("short", 100.1, True), ("short", 100.0, False)],
+)
+def test_stop_side_edges(side: str, stop: float, ok: bool) -> None:
+    d = check(order(1.0, stop=stop, side=side), ctx())
+    assert d.allowed is ok
+    if not ok:
+        assert d.code == "stop_wrong_side"
+
+
+def test_take_profit_rules() -> None:
+    assert check(order(1.0), ctx(), require_take_profit=True).code == "take_profit_missing"
+    assert check(order(1.0, take_profit=99.0), ctx()).code == "take_profit_wrong_side"
+    # reward/risk: stop 98 (risk 2), TP 104 → 4/2 = 2.0 meets 2; TP 103.9 → 1.95 does not
+    assert check(order(1.0, take_profit=104.0), ctx(), min_reward_risk=2.0).allowed
+    d = check(order(1.0, take_profit=103.9), ctx(), min_reward_risk=2.0)
+    assert d.code == "reward_risk_low"
+    assert verdict(d).figures["reward_risk"] == pytest.approx(1.95)
+
+
+def test_risk_sized_amount_below_market_minimum_is_refused() -> None:
+    d = check(order(100.0), ctx(min_amount=50.0))
+    assert d.code == "below_min_amount"
+
+
+# -- sweep ------------------------------------------------------------------------------------
+
+
+def sweep(
+    positions: tuple[Position, ...], mark: float, state: GuardState | None = None
+) -> list[Action]:
+    engine = GuardEngine(only("stop_loss"), state)
+    return [a for a in engine.sweep(ctx(positions, mark=mark)) if a.rule == "stop_loss"]
+
+
+def test_sweep_ignores_positions_with_a_live_stop() -> None:
+    pos = Position(SYM, "long", 1.0, 100.0, leverage=2.0, margin=50.0, stop_price=98.0)
+    assert sweep((pos,), 100.0) == []
+
+
+def test_sweep_places_default_stop() -> None:
+    # 2x long @ 100: margin 50, liq (50 - 100)/(0.005 - 1) = 50.25...; default stop 98.0
+    pos = Position(SYM, "long", 1.0, 100.0, leverage=2.0, margin=50.0)
+    (action,) = sweep((pos,), 100.0)
+    assert action.kind == "place_stop" and action.code == "stop_missing"
+    assert action.stop_price == pytest.approx(98.0)
+
+
+def test_sweep_prefers_the_planned_stop() -> None:
+    state = GuardState()
+    state.symbol(SYM).planned_stop = 97.3
+    pos = Position(SYM, "long", 1.0, 100.0, leverage=2.0, margin=50.0)
+    (action,) = sweep((pos,), 100.0, state)
+    assert action.stop_price == pytest.approx(97.3)
+
+
+def test_sweep_keeps_stop_clear_of_liquidation() -> None:
+    # 40x long: margin 2.5 → liq (2.5 - 100)/(0.005 - 1) = 97.98994975; buffer 1 % → 98.96984925
+    # → rounded up (toward entry) to 99.0, which beats the 2 % default (98.0).
+    pos = Position(SYM, "long", 1.0, 100.0, leverage=40.0, margin=2.5)
+    (action,) = sweep((pos,), 100.0)
+    assert action.kind == "place_stop"
+    assert action.stop_price == pytest.approx(99.0)
+    assert action.figures["liq_price"] == pytest.approx(97.98994975)
+
+
+def test_sweep_closes_when_mark_already_past_the_stop() -> None:
+    pos = Position(SYM, "short", 1.0, 100.0, leverage=2.0, margin=50.0)
+    (action,) = sweep((pos,), 102.0)  # short default stop 102.0, mark at it
+    assert action.kind == "close" and action.code == "stop_passed"
