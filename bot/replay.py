@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import structlog
 from ccxt.base.errors import BaseError as CcxtError
 
 from bot.heartbeat import write_heartbeat
+from bot.report import EquityCurve, Report, utc
 from bot.settings import Settings
 from bot.strategies import load_strategy
 from bot.strategies.base import Strategy
@@ -37,7 +38,7 @@ from guards.types import (
     OrderIntent,
     Position,
 )
-from paper.core import PaperCore, Trade
+from paper.core import PaperCore
 from paper.feed import (
     Candles,
     FeedError,
@@ -76,105 +77,6 @@ def enabled_rules(config: GuardsConfig) -> list[str]:
     ]
 
 
-@dataclass
-class Report:
-    """What a replay did, computed from the paper ledger and the recorded guard decisions."""
-
-    symbol: str
-    timeframe: str
-    start: str
-    end: str
-    candles: int
-    trades: int
-    wins: int
-    fees: float
-    funding: float
-    realized_pnl: float
-    starting_balance: float
-    final_equity: float
-    max_drawdown_pct: float
-    liquidations: int
-    liquidation_loss: float
-    guard_interventions: dict[str, int]
-    guards_enabled: list[str]
-    orders_checked: int
-    orders_refused: int
-    orders_resized: int
-    exchange_rejects: int
-    elapsed_s: float
-    exit_reasons: dict[str, int] = field(default_factory=dict)
-    #: The ledger's closing fills (not in ``to_dict``): for tests, plots and trade lists.
-    closed_trades: tuple[Trade, ...] = ()
-
-    @property
-    def win_rate(self) -> float:
-        return self.wins / self.trades if self.trades else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            "start": self.start,
-            "end": self.end,
-            "candles": self.candles,
-            "trades": self.trades,
-            "win_rate": round(self.win_rate, 4),
-            "fees": round(self.fees, 2),
-            "funding": round(self.funding, 2),
-            "realized_pnl": round(self.realized_pnl, 2),
-            "starting_balance": round(self.starting_balance, 2),
-            "final_equity": round(self.final_equity, 2),
-            "max_drawdown_pct": round(self.max_drawdown_pct, 2),
-            "liquidations": self.liquidations,
-            "liquidation_loss": round(self.liquidation_loss, 2),
-            "guard_interventions": dict(sorted(self.guard_interventions.items())),
-            "guards_enabled": self.guards_enabled,
-            "orders_checked": self.orders_checked,
-            "orders_refused": self.orders_refused,
-            "orders_resized": self.orders_resized,
-            "exchange_rejects": self.exchange_rejects,
-            "exit_reasons": dict(sorted(self.exit_reasons.items())),
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
-
-    def render_text(self) -> str:
-        d = self.to_dict()
-        ret = (self.final_equity / self.starting_balance - 1) * 100
-        rows = [
-            f"guardbot replay report — {self.symbol} {self.timeframe}, {self.start} → {self.end}",
-            "",
-            f"  candles            {self.candles:>14,}",
-            f"  trades             {self.trades:>14,}"
-            f"   (closing fills; win rate {self.win_rate:.1%})",
-            f"  fees               {d['fees']:>14,.2f}",
-            f"  funding            {d['funding']:>14,.2f}   (+ received / − paid)",
-            f"  realised PnL       {d['realized_pnl']:>14,.2f}   (before fees and funding)",
-            f"  final equity       {d['final_equity']:>14,.2f}   from {self.starting_balance:,.2f}"
-            f" ({ret:+.2f} %)",
-            f"  max drawdown       {d['max_drawdown_pct']:>13.2f} %",
-            f"  liquidations       {self.liquidations:>14,}"
-            f"   (margin lost {d['liquidation_loss']:,.2f})",
-            f"  orders checked     {self.orders_checked:>14,}   refused {self.orders_refused:,},"
-            f" resized {self.orders_resized:,}, exchange rejects {self.exchange_rejects:,}",
-            "  exits              "
-            + (", ".join(f"{k} {v}" for k, v in d["exit_reasons"].items()) or "none"),
-            "  guards enabled     " + (", ".join(self.guards_enabled) or "none (--no-guards)"),
-            "  guard interventions"
-            + (
-                "\n"
-                + "\n".join(f"    {k:<18}{v:>10,}" for k, v in d["guard_interventions"].items())
-                if self.guard_interventions
-                else " none"
-            ),
-            f"  replayed in {self.elapsed_s:.2f} s",
-        ]
-        return "\n".join(rows)
-
-
-def _utc(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000))
-
-
 def load_feed(settings: Settings) -> tuple[Candles, Candles | None, list[tuple[int, float]]]:
     """Candles, optional mark candles and funding rates the settings name (or the bundled set)."""
     feed = settings.feed
@@ -208,8 +110,13 @@ def run_replay(
     strategy: Strategy | None = None,
     candles: Candles | None = None,
     heartbeat: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    record_curve: bool = False,
 ) -> Report:
-    """Replay the configured data (or ``candles``) and return the report."""
+    """Replay the configured data (or ``candles``) and return the report.
+
+    ``progress(done, total)`` is called every 4,096 candles and once at the end.
+    """
     started = time.perf_counter()
     if candles is None:
         candles, marks, rates = load_feed(settings)
@@ -235,12 +142,19 @@ def run_replay(
     if rates:
         core.set_funding_rates(symbol, rates)
     run = _Run(settings, core, GuardEngine(gcfg), strategy, symbol, core.market_rules(symbol))
+    if record_curve:
+        run.curve = EquityCurve()
     if heartbeat:
         write_heartbeat(settings.state.dir, status="running", mode="replay", symbol=symbol)
-    run.replay(candles, marks)
+    run.replay(candles, marks, progress)
     if heartbeat:
         write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=symbol)
-    return run.report(candles, gcfg, time.perf_counter() - started)
+    report = run.report(candles, gcfg, time.perf_counter() - started)
+    if run.curve is not None:
+        for event in run.core.liquidations:
+            run.curve.mark(event.ts / 1000.0, "liquidation", "exchange")
+        report.curve = run.curve
+    return report
 
 
 class _Run:
@@ -271,6 +185,8 @@ class _Run:
         self.max_dd = 0.0
         self.trades_seen = 0
         self.client_seq = 0
+        self.curve: EquityCurve | None = None
+        self.now_s = 0.0
         liq = engine.config.liquidation
         breaker = engine.config.circuit_breaker
         zone = liq.reduce_at_pct if liq.enabled else 0.0
@@ -279,7 +195,12 @@ class _Run:
         self.danger_zone = zone / 100.0
 
     # -- the loop ---------------------------------------------------------------------------
-    def replay(self, candles: Candles, marks: Candles | None) -> None:
+    def replay(
+        self,
+        candles: Candles,
+        marks: Candles | None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         core = self.core
         symbol = self.symbol
         strategy = self.strategy
@@ -297,7 +218,9 @@ class _Run:
         mark_index = _mark_index(marks) if marks is not None else None
         beat_every = self.settings.state.heartbeat_s
         next_beat = time.monotonic() + beat_every
-        for i in range(len(ts_a)):
+        n = len(ts_a)
+        curve = self.curve
+        for i in range(n):
             ts = ts_a[i]
             o, h, lo, c = op_a[i], hi_a[i], lo_a[i], cl_a[i]
             core.on_candle_volume(symbol, vo_a[i])
@@ -322,6 +245,8 @@ class _Run:
             engine.on_price(symbol, c, close_s)
             self._sweep(close_s, mpath[3])
             eq = core.equity()
+            if curve is not None:
+                curve.append(close_s, eq)
             if eq > self.peak:
                 self.peak = eq
             elif self.peak > 0:
@@ -334,9 +259,14 @@ class _Run:
                 )
                 if intents:
                     self.pending.extend(intents)
-            if (i & 4095) == 0 and time.monotonic() >= next_beat:
-                write_heartbeat(self.settings.state.dir, status="running", mode="replay")
-                next_beat = time.monotonic() + beat_every
+            if (i & 4095) == 0:
+                if progress is not None:
+                    progress(i, n)
+                if time.monotonic() >= next_beat:
+                    write_heartbeat(self.settings.state.dir, status="running", mode="replay")
+                    next_beat = time.monotonic() + beat_every
+        if progress is not None:
+            progress(n, n)
 
     def _after_price(self, ts_ms: int) -> None:
         """Notice closes done by the core (stops, take-profits, liquidations) and danger."""
@@ -393,6 +323,10 @@ class _Run:
         for v in decision.verdicts:
             if v.outcome in ("reject", "resize"):
                 self.interventions[v.rule] += 1
+                if self.curve is not None:
+                    self.curve.mark(
+                        self.now_s, "refused" if v.outcome == "reject" else "resized", v.rule
+                    )
         if decision.outcome != "allow":
             log.info(
                 "guard_decision",
@@ -406,6 +340,7 @@ class _Run:
     def _execute_pending(self, ts_ms: int, mark: float) -> None:
         intents, self.pending = self.pending, []
         now_s = ts_ms / 1000.0
+        self.now_s = now_s
         for intent in intents:
             decision = self.engine.check(intent, self._ctx(now_s, mark))
             if not (intent.reduce_only or decision.code in ("reduce_only", "closing")):
@@ -493,12 +428,15 @@ class _Run:
             self._closed_by_exchange()
 
     def _sweep(self, now_s: float, mark: float) -> None:
+        self.now_s = now_s
         actions = self.engine.sweep(self._ctx(now_s, mark))
         for action in actions:
             self._act(action)
 
     def _act(self, action: Action) -> None:
         self.interventions[action.rule] += 1
+        if self.curve is not None:
+            self.curve.mark(self.now_s, action.kind, action.rule)
         log.info(
             "guard_action",
             kind=action.kind,
@@ -541,8 +479,8 @@ class _Run:
         return Report(
             symbol=self.symbol,
             timeframe=candles.timeframe,
-            start=_utc(candles.ts[0]),
-            end=_utc(candles.ts[-1] + candles.timeframe_ms),
+            start=utc(candles.ts[0]),
+            end=utc(candles.ts[-1] + candles.timeframe_ms),
             candles=len(candles),
             trades=len(trades),
             wins=sum(1 for t in trades if t.net > 0),

@@ -1,0 +1,91 @@
+"""`replay --set` grids, `--compare`, and the equity-curve chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app, parse_value
+from bot.plot import downsample, render_html
+from bot.replay import run_replay
+from bot.settings import ConfigError, load_settings
+from bot.tuning import combinations, parse_axes
+
+runner = CliRunner()
+
+
+def test_axes_and_combinations() -> None:
+    axes = parse_axes(["a.b=1,2,3", "c=[1, 2]", "d=x"], parse_value)
+    assert [a.values for a in axes] == [(1, 2, 3), ([1, 2],), ("x",)]
+    combos = combinations(axes)
+    assert len(combos) == 3
+    assert combos[0] == {"a.b": 1, "c": [1, 2], "d": "x"}
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_axes(["a=1", "a=2"], parse_value)
+
+
+def test_grid_runs_every_combination_and_caps_bind(clean_env: Path) -> None:
+    # the strategy asks for 10x; a 2x cap must shrink positions, a 10x cap must not
+    result = runner.invoke(
+        app,
+        [
+            "replay",
+            "--json",
+            "--workers",
+            "2",
+            "--set",
+            "strategy.params={leverage=10, notional=20000}",
+            "--set",
+            "guards.position_cap.max_leverage=2,10",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output.strip().splitlines()[-1])
+    assert [r["set"]["guards.position_cap.max_leverage"] for r in rows] == [2, 10]
+    capped, loose = rows
+    assert capped["guard_interventions"].get("position_cap", 0) > loose["guard_interventions"].get(
+        "position_cap", 0
+    )
+    for row in rows:
+        assert {"liquidations", "max_drawdown_pct", "final_equity", "trades"} <= set(row)
+
+
+def test_grid_with_a_bad_value_fails_before_running(clean_env: Path) -> None:
+    result = runner.invoke(app, ["replay", "--set", "guards.position_cap.max_leverage=2,999"])
+    assert result.exit_code == 2
+    assert "guards.position_cap.max_leverage = 999" in result.output
+
+
+def test_compare_json_has_both_runs(clean_env: Path) -> None:
+    result = runner.invoke(app, ["replay", "--compare", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.strip().splitlines()[-1])
+    assert data["guards_off"]["guards_enabled"] == []
+    assert data["guards_on"]["guards_enabled"]
+    assert data["guards_on"]["candles"] == data["guards_off"]["candles"]
+
+
+def test_downsample_keeps_extremes() -> None:
+    ts = [float(i) for i in range(10_000)]
+    eq = [100.0] * 10_000
+    eq[4321] = 50.0
+    eq[777] = 150.0
+    pts = downsample(ts, eq, 200)
+    assert len(pts) <= 200
+    values = [e for _, e in pts]
+    assert min(values) == 50.0 and max(values) == 150.0
+    assert [t for t, _ in pts] == sorted(t for t, _ in pts)
+
+
+def test_plot_escapes_and_marks_interventions(clean_env: Path) -> None:
+    report = run_replay(load_settings(secrets_dir=None), heartbeat=False, record_curve=True)
+    assert report.curve is not None and len(report.curve.ts) == report.candles
+    html = render_html(report, title="<script>alert(1)</script>")
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "<polyline" in html
+    assert html.count("<circle") == len(report.curve.markers)
+    assert len(report.curve.markers) >= sum(report.guard_interventions.values())
