@@ -29,10 +29,12 @@ from guards.tiers import tiers_from_ccxt  # noqa: E402
 from guards.types import (  # noqa: E402
     Account,
     GuardContext,
+    MarginMode,
     Mark,
     MarketRules,
     OrderIntent,
     Position,
+    Side,
 )
 
 BTC = "BTC/USDT:USDT"
@@ -66,8 +68,8 @@ def make_positions(
     for i, symbol in enumerate(symbols):
         price = 1.0 + (i % 37) * 3.7
         amount = 40.0 / price
-        side = "long" if i % 2 == 0 else "short"
-        mode = "cross" if cross_every and i % cross_every == 0 else "isolated"
+        side: Side = "long" if i % 2 == 0 else "short"
+        mode: MarginMode = "cross" if cross_every and i % cross_every == 0 else "isolated"
         positions[symbol] = Position(
             symbol=symbol,
             side=side,

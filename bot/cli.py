@@ -344,6 +344,39 @@ def health(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command()
+def history(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Rows per kind.")] = 20,
+    kind: Annotated[
+        str, typer.Option("--kind", help="decisions | trades | actions | all.")
+    ] = "all",
+    symbol: Annotated[str | None, typer.Option("--symbol", help="Only this market.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Show recent guard decisions, trades and guard actions from the state store."""
+    from bot.history import HistoryError, show_history
+    from bot.store import StoreError
+
+    settings = settings_or_exit(config, {})
+    try:
+        text = show_history(
+            state_dir or settings.state.dir,
+            kind=kind,
+            limit=limit,
+            symbol=symbol,
+            as_json=json_out,
+        )
+    except HistoryError as exc:
+        raise fail(str(exc)) from None
+    except StoreError as exc:
+        raise fail(str(exc), code=1) from None
+    typer.echo(text)
+
+
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Validate the configuration (exit 0 if valid, 2 with the problem otherwise)."""

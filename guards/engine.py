@@ -19,6 +19,12 @@ of an open position with an amount ≤ its size (``Decision.code`` ``reduce_only
 every verdict ``skip``). An opposite order larger than the position (a flip) is refused
 (``flip_refused``): close first, then open through the guards.
 
+A margin top-up (``kind="add_margin"``) is judged by the halt and data checks and the rules
+that declare ``handles_add_margin`` (anti_top_up); the other rules record ``skip``.
+
+The context is treated as immutable: figures derived from it (equity, margins, cross totals)
+are computed once per ``GuardContext`` object and shared by the rules.
+
 ``approve(decision)`` seals an allowed decision into an ``ApprovedOrder`` and records the entry
 (time of the check, or ``ts``) for the rate limits and the planned stop for the stop sweep: an
 approved entry that later fails to fill still counts (conservative).
@@ -40,7 +46,14 @@ from typing import Any, Literal
 
 from guards.config import GuardsConfig
 from guards.rules import REGISTRY
-from guards.rules.base import SET_LEVERAGE, SET_STOP, Rule, RuleEnv, account_view
+from guards.rules.base import (
+    SET_LEVERAGE,
+    SET_STOP,
+    STOP_ONLY_CODES,
+    Rule,
+    RuleEnv,
+    account_view,
+)
 from guards.rules.circuit_breaker import CircuitBreaker
 from guards.rules.clock import DayClock
 from guards.rules.trend import Trend
@@ -204,6 +217,7 @@ class GuardEngine:
             verdicts.extend(setup.not_evaluated)
             return self._refuse(intent, first or data, verdicts, cur)
         resized: Verdict | None = None
+        stop_source: Verdict | None = None
         for rule in setup.after_data:
             verdict = self._run(rule, cur, ctx, is_order)
             verdicts.append(verdict)
@@ -213,7 +227,9 @@ class GuardEngine:
                     first = verdict
             elif outcome == "resize":
                 cur = _adjusted(cur, verdict)
-                if verdict.code != "stop_attached":
+                if verdict.code in STOP_ONLY_CODES:
+                    stop_source = verdict
+                else:
                     resized = verdict
         if first is not None:
             return self._refuse(intent, first, verdicts, cur)
@@ -228,10 +244,10 @@ class GuardEngine:
                 tuple(verdicts),
                 cur.stop_price,
             )
-        if cur.stop_price != intent.stop_price:
-            reason = f"allowed with an attached stop at {cur.stop_price:g}"
+        if stop_source is not None:
+            reason = f"{stop_source.rule}: {stop_source.reason}"
             return Decision(
-                "allow", cur, cur.amount, "stop_attached", reason, tuple(verdicts), cur.stop_price
+                "allow", cur, cur.amount, stop_source.code, reason, tuple(verdicts), cur.stop_price
             )
         return Decision(
             "allow", cur, cur.amount, "ok", "all guards passed", tuple(verdicts), cur.stop_price

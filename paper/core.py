@@ -15,7 +15,9 @@ Orders
   minimum notional (not checked for reduce-only, like Binance) -> ``InvalidOrder``.
   ``clientOrderId`` duplicates -> ``DuplicateOrderId`` (an ``InvalidOrder``). A trigger that
   would fire at once -> ``OrderImmediatelyFillable``. Leverage above what the position's tier
-  allows -> ``InvalidOrder``; margin short -> ``InsufficientFunds``.
+  allows -> ``InvalidOrder``; margin short (free margin below initial margin + fee, or a
+  position that would be liquidatable at the mark right after the fill) -> ``InsufficientFunds``;
+  a triggered order refused for those reasons ends ``rejected``.
   ``params["reason"]`` labels the round trip a closing fill ends (default: ``"strategy"``,
   ``"stop"`` or ``"take_profit"`` by order type; the engine itself uses ``"liquidation"``), and
   ``params["tag"]`` is a free label kept on the order, position and trade, e.g. a guard rule.
@@ -23,12 +25,13 @@ Orders
 Fills
   Market orders and triggered stops / take-profits are taker fills at ``price * (1 +/- slip)``
   with ``slip = slippage_bps / 1e4 + participation_coef * amount / candle volume`` (volume from
-  ``on_candle_volume``; the term is 0 without it), adverse to the order's side. A trigger fires
-  when its basis price (mark or last: ``workingType`` param, else ``config.trigger_price``)
-  crosses it; it fills at its trigger price, except on the *first* price seen after it was armed:
-  a gap past the trigger then fills at that price (the last price). A resting limit fills as
-  maker at its own price when the last price reaches it (no price improvement); a limit that is
-  marketable on arrival fills at once as taker at the slipped last price, capped at its limit.
+  ``on_candle_volume``; the term is 0 without it; capped at 0.99), adverse to the order's
+  side. A trigger fires when its basis price (mark or last: ``workingType`` param, else
+  ``config.trigger_price``) crosses it; it fills at its trigger price, except on the *first*
+  price seen after it was armed: a gap past the trigger then fills at that price (the last
+  price). A resting limit fills as maker at its own price when the last price reaches it (no
+  price improvement); a limit that is marketable on arrival fills at once as taker at the
+  slipped last price, capped at its limit.
   Within one price point, events are taken in the order the price path meets them (distance from
   the previous price); events that fire on their first price come first, and a liquidation
   crossed on the same point beats them (the gap is past the liquidation price, so the engine has
@@ -49,8 +52,9 @@ Funding
   symbol at or after a funding time charges ``amount * mark * rate`` (longs pay a positive rate)
   at that price's mark, before anything else on that price, once per funding time crossed. The
   rate comes from ``set_funding_rates`` (timestamps matched to the minute) or else
-  ``config.funding_rate``. ``apply_funding`` charges one payment by hand. Isolated positions pay
-  from their margin, cross ones from the wallet; the liquidation price moves accordingly.
+  ``config.funding_rate``. ``apply_funding`` charges one payment by hand (then runs the
+  liquidation check at the last mark). Isolated positions pay from their margin, cross ones from
+  the wallet; the liquidation price moves accordingly.
 
 Liquidation (on the mark; the guards' ``guards.liquidation`` math, so guards and engine agree)
   Each position keeps a precomputed trigger price, ``liquidation_price(...)`` of its profile,
@@ -71,6 +75,10 @@ Liquidation (on the mark; the guards' ``guards.liquidation`` math, so guards and
   Cross: the balance is the cross wallet (wallet - isolated margins) minus the other cross
   positions' MM plus their uPnL; with two or more cross positions the trigger is re-solved on
   every price of a cross symbol, and only the symbol being priced is liquidated at that point.
+
+History
+  ``trades`` holds one ``Trade`` per closing fill (partial closes included) and
+  ``liquidations`` one ``LiquidationEvent`` per engine action; ``stats()`` gives the totals.
 
 Determinism and state
   Order ids are a counter; everything is a function of the inputs. ``snapshot()`` gives a
@@ -477,13 +485,20 @@ class PaperCore:
     ) -> float:
         """Charge one funding payment ``amount * mark * rate`` (longs pay a positive rate).
 
-        Returns the cash flow to the account (negative when paid); 0 without a position.
+        The liquidation engine then looks at the position at once (at the last mark, stamped
+        ``ts_ms`` or the current time). Returns the cash flow to the account (negative when
+        paid); 0 without a position.
         """
         b = self._book(symbol)
+        flow = self._charge_funding(b, rate, b.mark if mark is None else mark)
+        if b.pos is not None and not math.isnan(b.mark):
+            self._resolve(b, self.now_ms if ts_ms is None else ts_ms)
+        return flow
+
+    def _charge_funding(self, b: _Book, rate: float, price: float) -> float:
         pos = b.pos
         if pos is None:
             return 0.0
-        price = b.mark if mark is None else mark
         pay = pos.sign * pos.amount * price * rate
         self.wallet_balance -= pay
         self.total_funding -= pay
@@ -656,8 +671,7 @@ class PaperCore:
         lev = float(leverage)
         if not 1.0 <= lev <= b.rules.max_leverage:
             raise InvalidOrder(
-                f"paper leverage {leverage} is not valid for {symbol} "
-                f"(1 .. {b.rules.max_leverage})"
+                f"paper leverage {leverage} is not valid for {symbol} (1 .. {b.rules.max_leverage})"
             )
         pos = b.pos
         if pos is not None:
@@ -883,9 +897,7 @@ class PaperCore:
 
     def snapshot(self, history: bool = True) -> dict[str, Any]:
         """JSON-safe state; ``history=False`` drops closed orders, trades and liquidations."""
-        orders = [
-            _order_state(o) for o in self._orders.values() if history or o.status == "open"
-        ]
+        orders = [_order_state(o) for o in self._orders.values() if history or o.status == "open"]
         return {
             "version": SNAPSHOT_VERSION,
             "config": self.config.model_dump(mode="json"),
@@ -1038,7 +1050,7 @@ class PaperCore:
     def _slipped(self, b: _Book, sign: int, price: float, amount: float) -> float:
         slip = self._slip
         if self._coef and b.volume > 0:
-            slip += self._coef * amount / b.volume
+            slip = min(slip + self._coef * amount / b.volume, 0.99)  # keeps sell prices > 0
         return price * (1.0 + sign * slip)
 
     def _rest_limit(self, b: _Book, o: _Order) -> None:
@@ -1213,6 +1225,10 @@ class PaperCore:
                 raise InsufficientFunds(
                     f"paper Margin is insufficient: need {need:.8f}, available {avail:.8f}"
                 )
+            if self._liquidatable_after(b, o.sign, reduce, opening, price, fee_rate):
+                raise InsufficientFunds(
+                    "paper Margin is insufficient: the position would be liquidated at once"
+                )
         self._release(o)
         ts = self.now_ms
         fee = 0.0
@@ -1358,6 +1374,11 @@ class PaperCore:
         assert pos is not None
         if pos.margin_mode == "isolated":
             return pos.margin, 0.0, 0.0
+        om, ou = self._other_cross(b)
+        return self.cross_wallet_balance, om, ou
+
+    def _other_cross(self, b: _Book) -> tuple[float, float]:
+        """Maintenance margin and uPnL of the cross positions on other symbols than ``b``."""
         om = ou = 0.0
         for cb in self._cross.values():
             if cb is b:
@@ -1367,7 +1388,50 @@ class PaperCore:
             price = self._ref_price(cb)
             om += self._maint(cb, other.amount * price)
             ou += other.sign * other.amount * (price - other.entry)
-        return self.cross_wallet_balance, om, ou
+        return om, ou
+
+    def _liquidatable_after(
+        self, b: _Book, sign: int, reduce: float, opening: float, price: float, fee_rate: float
+    ) -> bool:
+        """Would the position after filling ``opening`` at ``price`` be liquidatable at the mark?
+
+        The exchange refuses such an order (margin insufficient) instead of filling it and
+        liquidating it on the spot.
+        """
+        pos = b.pos
+        margin = opening * price / b.leverage
+        fee = opening * price * fee_rate
+        cross_wallet = self.cross_wallet_balance - fee
+        if pos is not None and pos.sign == sign:
+            amount = _snap(pos.amount + opening, b.amount_step)
+            entry = (pos.entry * pos.amount + price * opening) / amount
+            margin += pos.margin
+            mode = pos.margin_mode
+        else:
+            amount, entry, mode = opening, price, b.margin_mode
+            if pos is not None and reduce > 0.0:  # a flip: the old position closes first
+                close = pos.sign * reduce * (price - pos.entry) - reduce * price * fee_rate
+                released = pos.margin if pos.margin_mode == "isolated" else 0.0
+                cross_wallet += close + released
+        if mode == "isolated":
+            wallet, om, ou = margin, 0.0, 0.0
+        else:
+            wallet = cross_wallet
+            om, ou = self._other_cross(b)
+        mark = price if math.isnan(b.mark) else b.mark
+        stage = liquidation_stage(
+            side="long" if sign > 0 else "short",
+            amount=amount,
+            entry_price=entry,
+            price=mark,
+            margin_mode=mode,
+            wallet_balance=wallet,
+            tiers=b.tiers,
+            other_maint_margin=om,
+            other_unrealized_pnl=ou,
+            liquidation_fee_rate=b.liq_fee,
+        )
+        return stage != "none"
 
     def _update_liq(self, b: _Book) -> None:
         pos = b.pos
@@ -1388,7 +1452,7 @@ class PaperCore:
     def _run_funding(self, b: _Book, ts: int) -> None:
         while b.pos is not None and b.next_funding <= ts:
             t = b.next_funding
-            self.apply_funding(b.symbol, self.funding_rate(b.symbol, t), b.mark, t)
+            self._charge_funding(b, self.funding_rate(b.symbol, t), b.mark)
             b.next_funding = t + FUNDING_PERIOD_MS
 
     # ------------------------------------------------------------------ internals: liquidation

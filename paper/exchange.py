@@ -107,9 +107,7 @@ class PaperExchange:
             raise ArgumentsRequired("paper set_margin_mode() requires a symbol argument")
         return self.core.set_margin_mode(marginMode, symbol)
 
-    async def add_margin(
-        self, symbol: str, amount: float, params: Params = None
-    ) -> dict[str, Any]:
+    async def add_margin(self, symbol: str, amount: float, params: Params = None) -> dict[str, Any]:
         return self.core.add_margin(symbol, amount)
 
     async def fetch_leverage_tiers(

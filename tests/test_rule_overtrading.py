@@ -18,7 +18,7 @@ NOW = datetime(2024, 6, 3, 12, 0, tzinfo=UTC).timestamp()
 INTENT = OrderIntent(SYM, "long", 1.0, leverage=2.0, stop_price=95.0)
 
 
-def engine(entries: list[float] = (), **params: Any) -> GuardEngine:  # type: ignore[assignment]
+def engine(entries: tuple[float, ...] | list[float] = (), **params: Any) -> GuardEngine:
     tables: dict[str, Any] = {name: {"enabled": name == "overtrading"} for name in REGISTRY}
     tables["overtrading"].update(params)
     state = GuardState()

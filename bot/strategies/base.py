@@ -95,6 +95,12 @@ class EntryParams(BaseModel):
 
     atr_period: int = Field(14, ge=1, le=1000, description="ATR period (Wilder), in candles")
     atr_mult: float = Field(2.0, gt=0, le=50, description="stop distance from entry, in ATRs")
+    stop_pct: float | None = Field(
+        None,
+        gt=0,
+        lt=100,
+        description="fixed stop distance, % of the signal close (replaces the ATR stop when set)",
+    )
     take_profit_rr: float | None = Field(
         None, gt=0, le=50, description="take-profit at this many stop distances (none: no TP)"
     )
@@ -110,14 +116,16 @@ class EntryParams(BaseModel):
 def entry_intent(
     symbol: str, side: Side, close: float, atr: float, params: EntryParams, tag: str
 ) -> OrderIntent:
-    """A market entry at about ``close`` with an ATR stop and an optional take-profit.
+    """A market entry at about ``close`` with an ATR (or fixed %) stop and an optional take-profit.
 
-    Stop: ``close ∓ atr_mult × atr`` (below for a long, above for a short). Take-profit (when
-    ``take_profit_rr`` is set): ``take_profit_rr`` times the stop distance on the winning side.
-    Size: ``amount`` base units, or ``notional / close``. The guard layer may still resize.
+    Stop: ``close ∓ atr_mult × atr`` (below for a long, above for a short), or, when
+    ``stop_pct`` is set, ``close ∓ close × stop_pct / 100`` (``atr`` is then unused). Take-profit
+    (when ``take_profit_rr`` is set): ``take_profit_rr`` times the stop distance on the winning
+    side. Size: ``amount`` base units, or ``notional / close``. The guard layer may still resize.
     """
     sign = 1.0 if side == "long" else -1.0
-    distance = params.atr_mult * atr
+    pct = params.stop_pct
+    distance = close * pct / 100.0 if pct is not None else params.atr_mult * atr
     rr = params.take_profit_rr
     return OrderIntent(
         symbol=symbol,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,7 @@ from guards.state import GuardState
 from guards.types import (
     EMPTY_FIGURES,
     Action,
+    ActionKind,
     Figure,
     GuardContext,
     MarketRules,
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 #: Verdict figure keys through which a ``resize`` verdict changes the order for later rules.
 SET_STOP = "set_stop_price"
 SET_LEVERAGE = "set_leverage"
+#: Codes of ``resize`` verdicts that only supply the order's stop (the size is unchanged).
+STOP_ATTACHED = "stop_attached"
+STOP_INHERITED = "stop_inherited"
+STOP_ONLY_CODES = frozenset({STOP_ATTACHED, STOP_INHERITED})
 
 
 class RuleConfig(BaseModel):
@@ -105,7 +110,7 @@ class Rule(Generic[C]):
 
     def action(
         self,
-        kind: Any,
+        kind: ActionKind,
         symbol: str | None,
         code: str,
         reason: str,

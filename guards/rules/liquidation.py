@@ -37,7 +37,7 @@ from guards.rules.base import (
     position_liquidation,
     position_margin,
 )
-from guards.types import Action, Figure, GuardContext, OrderIntent, Verdict
+from guards.types import Action, ActionKind, Figure, GuardContext, OrderIntent, Verdict
 
 
 class LiquidationConfig(RuleConfig):
@@ -218,6 +218,7 @@ class Liquidation(Rule[LiquidationConfig]):
             elif distance <= reduce_at:
                 amount = floor_to_step(p.amount * cfg.reduce_fraction, market.amount_step)
                 rest = p.amount - amount
+                kind: ActionKind
                 if below_minimum(market, amount, mark) or (
                     rest > 0.0 and below_minimum(market, rest, mark)
                 ):

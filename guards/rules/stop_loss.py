@@ -2,7 +2,9 @@
 
 Pre-trade, for an opening or increasing order:
 
-- the order must carry a stop (``missing="reject"`` → ``stop_missing``), or, with
+- the order must carry a stop; an add to a position with a live stop without one of its own
+  keeps the position's stop (``stop_inherited``); otherwise ``missing="reject"`` refuses it
+  (``stop_missing``), or, with
   ``missing="attach"``, one is attached ``default_stop_pct`` % from the entry price (rounded to the
   market's price step away from entry) and the order is then sized and checked as if it had it;
 - the stop must be on the losing side of the entry price (``stop_wrong_side``); the entry price is
@@ -35,6 +37,8 @@ from pydantic import Field
 
 from guards.rules.base import (
     SET_STOP,
+    STOP_ATTACHED,
+    STOP_INHERITED,
     Rule,
     RuleConfig,
     account_view,
@@ -83,14 +87,18 @@ class StopLoss(Rule[StopLossConfig]):
         market = ctx.markets[symbol]
         price = entry_price(intent, ctx.marks[symbol].price)
         s = 1 if intent.side == "long" else -1
+        pos = ctx.account.positions.get(symbol)
         stop = intent.stop_price
-        attached = stop is None
-        if stop is None:
+        adjust = ""  # how the stop was supplied when the order has none
+        if stop is None and pos is not None and pos.stop_price is not None:
+            stop, adjust = pos.stop_price, STOP_INHERITED
+        elif stop is None:
             if cfg.missing == "reject":
                 return self.reject("stop_missing", "an opening order must carry a stop-loss")
             stop = round_price_away(
                 price * (1.0 - s * cfg.default_stop_pct / 100.0), market.price_step, s
             )
+            adjust = STOP_ATTACHED
         distance = s * (price - stop)
         if distance <= 0.0 or stop <= 0.0:
             return self.reject(
@@ -120,7 +128,6 @@ class StopLoss(Rule[StopLossConfig]):
             return self.reject("no_equity", f"equity {equity:.2f} ≤ 0", {"equity": equity})
         fee = market.taker_fee
         budget = cfg.max_risk_pct / 100.0 * equity
-        pos = ctx.account.positions.get(symbol)
         base_loss = 0.0 if pos is None else pos.amount * (s * (pos.entry_price - stop) + fee * stop)
         per_unit = distance + fee * (price + stop)
         requested = intent.amount
@@ -135,11 +142,11 @@ class StopLoss(Rule[StopLossConfig]):
             "risk_budget": budget,
             "equity": equity,
         }
-        if attached:
+        if adjust:
             figures[SET_STOP] = stop
         if risk <= budget * (1.0 + _EPS):
-            if attached:
-                return self.resize(requested, "stop_attached", f"attached stop {stop:g}", figures)
+            if adjust:
+                return self.resize(requested, adjust, f"{adjust[5:]} stop {stop:g}", figures)
             return self.allow(figures)
         if cfg.on_breach == "reject":
             return self.reject(

@@ -1,0 +1,156 @@
+"""The bot's scheduled jobs, on APScheduler triggers, live or on a simulated clock.
+
+``job_specs`` names every job once, with its APScheduler 3 trigger: the guard sweep every
+``guards.sweep_s``; the no-overnight flatten as a ``CronTrigger`` at ``flat_by`` in the configured
+time zone; the daily counter reset at the loss-limit day boundary; market and leverage-tier
+refresh; heartbeat; equity snapshot.
+
+``LiveScheduler`` runs them on an ``AsyncIOScheduler`` on the bot's own loop (every job with
+``coalesce=True``, ``max_instances=1`` and a misfire grace time). ``SimScheduler`` runs the very
+same triggers from a replay clock: ``advance(now)`` fires every job whose next fire time has
+come, once (coalesced) however many were missed, so replay and live share one behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from guards.config import GuardsConfig
+
+log = structlog.get_logger("jobs")
+
+JobFunc = Callable[[], Awaitable[None]]
+MISFIRE_GRACE_S = 30
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    trigger: BaseTrigger
+    func: JobFunc
+
+
+def _hh_mm(text: str) -> tuple[int, int]:
+    hh, mm = text.split(":")
+    return int(hh), int(mm)
+
+
+def job_triggers(
+    guards: GuardsConfig,
+    *,
+    heartbeat_s: float,
+    equity_s: float = 60.0,
+    markets_refresh_s: float = 6 * 3600.0,
+    start: datetime | None = None,
+) -> dict[str, BaseTrigger]:
+    """Name → trigger for every scheduled job (interval triggers anchored at ``start``)."""
+    anchor = start or datetime.now(UTC)
+    triggers: dict[str, BaseTrigger] = {
+        "sweep": IntervalTrigger(seconds=guards.sweep_s, start_date=anchor, timezone=UTC),
+        "heartbeat": IntervalTrigger(seconds=heartbeat_s, start_date=anchor, timezone=UTC),
+        "equity_snapshot": IntervalTrigger(seconds=equity_s, start_date=anchor, timezone=UTC),
+        "markets_refresh": IntervalTrigger(
+            seconds=markets_refresh_s, start_date=anchor, timezone=UTC
+        ),
+    }
+    ll = guards.loss_limit
+    hh, mm = _hh_mm(ll.day_reset)
+    triggers["daily_reset"] = CronTrigger(hour=hh, minute=mm, timezone=ll.timezone)
+    no = guards.no_overnight
+    if no.enabled:
+        hh, mm = _hh_mm(no.flat_by)
+        triggers["flatten"] = CronTrigger(hour=hh, minute=mm, timezone=no.timezone)
+    return triggers
+
+
+def job_specs(triggers: dict[str, BaseTrigger], funcs: dict[str, JobFunc]) -> list[JobSpec]:
+    """Pair triggers with the functions that exist (a job without a function is skipped)."""
+    return [JobSpec(name, trig, funcs[name]) for name, trig in triggers.items() if name in funcs]
+
+
+class LiveScheduler:
+    """APScheduler's ``AsyncIOScheduler`` on the running loop, with run/misfire counters."""
+
+    def __init__(self, specs: list[JobSpec]) -> None:
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.runs: dict[str, int] = {}
+        self.misfires: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        for spec in specs:
+            self.scheduler.add_job(
+                spec.func,
+                spec.trigger,
+                id=spec.name,
+                name=spec.name,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=MISFIRE_GRACE_S,
+            )
+        self.scheduler.add_listener(
+            self._on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+        )
+
+    def _on_event(self, event: JobEvent) -> None:
+        name = str(event.job_id)
+        if event.code == EVENT_JOB_MISSED:
+            self.misfires[name] = self.misfires.get(name, 0) + 1
+            log.warning("job_misfired", job=name)
+        elif event.code == EVENT_JOB_ERROR:
+            self.errors[name] = self.errors.get(name, 0) + 1
+            log.error("job_failed", job=name, error=repr(getattr(event, "exception", None)))
+        else:
+            self.runs[name] = self.runs.get(name, 0) + 1
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+
+class SimScheduler:
+    """The same triggers driven by a simulated clock (replay)."""
+
+    def __init__(self, specs: list[JobSpec], start: datetime) -> None:
+        self.specs = specs
+        self.runs: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self._next: dict[str, datetime | None] = {
+            s.name: s.trigger.get_next_fire_time(None, start) for s in specs
+        }
+
+    def due(self, now: datetime) -> list[JobSpec]:
+        return [s for s in self.specs if (n := self._next[s.name]) is not None and n <= now]
+
+    async def advance(self, now: datetime) -> None:
+        """Fire every due job once (coalesced) and schedule its next run after ``now``."""
+        for spec in self.due(now):
+            prev = self._next[spec.name]
+            nxt = spec.trigger.get_next_fire_time(prev, now)
+            while nxt is not None and nxt <= now:
+                nxt = spec.trigger.get_next_fire_time(nxt, now)
+            self._next[spec.name] = nxt
+            try:
+                await spec.func()
+                self.runs[spec.name] = self.runs.get(spec.name, 0) + 1
+            except Exception as exc:  # a failing job must not stop the replay
+                self.errors[spec.name] = self.errors.get(spec.name, 0) + 1
+                log.error("job_failed", job=spec.name, error=repr(exc))
+
+    def next_fire(self, name: str) -> datetime | None:
+        return self._next.get(name)
+
+
+def describe(specs: list[JobSpec]) -> list[dict[str, Any]]:
+    return [{"job": s.name, "trigger": str(s.trigger)} for s in specs]
