@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_DEV  := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest venv dev bench docs clean
+.PHONY: run test lint typecheck pytest venv dev bench bench-freqtrade docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,29 @@ pytest: $(STAMP_DEV)
 bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/guards.py
 	$(BIN)/python benchmarks/replay.py
+
+## bench-freqtrade: side venv with freqtrade (from the harness's lock file) and the harness's
+## candles in .bench/, so benchmarks/replay.py races freqtrade; freqtrade stays out of .venv
+FTBENCH    ?= ../shared/bench/freqtrade
+BENCH_DIR  := .bench
+FT_VENV    := $(BENCH_DIR)/ftvenv
+FT_STAMP   := $(FT_VENV)/.installed
+FT_FEATHER := $(BENCH_DIR)/user_data/data/binance/futures/BTC_USDT_USDT-1m-futures.feather
+BENCH_CSV  := $(BENCH_DIR)/data/btcusdt_1m.csv
+
+bench-freqtrade: $(FT_STAMP) $(FT_FEATHER) $(BENCH_CSV)
+
+$(FT_STAMP):
+	rm -rf $(FT_VENV)
+	$(PYTHON) -m venv $(FT_VENV)
+	$(FT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FT_VENV)/bin/python -m pip install -q -r $(FTBENCH)/requirements-freqtrade.lock.txt
+	$(FT_VENV)/bin/freqtrade --version
+	touch $@
+
+$(FT_FEATHER) $(BENCH_CSV) &: | $(FT_STAMP)
+	PYTHONDONTWRITEBYTECODE=1 $(FT_VENV)/bin/python $(FTBENCH)/make_candles.py \
+		--datadir $(BENCH_DIR)/user_data/data/binance --csv $(BENCH_CSV)
 
 ## docs: regenerate config/default.toml and the README's config table from the settings models
 docs: $(STAMP_RUN)

@@ -1,4 +1,7 @@
-"""The ``guardbot`` command line: run, replay, check-order, config check|show|doc, health, version.
+"""The ``guardbot`` command line.
+
+Commands: run, replay, check-order, history, halt, resume, reload, preflight, health,
+config check|show|doc, version.
 
 Every command loads settings through ``bot.settings.load_settings``; a configuration problem
 prints one readable message and exits with status 2 (no traceback).
@@ -132,17 +135,35 @@ def run(
         raise fail(str(exc)) from None
     settings = settings_or_exit(config, overrides)
     if settings.mode == "live":
-        raise fail(
-            "live mode is not available in this version: run with mode = paper "
-            "(live trading through ccxt is being built; nothing was sent to any exchange)"
-        )
-    if settings.feed.kind != "replay":
-        raise fail(
-            f"feed.kind = {settings.feed.kind!r} (paper on live market data) is not available "
-            'in this version yet; use feed.kind = "replay"'
-        )
+        import os
+
+        env_ok = os.environ.get("GUARDBOT_LIVE_CONFIRM", "").strip().lower() == "yes"
+        if not (live or env_ok):
+            raise fail(
+                "mode = live needs a second confirmation: add --live to the command line "
+                "(or set GUARDBOT_LIVE_CONFIRM=yes). Nothing was sent to any exchange."
+            )
+    if settings.mode == "live" or settings.feed.kind != "replay":
+        _run_engine(settings, config, overrides)
+        return
     setup_logging(settings, settings.mode)
     _replay_and_print(settings, guards_on=True, as_json=json_out)
+
+
+def _run_engine(settings: Settings, config: Path | None, overrides: dict[str, Any]) -> None:
+    """Paper on live market data, or live: the engine loop until SIGTERM/SIGINT."""
+    import asyncio
+
+    from bot.runner import RunError, run_bot
+    from bot.store import StoreError
+
+    run_id = setup_logging(settings, settings.mode)
+    try:
+        asyncio.run(
+            run_bot(settings, run_id, reload_settings=lambda: load_settings(config, overrides))
+        )
+    except (RunError, StoreError) as exc:
+        raise fail(str(exc), code=1) from None
 
 
 @app.command()
@@ -377,6 +398,67 @@ def history(
     typer.echo(text)
 
 
+@app.command()
+def halt(
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the halt).")] = "manual",
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Kill switch: close every position and refuse entries until `guardbot resume`."""
+    from bot.runner import request_halt
+
+    settings = settings_or_exit(config, {})
+    folder = state_dir or settings.state.dir
+    request_halt(folder, True, reason)
+    typer.echo(
+        f"kill switch set in {folder}: the running bot closes positions and refuses entries at "
+        f"its next sweep (within {settings.guards.sweep_s:g} s), or at its next start"
+    )
+
+
+@app.command()
+def resume(
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Lift the kill switch set by `guardbot halt`."""
+    from bot.runner import request_halt
+
+    settings = settings_or_exit(config, {})
+    folder = state_dir or settings.state.dir
+    request_halt(folder, False, "resumed by hand")
+    typer.echo(f"kill switch cleared in {folder}: entries resume at the bot's next sweep")
+
+
+@app.command()
+def reload(
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Ask the running bot to re-read its configuration (sends it SIGHUP)."""
+    import os
+    import signal
+
+    from bot.heartbeat import check_health
+
+    settings = settings_or_exit(config, {})
+    health = check_health(state_dir or settings.state.dir, 3 * settings.state.heartbeat_s)
+    pid = health.beat.get("pid")
+    if not health.ok or not isinstance(pid, int):
+        raise fail(f"no running bot found ({health.detail})", code=1)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise fail(f"bot process {pid} is gone", code=1) from None
+    typer.echo(f"reload requested from bot process {pid}; see its log for the changed keys")
+
+
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Validate the configuration (exit 0 if valid, 2 with the problem otherwise)."""
@@ -443,3 +525,53 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@app.command()
+def preflight(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    exchange_url: Annotated[
+        str | None,
+        typer.Option(
+            "--exchange-url",
+            help="Send requests to this server instead (e.g. the local emulator, "
+            "python -m paper.emulator).",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Check the live set-up without placing anything: connectivity, clock drift, API-key
+    permissions, balances, positions without stops, and what the guards would do."""
+    import asyncio
+
+    from bot.exchange.live import LiveExchange
+    from bot.preflight import run_preflight
+
+    try:
+        overrides = overrides_from(set_, {"logging.level": log_level or "warning"})
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    settings = settings_or_exit(config, overrides)
+    if settings.exchange.api_key is None or settings.exchange.api_secret is None:
+        raise fail(
+            "preflight needs exchange.api_key and exchange.api_secret "
+            "(GUARDBOT_EXCHANGE__API_KEY / _SECRET or Docker secrets)"
+        )
+    setup_logging(settings, "preflight")
+
+    async def _run() -> Any:
+        url = exchange_url or settings.exchange.api_url
+        exchange = LiveExchange(settings.exchange, api_url=url, streams=False)
+        try:
+            return await run_preflight(exchange, settings)
+        finally:
+            await exchange.close()
+
+    report = asyncio.run(_run())
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), default=str))
+    else:
+        typer.echo(report.render_text())
+    raise typer.Exit(0 if report.ok else 1)

@@ -70,6 +70,19 @@ def _secret_key(key: object) -> bool:
 REDACTOR = Redactor()
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at write time (it may be swapped after set-up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 class _FileSink:
     """A processor that appends each (already redacted) event as one JSON line to a file."""
 
@@ -91,7 +104,7 @@ def configure_logging(
     secrets: Iterable[str] = (),
 ) -> None:
     """Configure structlog for this process (idempotent)."""
-    out = stream or sys.stderr
+    out: TextIO = stream or _CurrentStderr()  # type: ignore[assignment]
     REDACTOR.add(secrets)
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[Processor] = [

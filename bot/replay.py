@@ -30,6 +30,7 @@ from bot.strategies.base import Strategy
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import (
+    Account,
     Action,
     Decision,
     GuardContext,
@@ -187,6 +188,9 @@ class _Run:
         self.client_seq = 0
         self.curve: EquityCurve | None = None
         self.now_s = 0.0
+        #: The last account snapshot and the core revision it was taken at (see ``_ctx``).
+        self.account: Account = core.account()
+        self.account_rev = core.revision
         liq = engine.config.liquidation
         breaker = engine.config.circuit_breaker
         zone = liq.reduce_at_pct if liq.enabled else 0.0
@@ -220,30 +224,49 @@ class _Run:
         next_beat = time.monotonic() + beat_every
         n = len(ts_a)
         curve = self.curve
+        trades = core.trades
+        on_price = core.on_price
+        after_price = self._after_price
+        watch_danger = self.danger_zone > 0.0
         for i in range(n):
             ts = ts_a[i]
-            o, h, lo, c = op_a[i], hi_a[i], lo_a[i], cl_a[i]
+            o = op_a[i]
+            h = hi_a[i]
+            lo = lo_a[i]
+            c = cl_a[i]
             core.on_candle_volume(symbol, vo_a[i])
-            p1, p2 = (lo, h) if (o - lo) <= (h - o) else (h, lo)
+            if (o - lo) <= (h - o):
+                p1 = lo
+                p2 = h
+            else:
+                p1 = h
+                p2 = lo
             if mark_index is not None and marks is not None and ts in mark_index:
                 j = mark_index[ts]
-                mpath = intrabar_path(marks.open[j], marks.high[j], marks.low[j], marks.close[j])
+                m0, m1, m2, m3 = intrabar_path(
+                    marks.open[j], marks.high[j], marks.low[j], marks.close[j]
+                )
             else:
-                mpath = (o, p1, p2, c)
-            core.on_price(symbol, o, ts, mpath[0])
-            self._after_price(ts)
+                m0, m1, m2, m3 = o, p1, p2, c
+            # After each price: closes done by the core, and the liquidation danger zone.
+            on_price(symbol, o, ts, m0)
+            if watch_danger or len(trades) != self.trades_seen:
+                after_price(ts, m0)
             if self.pending:
-                self._execute_pending(ts, mpath[0])
-            core.on_price(symbol, p1, ts + t1, mpath[1])
-            self._after_price(ts + t1)
-            core.on_price(symbol, p2, ts + t2, mpath[2])
-            self._after_price(ts + t2)
-            core.on_price(symbol, c, ts + t3, mpath[3])
-            self._after_price(ts + t3)
+                self._execute_pending(ts, m0)
+            on_price(symbol, p1, ts + t1, m1)
+            if watch_danger or len(trades) != self.trades_seen:
+                after_price(ts + t1, m1)
+            on_price(symbol, p2, ts + t2, m2)
+            if watch_danger or len(trades) != self.trades_seen:
+                after_price(ts + t2, m2)
+            on_price(symbol, c, ts + t3, m3)
+            if watch_danger or len(trades) != self.trades_seen:
+                after_price(ts + t3, m3)
             close_s = (ts + tf) / 1000.0
             engine.on_candle(symbol, o, h, lo, c, close_s)
             engine.on_price(symbol, c, close_s)
-            self._sweep(close_s, mpath[3])
+            position = self._sweep(close_s, m3)
             eq = core.equity()
             if curve is not None:
                 curve.append(close_s, eq)
@@ -254,9 +277,7 @@ class _Run:
                 if dd > self.max_dd:
                     self.max_dd = dd
             if strategy is not None:
-                intents = strategy.on_candle(
-                    symbol, ts, o, h, lo, c, vo_a[i], core.position(symbol)
-                )
+                intents = strategy.on_candle(symbol, ts, o, h, lo, c, vo_a[i], position)
                 if intents:
                     self.pending.extend(intents)
             if (i & 4095) == 0:
@@ -268,20 +289,17 @@ class _Run:
         if progress is not None:
             progress(n, n)
 
-    def _after_price(self, ts_ms: int) -> None:
-        """Notice closes done by the core (stops, take-profits, liquidations) and danger."""
+    def _after_price(self, ts_ms: int, mark: float) -> None:
+        """Notice closes done by the core (stops, take-profits, liquidations) and danger.
+
+        ``mark`` is the mark price just fed to the core for the symbol.
+        """
         core = self.core
         if len(core.trades) != self.trades_seen:
             self._closed_by_exchange()
         if self.danger_zone > 0.0:
             liq = core.liquidation_price(self.symbol)
-            mark = core.mark_price(self.symbol)
-            if (
-                liq is not None
-                and mark is not None
-                and mark > 0
-                and abs(mark - liq) / mark <= self.danger_zone
-            ):
+            if liq is not None and mark > 0 and abs(mark - liq) / mark <= self.danger_zone:
                 self._sweep(ts_ms / 1000.0, mark)
 
     def _closed_by_exchange(self) -> None:
@@ -307,8 +325,12 @@ class _Run:
 
     # -- guards -----------------------------------------------------------------------------
     def _ctx(self, now_s: float, mark: float) -> GuardContext:
+        core = self.core
+        if core.revision != self.account_rev:  # the account snapshot is reused until it changes
+            self.account = core.account()
+            self.account_rev = core.revision
         return GuardContext(
-            account=self.core.account(),
+            account=self.account,
             markets=self.markets,
             marks={self.symbol: Mark(mark, now_s)},
             now=now_s,
@@ -427,11 +449,16 @@ class _Run:
         if len(core.trades) != self.trades_seen:
             self._closed_by_exchange()
 
-    def _sweep(self, now_s: float, mark: float) -> None:
+    def _sweep(self, now_s: float, mark: float) -> Position | None:
+        """Run the guard sweep and its actions; return the position after them."""
         self.now_s = now_s
-        actions = self.engine.sweep(self._ctx(now_s, mark))
+        ctx = self._ctx(now_s, mark)
+        actions = self.engine.sweep(ctx)
+        if not actions:  # nothing changed since the context was built: reuse its position
+            return ctx.account.positions.get(self.symbol)
         for action in actions:
             self._act(action)
+        return self.core.position(self.symbol)
 
     def _act(self, action: Action) -> None:
         self.interventions[action.rule] += 1

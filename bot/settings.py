@@ -60,6 +60,13 @@ class ExchangeSettings(BaseModel):
         "isolated", description="margin mode set per symbol before the first order"
     )
     leverage: float = Field(3.0, gt=0, le=125, description="leverage set per symbol (≤ guard cap)")
+    api_url: str | None = Field(
+        None, description="REST base URL override (the local emulator for dress rehearsals)"
+    )
+    ws_url: str | None = Field(None, description="websocket base URL override (emulator)")
+    markets_refresh_s: float = Field(
+        21_600.0, gt=0, le=604_800, description="seconds between market and leverage-tier refreshes"
+    )
 
 
 class FeedSettings(BaseModel):

@@ -84,6 +84,8 @@ Determinism and state
   Order ids are a counter; everything is a function of the inputs. ``snapshot()`` gives a
   JSON-safe dict (config, markets, ledger, books, orders, history) and ``PaperCore.restore``
   rebuilds an identical core from it (funding-rate series are inputs and are not included).
+  ``revision`` changes with every change to a position, the resting orders or the wallet, so a
+  driver may reuse ``account()`` while it stays the same.
 """
 
 from __future__ import annotations
@@ -424,6 +426,9 @@ class PaperCore:
         self._slip = config.slippage_bps / 1e4
         self._coef = config.participation_coef
         self._cancel_on_flat = config.cancel_reduce_only_on_flat
+        #: Bumped whenever a position, the resting orders or the wallet may have changed (every
+        #: such change re-arms a book): ``account()`` / ``position()`` are unchanged while it is.
+        self.revision = 0
         self.trades: list[Trade] = []
         self.liquidations: list[LiquidationEvent] = []
         self.total_fees = 0.0
@@ -1097,6 +1102,7 @@ class PaperCore:
 
     def _rearm(self, b: _Book) -> None:
         """Recompute the book's crossing thresholds (only when orders or the position change)."""
+        self.revision += 1
         hi_l = hi_m = _INF
         lo_l = lo_m = -_INF
         for o in b.orders:

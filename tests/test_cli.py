@@ -85,14 +85,6 @@ def test_config_show_masks_secrets(clean_env: Path, monkeypatch: pytest.MonkeyPa
     assert "**********" in result.output
 
 
-def test_live_mode_is_refused_clearly(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GUARDBOT_EXCHANGE__API_KEY", "k" * 16)
-    monkeypatch.setenv("GUARDBOT_EXCHANGE__API_SECRET", "s" * 16)
-    result = runner.invoke(app, ["run", "--set", 'mode="live"', "--live"])
-    assert result.exit_code == 2
-    assert "live mode is not available" in result.output
-
-
 def test_health_reads_the_heartbeat(clean_env: Path) -> None:
     from bot.heartbeat import write_heartbeat
 

@@ -1,0 +1,65 @@
+"""Candles built from a stream of price updates (live and paper-on-live-data modes).
+
+``BarBuilder`` aggregates prices into OHLC bars on a fixed UTC grid of ``timeframe_ms`` and hands
+back each bar once it has closed (the first price of the next period closes it). Volume is not
+known from mark updates and is reported as 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def timeframe_ms(text: str) -> int:
+    """``"5m"`` → 300,000; accepts s, m, h, d units."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"bad timeframe {text!r} (use e.g. 1m, 5m, 1h)")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    ts_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+
+class BarBuilder:
+    """OHLC bars of one symbol from price updates."""
+
+    __slots__ = ("_close", "_high", "_low", "_open", "_start", "tf")
+
+    def __init__(self, tf_ms: int) -> None:
+        self.tf = tf_ms
+        self._start: int | None = None
+        self._open = self._high = self._low = self._close = 0.0
+
+    def update(self, price: float, ts_ms: int) -> Bar | None:
+        """Feed one price; returns the bar that this price closed, if any."""
+        start = ts_ms - ts_ms % self.tf
+        if self._start is None:
+            self._begin(start, price)
+            return None
+        if start < self._start:  # out-of-order update: belongs to a closed bar, ignore
+            return None
+        if start == self._start:
+            if price > self._high:
+                self._high = price
+            if price < self._low:
+                self._low = price
+            self._close = price
+            return None
+        bar = Bar(self._start, self._open, self._high, self._low, self._close)
+        self._begin(start, price)
+        return bar
+
+    def _begin(self, start: int, price: float) -> None:
+        self._start = start
+        self._open = self._high = self._low = self._close = price

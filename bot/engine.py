@@ -1,0 +1,516 @@
+"""The running bot: price updates → strategy → guard decision → exchange, plus sweeps and jobs.
+
+``Engine`` is exchange-agnostic: it talks to an ``Executor`` over the one exchange protocol (paper
+or live). Per price update of a symbol it feeds the guards (breaker window), runs the guard sweep
+when the symbol has a position, builds candles and hands closed ones (or the tick) to the
+strategy, whose intents go through ``GuardEngine.check`` one at a time under a lock, so a guard
+reload or a manual halt switches atomically between two evaluations.
+
+Evidence and state: every decision and action is a structlog event and a row in the store; guard
+counters and halts are saved after every change and restored at start (a daily-loss halt and a
+manual kill switch survive restarts). Start-up resolves orders left in flight by a crash (looked
+up by client id), reconciles with the exchange, then sweeps at once.
+
+Seatbelt mode (no strategy): the engine trades nothing itself; it guards positions opened by hand
+(stops attached, caps enforced by cutting back, liquidation distance, flatten, and an opened or
+enlarged position that breaks anti-top-up or overtrading is reduced back, with the reason kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import structlog
+
+from bot.bars import Bar, BarBuilder
+from bot.exchange.protocol import Exchange
+from bot.execution import order_role
+from bot.heartbeat import write_heartbeat
+from bot.store import Store, StoreError
+from bot.strategies.base import Strategy
+from guards.config import GuardsConfig
+from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine
+from guards.types import (
+    Account,
+    Action,
+    ApprovedOrder,
+    Decision,
+    GuardContext,
+    Mark,
+    MarketRules,
+    OrderIntent,
+    Position,
+)
+
+log = structlog.get_logger("engine")
+
+CONTROL_KEY = "control.manual_halt"
+
+
+class Execution(Protocol):
+    """What the engine needs from ``bot.execution.Executor`` (paper or live alike)."""
+
+    async def submit(self, approved: ApprovedOrder) -> Any: ...
+
+    async def close(self, symbol: str, reason: str) -> Any: ...
+
+    async def reduce(self, symbol: str, amount: float, reason: str) -> Any: ...
+
+    async def place_stop(self, symbol: str, stop_price: float) -> Any: ...
+
+    async def cancel_entries(self, symbol: str) -> Any: ...
+
+    async def account(
+        self, currency: str = "USDT", symbols: Sequence[str] = ()
+    ) -> tuple[Account, list[dict[str, Any]]]: ...
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What the engine knows about the account after one refresh."""
+
+    account: Account
+    #: Resting entry (not reduce-only) orders per symbol.
+    open_entry_orders: dict[str, int] = field(default_factory=dict)
+
+
+def diff_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: [old, new]}`` for every leaf that differs."""
+    out: dict[str, Any] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        path = f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out.update(diff_keys(a, b, path + "."))
+        elif a != b:
+            out[path] = [a, b]
+    return out
+
+
+class Engine:
+    """One bot process's trading loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        exchange: Exchange,
+        executor: Execution,
+        store: Store,
+        guard: GuardEngine,
+        markets: Mapping[str, MarketRules],
+        strategy: Strategy | None,
+        symbols: tuple[str, ...],
+        timeframe_ms: int,
+        run_id: str,
+        state_dir: Any = None,
+        clock: Callable[[], float] = time.time,
+        on_price_hook: Callable[[str, float, float], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.executor = executor
+        self.store = store
+        self.guard = guard
+        self.markets = dict(markets)
+        self.strategy = strategy
+        self.symbols = symbols
+        self.run_id = run_id
+        self.state_dir = state_dir
+        self.clock = clock
+        self.on_price_hook = on_price_hook
+        self.marks: dict[str, Mark] = {}
+        self.bars = {s: BarBuilder(timeframe_ms) for s in symbols}
+        self.view = AccountView(Account(0.0, {}))
+        self.entries_stopped = False
+        self.lock = asyncio.Lock()
+        self.decisions = 0
+        self.actions = 0
+        #: Why the engine itself is closing a symbol (for the guards' stop-out accounting).
+        self.closing: dict[str, CloseReason] = {}
+
+    # -- state ------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        self.store.save_guard_state(self.guard.state.to_dict(), self.clock())
+
+    async def refresh_account(self) -> AccountView:
+        """Re-read balance, positions and open orders; keep the store's positions in step.
+
+        A position that is gone since the last read was closed: the guards hear of it (cooldown,
+        stop-out count) with the reason the engine expected, else as a stop on the exchange.
+        """
+        before = self.view.account.positions
+        account, orders = await self.executor.account(self.view.account.currency, self.symbols)
+        entries: dict[str, int] = {}
+        for order in orders:
+            if order_role(order) == "entry":
+                sym = str(order.get("symbol"))
+                entries[sym] = entries.get(sym, 0) + 1
+        self.view = AccountView(account, entries)
+        now = self.clock()
+        for sym, old in before.items():
+            new = self.view.account.positions.get(sym)
+            if new is not None and new.side == old.side:
+                continue
+            reason = self.closing.pop(sym, "stop")
+            mark = self.marks[sym].price if sym in self.marks else old.entry_price
+            pnl = old.unrealized_pnl(mark)
+            self.guard.on_position_closed(sym, reason, pnl, now)
+            log.info("position_closed", symbol=sym, reason=reason, pnl=round(pnl, 2))
+        self.store.replace_positions(self.view.account.positions.values(), now)
+        return self.view
+
+    def ctx(self, now: float | None = None) -> GuardContext:
+        return GuardContext(
+            account=self.view.account,
+            markets=self.markets,
+            marks=self.marks,
+            now=self.clock() if now is None else now,
+            open_entry_orders=self.view.open_entry_orders,
+        )
+
+    # -- start ------------------------------------------------------------------------------
+    async def resolve_in_flight(self) -> list[str]:
+        """Orders recorded as intent/sent before a crash: look each up by client id."""
+        resolved = []
+        for row in self.store.orders_in_flight():
+            try:
+                order = await self.exchange.fetch_order(
+                    row.exchange_id or "", row.symbol, {"clientOrderId": row.client_id}
+                )
+            except Exception as exc:  # not found (never reached the exchange) or unreachable
+                name = type(exc).__name__
+                if name in ("OrderNotFound", "InvalidOrder", "BadRequest"):
+                    self.store.order_status(row.client_id, "rejected", note=f"not found: {name}")
+                    resolved.append(f"{row.client_id}: never reached the exchange")
+                else:
+                    log.error("in_flight_unresolved", client_id=row.client_id, error=repr(exc))
+                continue
+            self.store.order_ack(row.client_id, order)
+            resolved.append(f"{row.client_id}: {order.get('status')}")
+        if resolved:
+            log.warning("in_flight_resolved", orders=resolved)
+        return resolved
+
+    async def start(self) -> None:
+        """Resolve in-flight orders, reconcile, sweep once."""
+        await self.resolve_in_flight()
+        reconcile = getattr(self.executor, "reconcile", None)
+        if reconcile is not None:
+            report = await reconcile(self.markets, self.guard)
+            log.info("reconciled", report=str(report))
+        await self.refresh_account()
+        self.heartbeat("running")
+        if self.strategy is None:  # seatbelt: adopted positions are judged as if just opened
+            async with self.lock:
+                await self._seatbelt({}, self.clock())
+        await self.sweep("start")
+
+    # -- prices -----------------------------------------------------------------------------
+    async def on_price(self, symbol: str, price: float, ts: float) -> None:
+        """One price update (mark) of ``symbol`` at ``ts`` (epoch s)."""
+        if symbol not in self.bars:
+            return
+        self.marks[symbol] = Mark(price, ts)
+        if self.on_price_hook is not None:
+            res = self.on_price_hook(symbol, price, ts)
+            if res is not None:
+                await res
+        self.guard.on_price(symbol, price, ts)
+        if symbol in self.view.account.positions or self.strategy is None:
+            await self.sweep("price", symbol=symbol)
+        bar = self.bars[symbol].update(price, int(ts * 1000))
+        if bar is not None:
+            await self.on_bar(symbol, bar)
+        elif self.strategy is not None:
+            pos = self.view.account.positions.get(symbol)
+            for intent in self.strategy.on_tick(symbol, int(ts * 1000), price, pos):
+                await self.handle(intent)
+
+    async def on_liquidations(self, symbol: str, notional: float, ts: float) -> None:
+        self.guard.on_liquidations(symbol, notional, ts)
+
+    async def on_bar(self, symbol: str, bar: Bar) -> None:
+        close_s = (bar.ts_ms + self.bars[symbol].tf) / 1000.0
+        self.guard.on_candle(symbol, bar.open, bar.high, bar.low, bar.close, close_s)
+        if self.strategy is None:
+            return
+        pos = self.view.account.positions.get(symbol)
+        intents = self.strategy.on_candle(
+            symbol, bar.ts_ms, bar.open, bar.high, bar.low, bar.close, bar.volume, pos
+        )
+        for intent in intents:
+            await self.handle(intent)
+
+    # -- decisions --------------------------------------------------------------------------
+    def _record(self, decision: Decision, now: float) -> int:
+        self.decisions += 1
+        did = self.store.record_decision(decision, now, self.run_id)
+        event = log.info if decision.outcome != "allow" else log.debug
+        event(
+            "guard_decision",
+            symbol=decision.intent.symbol,
+            outcome=decision.outcome,
+            code=decision.code,
+            reason=decision.reason,
+            amount=decision.amount,
+            decision_id=did,
+            figures={v.rule: dict(v.figures) for v in decision.verdicts if v.outcome != "skip"},
+        )
+        return did
+
+    async def handle(self, intent: OrderIntent) -> Decision | None:
+        """Check one intent with the guards and, if allowed, execute it."""
+        async with self.lock:
+            now = self.clock()
+            opening = not intent.reduce_only
+            if opening and self.entries_stopped:
+                log.info("entry_skipped_shutting_down", symbol=intent.symbol)
+                return None
+            decision = self.guard.check(intent, self.ctx(now))
+            self._record(decision, now)
+            if not decision.allowed:
+                return decision
+            approved = self.guard.approve(decision)
+            self.save_state()
+            try:
+                if decision.code in RISK_REDUCING_CODES:
+                    self.closing[intent.symbol] = "strategy"
+                    await self.executor.reduce(intent.symbol, approved.amount, "strategy")
+                else:
+                    await self.executor.submit(approved)
+            except Exception as exc:
+                log.error("execution_failed", symbol=intent.symbol, error=repr(exc))
+            await self.refresh_account()
+            return decision
+
+    # -- sweep ------------------------------------------------------------------------------
+    async def sweep(self, why: str = "job", symbol: str | None = None) -> list[Action]:
+        """Run the guard sweep and carry out its actions (most urgent first)."""
+        async with self.lock:
+            await self._apply_control()
+            now = self.clock()
+            before = self.view.account.positions
+            if self.strategy is None and why != "price":
+                await self.refresh_account()
+                await self._seatbelt(before, now)
+            actions = self.guard.sweep(self.ctx(now))
+            if symbol is not None:
+                actions = [a for a in actions if a.symbol in (None, symbol)]
+            for action in actions:
+                await self._act(action, now)
+            if actions:
+                await self.refresh_account()
+            self.save_state()
+            return actions
+
+    async def _act(self, action: Action, now: float) -> None:
+        self.actions += 1
+        result = "noted"
+        executed = False
+        try:
+            sym = action.symbol
+            if action.kind == "close" and sym is not None:
+                self.closing[sym] = "guard"
+                await self.executor.close(sym, f"guard:{action.rule}")
+                result, executed = "closed", True
+            elif action.kind == "reduce" and sym is not None and action.amount:
+                await self.executor.reduce(sym, action.amount, f"guard:{action.rule}")
+                result, executed = "reduced", True
+            elif action.kind == "place_stop" and sym is not None and action.stop_price:
+                await self.executor.place_stop(sym, action.stop_price)
+                result, executed = "stop placed", True
+            elif action.kind == "cancel_entries" and sym is not None:
+                await self.executor.cancel_entries(sym)
+                result, executed = "entries cancelled", True
+        except Exception as exc:
+            result = f"failed: {type(exc).__name__}: {exc}"
+            log.error("guard_action_failed", kind=action.kind, symbol=action.symbol, error=result)
+        self.store.record_action(action, now, executed, result, self.run_id)
+        level = log.warning if action.kind in ("close", "reduce", "halt") else log.info
+        level(
+            "guard_action",
+            kind=action.kind,
+            symbol=action.symbol,
+            rule=action.rule,
+            code=action.code,
+            reason=action.reason,
+            result=result,
+            figures=dict(action.figures),
+        )
+
+    # -- seatbelt ---------------------------------------------------------------------------
+    async def _seatbelt(self, before: Mapping[str, Position], now: float) -> None:
+        """Positions opened or enlarged by hand go through the guards as if they were orders."""
+        for sym, pos in self.view.account.positions.items():
+            old = before.get(sym)
+            grown = pos.amount - (old.amount if old is not None and old.side == pos.side else 0.0)
+            if grown <= 1e-12 or sym not in self.markets:
+                continue
+            base = self.view.account
+            others = {k: v for k, v in base.positions.items() if k != sym}
+            if old is not None and old.side == pos.side:
+                others[sym] = old
+            prior = replace(base, positions=others)
+            stop = pos.stop_price
+            if stop is None:  # judge it with the stop the sweep is about to attach
+                pct = self.guard.config.stop_loss.default_stop_pct / 100.0
+                stop = pos.entry_price * (1.0 - pct if pos.side == "long" else 1.0 + pct)
+            intent = OrderIntent(
+                symbol=sym,
+                side=pos.side,
+                amount=grown,
+                price=self.marks[sym].price if sym in self.marks else pos.entry_price,
+                leverage=pos.leverage,
+                margin_mode=pos.margin_mode,
+                stop_price=stop,
+                tag="seatbelt:manual",
+            )
+            ctx = GuardContext(prior, self.markets, self.marks, now, self.view.open_entry_orders)
+            decision = self.guard.check(intent, ctx)
+            self._record(decision, now)
+            cut = grown - (decision.amount if decision.allowed else 0.0)
+            if cut > 1e-12:
+                await self.executor.reduce(sym, cut, f"seatbelt:{decision.code}")
+                self.store.record_action(
+                    Action("reduce", sym, "seatbelt", decision.code, decision.reason, cut),
+                    now,
+                    True,
+                    f"cut {cut:g} of a manual {grown:g}",
+                    self.run_id,
+                )
+                log.warning(
+                    "seatbelt_cut",
+                    symbol=sym,
+                    amount=cut,
+                    code=decision.code,
+                    reason=decision.reason,
+                )
+            elif decision.allowed:
+                self.guard.approve(decision, now)
+        await self.refresh_account()
+
+    # -- control: manual halt / resume through the store -------------------------------------
+    async def _apply_control(self) -> None:
+        try:
+            request = self.store.kv_get(CONTROL_KEY)
+        except StoreError:
+            return
+        if not isinstance(request, dict):
+            return
+        halt = self.guard.state.halt
+        manual_active = halt is not None and halt.kind == "manual"
+        if request.get("halted") and not manual_active:
+            reason = str(request.get("reason") or "manual halt")
+            self.guard.halt(reason, None, ts=self.clock())
+            log.warning("kill_switch_on", reason=reason)
+            for sym in list(self.view.account.positions):
+                self.closing[sym] = "manual"
+                await self.executor.close(sym, "manual_halt")
+            await self.refresh_account()
+        elif not request.get("halted") and manual_active:
+            self.guard.resume()
+            log.warning("kill_switch_off")
+        self.save_state()
+
+    # -- jobs -------------------------------------------------------------------------------
+    async def job_sweep(self) -> None:
+        await self.refresh_account()
+        await self.sweep("job")
+
+    async def job_flatten(self, tries: int = 5, wait_s: float = 2.0) -> bool:
+        """At flat_by: cancel entry orders and close every position, retrying until flat."""
+        for attempt in range(1, tries + 1):
+            await self.refresh_account()
+            if not self.view.account.positions and not any(self.view.open_entry_orders.values()):
+                return True
+            async with self.lock:
+                for sym in self.symbols:
+                    if self.view.open_entry_orders.get(sym):
+                        await self.executor.cancel_entries(sym)
+                for sym in list(self.view.account.positions):
+                    self.closing[sym] = "guard"
+                    try:
+                        await self.executor.close(sym, "no_overnight:flatten")
+                    except Exception as exc:
+                        log.error("flatten_failed", symbol=sym, attempt=attempt, error=repr(exc))
+            await asyncio.sleep(wait_s if attempt < tries else 0)
+        await self.refresh_account()
+        flat = not self.view.account.positions
+        if not flat:
+            log.critical(
+                "not_flat_after_flatten", tries=tries, positions=list(self.view.account.positions)
+            )
+        return flat
+
+    async def job_daily_reset(self) -> None:
+        self.save_state()
+        log.info("daily_reset", day=self.guard.state.day_key)
+
+    async def job_equity(self) -> None:
+        v = self.view
+        upnl = sum(
+            p.unrealized_pnl(self.marks[s].price)
+            for s, p in v.account.positions.items()
+            if s in self.marks
+        )
+        balance = await self.exchange.fetch_balance()
+        free = float((balance.get(v.account.currency) or {}).get("free") or 0.0)
+        self.store.record_equity(
+            self.clock(),
+            v.account.wallet_balance + upnl,
+            v.account.wallet_balance,
+            free,
+            upnl,
+            self.run_id,
+        )
+
+    def heartbeat(self, status: str = "running") -> None:
+        if self.state_dir is None:
+            return
+        halt = self.guard.state.halt
+        write_heartbeat(
+            self.state_dir,
+            status=status,
+            run_id=self.run_id,
+            positions=len(self.view.account.positions),
+            halted=None if halt is None else halt.kind,
+            decisions=self.decisions,
+            actions=self.actions,
+        )
+
+    async def job_heartbeat(self) -> None:
+        self.heartbeat("running")
+
+    # -- reload and shutdown ------------------------------------------------------------------
+    async def reload(self, new: GuardsConfig) -> dict[str, Any]:
+        """Swap guard parameters between two evaluations; returns the changed keys."""
+        async with self.lock:
+            changes = diff_keys(
+                self.guard.config.model_dump(mode="json"), new.model_dump(mode="json")
+            )
+            self.guard.reload(new)
+        log.warning("config_reloaded", changes=changes)
+        return changes
+
+    async def shutdown(self, flatten: bool = False) -> None:
+        """Stop entries, cancel resting entry orders, leave stops (or flatten), flush state."""
+        self.entries_stopped = True
+        async with self.lock:
+            try:
+                await self.refresh_account()
+                for sym in self.symbols:
+                    if self.view.open_entry_orders.get(sym):
+                        await self.executor.cancel_entries(sym)
+                if flatten:
+                    for sym in list(self.view.account.positions):
+                        self.closing[sym] = "manual"
+                        await self.executor.close(sym, "shutdown:flatten")
+            except Exception as exc:
+                log.error("shutdown_step_failed", error=repr(exc))
+            self.save_state()
+            self.store.end_run(self.run_id, self.clock())
+        self.heartbeat("stopped")
+        log.info("engine_stopped", flatten=flatten)

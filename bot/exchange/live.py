@@ -1,0 +1,845 @@
+"""``LiveExchange``: the ccxt adapter that implements ``bot.exchange.protocol.Exchange`` for live
+trading of USDT-margined perpetuals, and ``PriceFeed``, its mark-price and liquidation feed.
+
+``LiveExchange`` wraps one ccxt client (``ccxt.pro`` when the exchange streams, else
+``ccxt.async_support``; both imported only when a client is built, since importing ccxt costs
+about a second and ~100 MB). Binance USDⓈ-M (``binanceusdm``) is the tested exchange; the id is
+configurable, so Bybit/OKX work where ccxt's unified API suffices. It
+
+- loads markets and leverage tiers at start and caches both on disk with a timestamp
+  (``bot.exchange.cache``); a fresh cache is installed with ``set_markets`` (no request), an old
+  one is refreshed; ``refresh_loop`` / ``maybe_refresh`` refresh them on a schedule;
+- uses the testnet when ``exchange.sandbox`` is true (``set_sandbox_mode``);
+- retries reads, cancels and settings changes on transient errors (``bot.exchange.retry``);
+  ``create_order`` is sent exactly once — ``bot.execution`` decides about re-sending after it
+  has looked the order up by its client id;
+- on an authentication or permission error logs a critical ``exchange_auth_failed`` event and
+  sets ``auth_failed`` (the executor stops trading);
+- merges ordinary and trigger (stop / take-profit) orders in ``fetch_open_orders`` (Binance keeps
+  conditional orders in its separate "algo" book);
+- exposes the streams: ``watch_marks`` and ``watch_liquidations`` (market-wide forced
+  liquidations), where ccxt offers them.
+
+``api_url`` / ``ws_url`` point a Binance client at another server (the local emulator in tests
+and dress rehearsals): every ``fapi*`` and ``sapi`` base URL is overridden and, since ccxt picks
+Binance's futures error table by URL prefix, that table is merged into the general one.
+
+``PriceFeed`` keeps the latest mark per symbol from the stream, falls back to polling when the
+stream has not delivered for ``poll_s``, and reports a symbol stale when neither updated within
+``stale_price_s``; its ``Mark``s carry the local receive time, so the guards refuse entries on
+stale prices by themselves. It forwards forced liquidations to a callback (the circuit breaker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ccxt.base.errors import (
+    DDoSProtection,
+    NoChange,
+    NotSupported,
+    OrderNotFound,
+    RateLimitExceeded,
+)
+
+from bot.exchange.cache import MarketCache, MarketSnapshot
+from bot.exchange.retry import RetryPolicy, describe, is_auth_error, retry_call
+from bot.logging import get_logger
+from bot.settings import ExchangeSettings
+from guards.tiers import tiers_from_ccxt
+from guards.types import Mark, MarketRules
+
+Params = dict[str, Any] | None
+Sleep = Callable[[float], Awaitable[None]]
+
+#: Binance USDⓈ-M REST sections ccxt uses, and their paths below the base URL.
+BINANCE_PATHS: dict[str, str] = {
+    "fapiPublic": "/fapi/v1",
+    "fapiPublicV2": "/fapi/v2",
+    "fapiPublicV3": "/fapi/v3",
+    "fapiPrivate": "/fapi/v1",
+    "fapiPrivateV2": "/fapi/v2",
+    "fapiPrivateV3": "/fapi/v3",
+    "fapiData": "/futures/data",
+    "sapi": "/sapi/v1",
+}
+#: Exchanges this adapter has end-to-end tests for (against the local emulator).
+TESTED_EXCHANGES = ("binanceusdm",)
+DEFAULT_MARKETS_MAX_AGE_S = 6 * 3600.0
+
+
+def point_at(client: Any, api_url: str, ws_url: str | None = None) -> None:
+    """Send a Binance ccxt client's REST (and stream) requests to ``api_url`` / ``ws_url``."""
+    if not str(client.id).startswith("binance"):
+        raise NotSupported(f"api_url override is implemented for Binance only, not {client.id}")
+    base = api_url.rstrip("/")
+    api = client.urls["api"]
+    for key, path in BINANCE_PATHS.items():
+        api[key] = base + path
+    if ws_url is not None and isinstance(api.get("ws"), dict):
+        api["ws"]["linear"] = ws_url
+    # ccxt chooses the futures error table by URL prefix (fapi.binance.com); merge it in
+    linear = client.exceptions.get("linear", {})
+    client.exceptions.setdefault("exact", {}).update(linear.get("exact", {}))
+    client.exceptions.setdefault("broad", {}).update(linear.get("broad", {}))
+
+
+def _step(value: Any, mode: int) -> float:
+    """A precision as a step size (ccxt's TICK_SIZE mode = 4 already is one)."""
+    if value is None:
+        return 0.0
+    number = float(value)
+    return number if mode == 4 else 10.0 ** (-number)
+
+
+def market_rules(
+    market: Mapping[str, Any], tier_entries: Sequence[Mapping[str, Any]], precision_mode: int = 4
+) -> MarketRules:
+    """The guards' ``MarketRules`` of a ccxt market and its ccxt leverage tiers."""
+    precision = market.get("precision") or {}
+    limits = market.get("limits") or {}
+    amount_limits = limits.get("amount") or {}
+    cost_limits = limits.get("cost") or {}
+    return MarketRules(
+        symbol=str(market["symbol"]),
+        tiers=tiers_from_ccxt(tier_entries),
+        amount_step=_step(precision.get("amount"), precision_mode) or 0.001,
+        price_step=_step(precision.get("price"), precision_mode) or 0.1,
+        min_amount=float(amount_limits.get("min") or 0.0),
+        min_notional=float(cost_limits.get("min") or 0.0),
+        taker_fee=float(market.get("taker") or 0.0005),
+        maker_fee=float(market.get("maker") or 0.0002),
+    )
+
+
+def liquidation_notional(liquidation: Mapping[str, Any]) -> float:
+    """Quote notional of a ccxt liquidation structure."""
+    value = liquidation.get("quoteValue")
+    if value:
+        return float(value)
+    contracts = float(liquidation.get("contracts") or 0.0)
+    size = float(liquidation.get("contractSize") or 1.0)
+    price = float(liquidation.get("price") or 0.0)
+    return contracts * size * price
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if str(key).lower() == wanted:
+            return str(value)
+    return None
+
+
+class LiveExchange:
+    """A ccxt client behind the ``Exchange`` protocol; see the module docstring.
+
+    ``cache_dir``: where the markets/tiers snapshot lives (None: no disk cache);
+    ``markets_max_age_s``: when a snapshot counts as old; ``retry``: the policy for reads,
+    cancels and settings changes; ``api_url`` / ``ws_url``: another server (Binance only);
+    ``timeout_ms``: per request; ``rate_limit``: ccxt's client-side throttle (leave it on
+    against real exchanges); ``streams``: use ccxt.pro streams where available; ``options``:
+    extra ccxt options; ``client``: a ready ccxt client (tests).
+    """
+
+    #: Reads, cancels and settings changes are retried here (``bot.execution`` relies on it).
+    retries_reads = True
+
+    def __init__(
+        self,
+        settings: ExchangeSettings,
+        *,
+        cache_dir: Path | None = None,
+        markets_max_age_s: float = DEFAULT_MARKETS_MAX_AGE_S,
+        retry: RetryPolicy | None = None,
+        api_url: str | None = None,
+        ws_url: str | None = None,
+        timeout_ms: int = 10_000,
+        rate_limit: bool = True,
+        streams: bool = True,
+        options: Mapping[str, Any] | None = None,
+        client: Any = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.id = settings.id
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.markets_max_age_s = markets_max_age_s
+        self.log = get_logger("bot.exchange.live").bind(exchange=settings.id)
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._cache = (
+            MarketCache(cache_dir, settings.id, sandbox=settings.sandbox)
+            if cache_dir is not None
+            else None
+        )
+        self.client = (
+            client
+            if client is not None
+            else _make_client(
+                settings,
+                streams=streams,
+                timeout_ms=timeout_ms,
+                rate_limit=rate_limit,
+                options=options,
+            )
+        )
+        self._streams = streams
+        if settings.sandbox:
+            self.client.options["disableFuturesSandboxWarning"] = True
+            self.client.set_sandbox_mode(True)
+        if api_url is not None:
+            point_at(self.client, api_url, ws_url)
+        self.markets: dict[str, dict[str, Any]] = {}
+        self.tiers: dict[str, list[dict[str, Any]]] = {}
+        self.markets_fetched_at: float | None = None
+        #: Why trading must stop (set on an authentication / permission error), else None.
+        self.auth_failed: str | None = None
+        self._liq_delivered: set[int] = set()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _call(self, op: str, fn: Callable[[], Awaitable[Any]], *, retry: bool = True) -> Any:
+        try:
+            if not retry:
+                return await self._once(fn)
+            return await retry_call(
+                lambda: self._once(fn),
+                op=op,
+                policy=self.retry,
+                log=self.log,
+                sleep=self._sleep,
+                rng=self._rng,
+                retry_after=self.retry_after_s,
+            )
+        except Exception as exc:
+            if is_auth_error(exc):
+                self._auth_failed(op, exc)
+            raise
+
+    async def _once(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """One request; a rate-limit refusal keeps its ``Retry-After`` (read right away, before
+        another request replaces ccxt's ``last_response_headers``)."""
+        try:
+            return await fn()
+        except (DDoSProtection, RateLimitExceeded) as exc:
+            value = _header(getattr(self.client, "last_response_headers", None), "Retry-After")
+            with contextlib.suppress(ValueError, TypeError):
+                exc.retry_after_s = None if value is None else max(0.0, float(value))
+            raise
+
+    def _auth_failed(self, op: str, exc: BaseException) -> None:
+        self.auth_failed = describe(exc)
+        self.log.critical(
+            "exchange_auth_failed",
+            op=op,
+            error=describe(exc),
+            alert=True,
+            consequence="trading stopped: check the API key, its permissions and IP whitelist",
+        )
+
+    def retry_after_s(self, exc: BaseException) -> float | None:
+        """Seconds the exchange asked to wait (``Retry-After`` of a 429/418), if any."""
+        value = getattr(exc, "retry_after_s", None)
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def is_binance(self) -> bool:
+        return str(self.id).startswith("binance")
+
+    # ------------------------------------------------------------------ markets and tiers
+
+    async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
+        """Markets (and leverage tiers): from a fresh disk cache, else from the exchange."""
+        if self.markets and not reload:
+            return self.markets
+        if not reload and self._cache is not None:
+            snap = self._cache.load()
+            if snap is not None and snap.age(self._clock()) <= self.markets_max_age_s:
+                self.client.set_markets(snap.markets)
+                self.markets = dict(self.client.markets)
+                self.tiers = snap.tiers
+                self.markets_fetched_at = snap.fetched_at
+                self.log.info(
+                    "markets_from_cache",
+                    path=str(self._cache.path),
+                    age_s=round(snap.age(self._clock()), 1),
+                    markets=len(self.markets),
+                )
+                return self.markets
+        await self.refresh_markets()
+        return self.markets
+
+    async def refresh_markets(self) -> None:
+        """Fetch markets and leverage tiers from the exchange and rewrite the cache."""
+        markets = await self._call("load_markets", lambda: self.client.load_markets(True))
+        self.markets = dict(markets)
+        self.tiers = await self._fetch_tiers()
+        self.markets_fetched_at = self._clock()
+        self.log.info("markets_loaded", markets=len(self.markets), tiers=len(self.tiers))
+        if self._cache is not None:
+            try:
+                path = self._cache.save(
+                    MarketSnapshot(self.id, self.markets_fetched_at, self.markets, self.tiers)
+                )
+            except OSError as exc:
+                self.log.warning("markets_cache_write_failed", error=describe(exc))
+            else:
+                self.log.debug("markets_cached", path=str(path))
+
+    async def _fetch_tiers(self) -> dict[str, list[dict[str, Any]]]:
+        client = self.client
+        if self.is_binance and not getattr(client, "apiKey", None):
+            # Binance's leverage brackets are a signed endpoint: a keyless (market data) client
+            # goes without them
+            self.log.info("leverage_tiers_skipped", reason="no API key")
+            return {}
+        if client.has.get("fetchLeverageTiers"):
+            symbols = None if self.is_binance else list(self.settings.symbols)
+            raw = await self._call(
+                "fetch_leverage_tiers", lambda: client.fetch_leverage_tiers(symbols)
+            )
+            return {s: [dict(e) for e in entries] for s, entries in raw.items()}
+        tiers: dict[str, list[dict[str, Any]]] = {}
+        if client.has.get("fetchMarketLeverageTiers"):
+            for symbol in self.settings.symbols:
+
+                async def one(s: str = symbol) -> Any:
+                    return await client.fetch_market_leverage_tiers(s)
+
+                entries = await self._call("fetch_market_leverage_tiers", one)
+                tiers[symbol] = [dict(e) for e in entries]
+        return tiers
+
+    async def maybe_refresh(self) -> bool:
+        """Refresh markets and tiers when older than ``markets_max_age_s``; True if it did."""
+        fetched = self.markets_fetched_at
+        if fetched is not None and self._clock() - fetched < self.markets_max_age_s:
+            return False
+        await self.refresh_markets()
+        return True
+
+    async def refresh_loop(self, interval_s: float | None = None) -> None:
+        """Refresh markets and tiers every ``interval_s`` (default: the max age) until cancelled."""
+        every = self.markets_max_age_s if interval_s is None else interval_s
+        while True:
+            await self._sleep(every)
+            try:
+                await self.refresh_markets()
+            except Exception as exc:
+                self.log.warning("markets_refresh_failed", error=describe(exc))
+
+    def market_rules(self, symbols: Iterable[str] | None = None) -> dict[str, MarketRules]:
+        """The guards' rules of ``symbols`` (default: every market with leverage tiers)."""
+        chosen = list(self.tiers) if symbols is None else list(symbols)
+        mode = int(getattr(self.client, "precisionMode", 4))
+        rules: dict[str, MarketRules] = {}
+        for symbol in chosen:
+            market = self.markets.get(symbol)
+            entries = self.tiers.get(symbol)
+            if market is None or not entries:
+                continue
+            try:
+                rules[symbol] = market_rules(market, entries, mode)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.log.warning("market_rules_invalid", symbol=symbol, error=describe(exc))
+        return rules
+
+    async def fetch_leverage_tiers(
+        self, symbols: list[str] | None = None, params: Params = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        if not self.tiers:
+            await self.load_markets()
+        chosen = list(self.tiers) if symbols is None else symbols
+        return {s: self.tiers[s] for s in chosen if s in self.tiers}
+
+    # ------------------------------------------------------------------ protocol: reads
+
+    async def fetch_ticker(self, symbol: str, params: Params = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "fetch_ticker", lambda: self.client.fetch_ticker(symbol, params or {})
+        )
+        return result
+
+    async def fetch_order(
+        self, id: str, symbol: str | None = None, params: Params = None
+    ) -> dict[str, Any]:
+        """One order by id, or by ``params["clientOrderId"]``.
+
+        A look-up by client id that does not say whether the order is a trigger order searches
+        the ordinary book first and then the trigger ("algo") book.
+        """
+        extra = dict(params or {})
+        result: dict[str, Any]
+        try:
+            result = await self._call(
+                "fetch_order", lambda: self.client.fetch_order(id, symbol, extra)
+            )
+        except OrderNotFound:
+            if not extra.get("clientOrderId") or "trigger" in extra or "stop" in extra:
+                raise
+            result = await self._call(
+                "fetch_trigger_order",
+                lambda: self.client.fetch_order(id, symbol, {**extra, "trigger": True}),
+            )
+        return result
+
+    async def fetch_open_orders(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Params = None,
+    ) -> list[dict[str, Any]]:
+        """Open orders, ordinary and trigger (stop / take-profit) ones together."""
+        extra = dict(params or {})
+        if "trigger" in extra or "stop" in extra:
+            found: list[dict[str, Any]] = await self._call(
+                "fetch_open_orders",
+                lambda: self.client.fetch_open_orders(symbol, since, limit, extra),
+            )
+            return found
+        regular: list[dict[str, Any]] = await self._call(
+            "fetch_open_orders", lambda: self.client.fetch_open_orders(symbol, since, limit, extra)
+        )
+        try:
+            triggers: list[dict[str, Any]] = await self._call(
+                "fetch_open_trigger_orders",
+                lambda: self.client.fetch_open_orders(
+                    symbol, since, limit, {**extra, "trigger": True}
+                ),
+            )
+        except NotSupported:
+            triggers = []
+        seen = {o.get("id") for o in regular}
+        return regular + [o for o in triggers if o.get("id") not in seen]
+
+    async def fetch_positions(
+        self, symbols: list[str] | None = None, params: Params = None
+    ) -> list[dict[str, Any]]:
+        """Open positions (zero-size entries dropped)."""
+        found: list[dict[str, Any]] = await self._call(
+            "fetch_positions", lambda: self.client.fetch_positions(symbols, params or {})
+        )
+        return [p for p in found if float(p.get("contracts") or 0.0) > 0.0]
+
+    async def fetch_balance(self, params: Params = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "fetch_balance", lambda: self.client.fetch_balance(params or {})
+        )
+        return result
+
+    async def fetch_time(self) -> int:
+        """The exchange's clock in epoch milliseconds."""
+        result = await self._call("fetch_time", lambda: self.client.fetch_time())
+        return int(result)
+
+    async def fetch_mark(self, symbol: str) -> float | None:
+        """The current mark price (premium index on Binance; else the ticker's mark or last)."""
+        client = self.client
+        if client.has.get("fetchMarkPrice"):
+            ticker = await self._call("fetch_mark_price", lambda: client.fetch_mark_price(symbol))
+        else:
+            ticker = await self.fetch_ticker(symbol)
+        value = ticker.get("markPrice") or ticker.get("last")
+        return float(value) if value else None
+
+    async def api_permissions(self) -> dict[str, Any] | None:
+        """What the API key may do (Binance ``apiRestrictions``); None where unknown."""
+        if not self.is_binance:
+            return None
+        result: dict[str, Any] = await self._call(
+            "api_permissions", lambda: self.client.sapi_get_account_apirestrictions()
+        )
+        return result
+
+    async def hedge_mode(self) -> bool | None:
+        """True when the account is in hedge (dual-side) mode; None where unknown."""
+        if not self.client.has.get("fetchPositionMode"):
+            return None
+        result = await self._call("fetch_position_mode", lambda: self.client.fetch_position_mode())
+        return bool(result.get("hedged"))
+
+    # ------------------------------------------------------------------ protocol: writes
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: Params = None,
+    ) -> dict[str, Any]:
+        """Send one order, once (see ``bot.execution`` for idempotent re-sending)."""
+        result: dict[str, Any] = await self._call(
+            "create_order",
+            lambda: self.client.create_order(symbol, type, side, amount, price, params or {}),
+            retry=False,
+        )
+        return result
+
+    async def cancel_order(
+        self, id: str, symbol: str | None = None, params: Params = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "cancel_order", lambda: self.client.cancel_order(id, symbol, params or {})
+        )
+        return result
+
+    async def cancel_all_orders(
+        self, symbol: str | None = None, params: Params = None
+    ) -> list[dict[str, Any]]:
+        result = await self._call(
+            "cancel_all_orders", lambda: self.client.cancel_all_orders(symbol, params or {})
+        )
+        return list(result) if isinstance(result, list) else []
+
+    async def set_leverage(
+        self, leverage: float, symbol: str | None = None, params: Params = None
+    ) -> dict[str, Any]:
+        """Set the leverage (whole numbers on Binance: a fractional one is rounded down)."""
+        value: float | int = leverage
+        if self.is_binance:
+            value = max(1, math.floor(leverage + 1e-9))
+        result: dict[str, Any] = await self._call(
+            "set_leverage", lambda: self.client.set_leverage(value, symbol, params or {})
+        )
+        return result
+
+    async def set_margin_mode(
+        self, marginMode: str, symbol: str | None = None, params: Params = None
+    ) -> dict[str, Any]:
+        """Set isolated / cross; "already set" counts as success."""
+        try:
+            result: dict[str, Any] = await self._call(
+                "set_margin_mode",
+                lambda: self.client.set_margin_mode(marginMode, symbol, params or {}),
+            )
+        except NoChange:
+            return {"info": {"msg": "margin mode already set"}, "symbol": symbol}
+        return result
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+    # ------------------------------------------------------------------ streams
+
+    @property
+    def streams(self) -> bool:
+        """True when the client can stream prices (ccxt.pro and the exchange supports it)."""
+        has = self.client.has
+        return self._streams and bool(
+            has.get("watchMarkPrices") or has.get("watchMarkPrice") or has.get("watchTickers")
+        )
+
+    @property
+    def streams_liquidations(self) -> bool:
+        has = self.client.has
+        return self._streams and bool(
+            has.get("watchLiquidationsForSymbols") or has.get("watchLiquidations")
+        )
+
+    async def watch_marks(self, symbols: Sequence[str]) -> dict[str, float]:
+        """Wait for the next mark-price update(s); returns ``{symbol: mark}``."""
+        client = self.client
+        has = client.has
+        if has.get("watchMarkPrices"):
+            tickers = await client.watch_mark_prices(list(symbols))
+        elif has.get("watchMarkPrice") and len(symbols) == 1:
+            ticker = await client.watch_mark_price(symbols[0])
+            tickers = {symbols[0]: ticker}
+        elif has.get("watchTickers"):
+            tickers = await client.watch_tickers(list(symbols))
+        else:
+            raise NotSupported(f"{self.id} streams no prices")
+        out: dict[str, float] = {}
+        for symbol, ticker in tickers.items():
+            value = ticker.get("markPrice") or ticker.get("last")
+            if value:
+                out[symbol] = float(value)
+        return out
+
+    async def watch_liquidations(self, symbols: Sequence[str]) -> list[dict[str, Any]]:
+        """Wait for the next market-wide forced liquidations of ``symbols``.
+
+        ccxt.pro hands each waiter only the message that woke it; events arriving in a burst
+        before the next call land in its cache alone. They are collected from there, so a
+        cascade is counted whole (each event exactly once).
+        """
+        client = self.client
+        if client.has.get("watchLiquidationsForSymbols"):
+            found = await client.watch_liquidations_for_symbols(list(symbols))
+        elif client.has.get("watchLiquidations") and len(symbols) == 1:
+            found = await client.watch_liquidations(symbols[0])
+        else:
+            raise NotSupported(f"{self.id} streams no liquidations")
+        cache = list(getattr(client, "liquidations", None) or [])
+        wanted = set(symbols)
+        out = []
+        for liq in [*cache, *found]:
+            key = id(liq)
+            if key in self._liq_delivered or liq.get("symbol") not in wanted:
+                continue
+            self._liq_delivered.add(key)
+            out.append(liq)
+        # forget what ccxt has dropped from its cache (ids are only unique while alive)
+        alive = {id(liq) for liq in cache} | {id(liq) for liq in found}
+        self._liq_delivered &= alive
+        return out
+
+
+def _make_client(
+    settings: ExchangeSettings,
+    *,
+    streams: bool,
+    timeout_ms: int,
+    rate_limit: bool,
+    options: Mapping[str, Any] | None,
+) -> Any:
+    """A ccxt client for ``settings`` (ccxt.pro when streaming and available)."""
+    import ccxt.async_support as ccxt_async
+
+    cls = None
+    if streams:
+        import ccxt.pro as ccxt_pro
+
+        cls = getattr(ccxt_pro, settings.id, None)
+    if cls is None:
+        cls = getattr(ccxt_async, settings.id, None)
+    if cls is None:
+        raise NotSupported(f"ccxt has no exchange {settings.id!r}")
+    opts: dict[str, Any] = {
+        "fetchCurrencies": False,
+        "warnOnFetchOpenOrdersWithoutSymbol": False,
+    }
+    if not str(settings.id).startswith("binance"):
+        opts["defaultType"] = "swap"
+    if options:
+        opts.update(options)
+    config: dict[str, Any] = {
+        "enableRateLimit": rate_limit,
+        "timeout": timeout_ms,
+        "options": opts,
+    }
+    if settings.api_key is not None:
+        config["apiKey"] = settings.api_key.get_secret_value()
+    if settings.api_secret is not None:
+        config["secret"] = settings.api_secret.get_secret_value()
+    if settings.password is not None:
+        config["password"] = settings.password.get_secret_value()
+    return cls(config)
+
+
+MarkCallback = Callable[[str, float, float], Awaitable[None] | None]
+
+
+async def _maybe_await(result: Awaitable[None] | None) -> None:
+    if result is not None and inspect.isawaitable(result):
+        await result
+
+
+class PriceFeed:
+    """Latest marks from the stream with a polling fallback, stale detection and liquidations.
+
+    ``exchange`` is any object with ``fetch_mark(symbol)`` (or ``fetch_ticker``); streaming is
+    used when it has ``watch_marks`` and ``streams`` is true, liquidations when it has
+    ``watch_liquidations`` and ``streams_liquidations``. Callbacks (plain or async) get
+    ``(symbol, value, ts)`` with ``ts`` in epoch seconds: ``on_price`` the mark,
+    ``on_liquidation`` the liquidated quote notional.
+    """
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str],
+        *,
+        stale_price_s: float = 30.0,
+        poll_s: float = 5.0,
+        stream: bool = True,
+        liquidations: bool = True,
+        on_price: MarkCallback | None = None,
+        on_liquidation: MarkCallback | None = None,
+        retry_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.exchange = exchange
+        self.symbols = tuple(symbols)
+        self.stale_price_s = stale_price_s
+        self.poll_s = poll_s
+        self.on_price = on_price
+        self.on_liquidation = on_liquidation
+        self.retry_s = retry_s
+        self.marks: dict[str, Mark] = {}
+        self.sources: dict[str, str] = {}
+        self.stream_errors = 0
+        self.log = get_logger("bot.exchange.feed")
+        self._clock = clock
+        self._sleep = sleep
+        self._use_stream = stream and bool(getattr(exchange, "streams", False))
+        self._use_liquidations = liquidations and bool(
+            getattr(exchange, "streams_liquidations", False)
+        )
+        self._stale_logged: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Condition()
+
+    @property
+    def streaming(self) -> bool:
+        return self._use_stream
+
+    async def start(self) -> None:
+        """Start the stream, polling and liquidation tasks."""
+        if self._use_stream:
+            self._tasks.append(asyncio.create_task(self._stream_loop(), name="price-stream"))
+        self._tasks.append(asyncio.create_task(self._poll_loop(), name="price-poll"))
+        if self._use_liquidations:
+            self._tasks.append(asyncio.create_task(self._liquidation_loop(), name="liq-stream"))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def snapshot(self) -> dict[str, Mark]:
+        """The latest mark of every symbol that has one (``ts`` = receive time)."""
+        return dict(self.marks)
+
+    def stale(self, now: float | None = None) -> list[str]:
+        """Symbols with no mark, or one older than ``stale_price_s``."""
+        at = self._clock() if now is None else now
+        out = []
+        for symbol in self.symbols:
+            mark = self.marks.get(symbol)
+            if mark is None or at - mark.ts > self.stale_price_s:
+                out.append(symbol)
+        return out
+
+    async def wait_for(self, predicate: Callable[[PriceFeed], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(self)`` holds after an update (``TimeoutError`` otherwise)."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self)), timeout)
+
+    async def poll_once(self, *, due_only: bool = False) -> None:
+        """Poll the marks (only those the stream has not refreshed for ``poll_s`` if due_only)."""
+        now = self._clock()
+        for symbol in self.symbols:
+            mark = self.marks.get(symbol)
+            if due_only and mark is not None and now - mark.ts < self.poll_s:
+                continue
+            try:
+                price = await self._fetch_mark(symbol)
+            except Exception as exc:
+                self.log.warning("price_poll_failed", symbol=symbol, error=describe(exc))
+                continue
+            if price:
+                await self._update(symbol, price, "poll")
+        self.check_stale()
+
+    def check_stale(self, now: float | None = None) -> list[str]:
+        """Log ``price_stale`` once per symbol that went stale; returns the stale symbols."""
+        at = self._clock() if now is None else now
+        stale = self.stale(at)
+        for symbol in stale:
+            if symbol not in self._stale_logged:
+                self._stale_logged.add(symbol)
+                mark = self.marks.get(symbol)
+                self.log.warning(
+                    "price_stale",
+                    symbol=symbol,
+                    age_s=None if mark is None else round(at - mark.ts, 1),
+                    stale_price_s=self.stale_price_s,
+                    consequence="guards refuse entries on this symbol",
+                )
+        return stale
+
+    async def _fetch_mark(self, symbol: str) -> float | None:
+        fetch = getattr(self.exchange, "fetch_mark", None)
+        if fetch is not None:
+            value: float | None = await fetch(symbol)
+            return value
+        ticker = await self.exchange.fetch_ticker(symbol)
+        raw = ticker.get("markPrice") or ticker.get("last")
+        return float(raw) if raw else None
+
+    async def _update(self, symbol: str, price: float, source: str) -> None:
+        ts = self._clock()
+        self.marks[symbol] = Mark(float(price), ts)
+        self.sources[symbol] = source
+        if symbol in self._stale_logged:
+            self._stale_logged.discard(symbol)
+            self.log.info("price_fresh", symbol=symbol, source=source)
+        if self.on_price is not None:
+            await _maybe_await(self.on_price(symbol, float(price), ts))
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _stream_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                marks = await self.exchange.watch_marks(self.symbols)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.stream_errors += 1
+                self.log.warning(
+                    "price_stream_failed",
+                    error=describe(exc),
+                    fallback="polling",
+                    failures=failures,
+                )
+                await self._sleep(min(self.retry_s * failures, 60.0))
+                continue
+            failures = 0
+            for symbol, price in marks.items():
+                if symbol in self.symbols:
+                    await self._update(symbol, price, "stream")
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await self.poll_once(due_only=True)
+            await self._sleep(self.poll_s)
+
+    async def _liquidation_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                found = await self.exchange.watch_liquidations(self.symbols)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.log.warning("liquidation_stream_failed", error=describe(exc))
+                await self._sleep(min(self.retry_s * failures, 60.0))
+                continue
+            failures = 0
+            for liq in found:
+                symbol = liq.get("symbol")
+                if symbol not in self.symbols:
+                    continue
+                notional = liquidation_notional(liq)
+                stamp = liq.get("timestamp")
+                ts = float(stamp) / 1000.0 if stamp else self._clock()
+                self.log.info("market_liquidation", symbol=symbol, notional=round(notional, 2))
+                if self.on_liquidation is not None:
+                    await _maybe_await(self.on_liquidation(str(symbol), notional, ts))

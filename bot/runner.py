@@ -1,0 +1,329 @@
+"""Assemble and run one bot process: paper on live market data, or live trading.
+
+``run_bot`` opens the state store (restoring guard counters and halts), builds the exchange
+(``PaperExchange`` restored from the store's paper snapshot, or ``LiveExchange``), the executor,
+the strategy, the ``Engine`` and its ``PriceFeed`` (public market data: ccxt streams with a
+polling fallback), starts the scheduled jobs on an ``AsyncIOScheduler``, and then waits for a
+signal: SIGTERM/SIGINT stop it (entries stopped, resting entries cancelled, stops left in place
+or everything closed with ``shutdown.flatten``, state flushed, within 10 s), SIGHUP re-reads the
+configuration and swaps the guard parameters if the new file validates (else the error is
+logged and the old parameters kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bot.bars import timeframe_ms
+from bot.engine import Engine
+from bot.jobs import LiveScheduler, job_specs, job_triggers
+from bot.settings import ConfigError, Settings
+from bot.store import Store
+from bot.strategies import load_strategy
+from guards.engine import GuardEngine
+from guards.state import GuardState
+from paper.core import PaperCore
+from paper.exchange import PaperExchange
+from paper.markets import load_markets
+
+log = structlog.get_logger("runner")
+
+PAPER_SNAPSHOT_KEY = "paper.snapshot"
+SHUTDOWN_BUDGET_S = 8.0
+
+
+class RunError(Exception):
+    """The bot cannot start (bad state store, unknown symbol, ...): one readable message."""
+
+
+def restore_guard(settings: Settings, store: Store) -> GuardEngine:
+    """The guard engine with the counters and halts of the last run (never a reset halt)."""
+    data = store.load_guard_state()
+    state = GuardState.from_dict(data) if data else None
+    return GuardEngine(settings.guards, state)
+
+
+class DurablePaperExchange(PaperExchange):
+    """A paper exchange whose state is in the store before any change is acknowledged.
+
+    Every order, cancel or setting change saves the core's snapshot before returning to the
+    caller (who records the ack after), and the price hook saves it when a price filled or
+    triggered anything: a ``kill -9`` at any point loses nothing that was acknowledged.
+    """
+
+    def __init__(self, core: PaperCore, store: Store) -> None:
+        super().__init__(core)
+        self.store = store
+        self._seen = self._fingerprint()
+
+    def _fingerprint(self) -> tuple[int, int, int, float]:
+        c = self.core
+        return (len(c.trades), len(c.liquidations), len(c.open_orders()), c.wallet_balance)
+
+    def persist(self) -> None:
+        self.store.kv_set(PAPER_SNAPSHOT_KEY, self.core.snapshot(history=False))
+        self._seen = self._fingerprint()
+
+    def on_price(self, symbol: str, price: float, ts: float) -> None:
+        """Price the paper book (fills, stops, liquidations) and persist if anything moved."""
+        self.core.on_price(symbol, price, int(ts * 1000))
+        if self._fingerprint() != self._seen:
+            self.persist()
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return await super().create_order(symbol, type, side, amount, price, params)
+        finally:
+            self.persist()
+
+    async def cancel_order(
+        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        try:
+            return await super().cancel_order(id, symbol, params)
+        finally:
+            self.persist()
+
+    async def set_leverage(
+        self, leverage: float, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        try:
+            return await super().set_leverage(leverage, symbol, params)
+        finally:
+            self.persist()
+
+    async def set_margin_mode(
+        self, marginMode: str, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        try:
+            return await super().set_margin_mode(marginMode, symbol, params)
+        finally:
+            self.persist()
+
+
+def paper_exchange(settings: Settings, store: Store) -> DurablePaperExchange:
+    """The paper account, resumed from the store's snapshot when there is one."""
+    snap = store.kv_get(PAPER_SNAPSHOT_KEY)
+    if isinstance(snap, dict):
+        core = PaperCore.restore(snap, settings.paper)
+        log.info(
+            "paper_resumed", wallet=core.wallet_balance, positions=len(core.account().positions)
+        )
+    else:
+        try:
+            markets = load_markets(settings.exchange.symbols, settings.paper)
+        except KeyError as exc:
+            raise RunError(f"no bundled paper market for {exc}") from None
+        core = PaperCore(settings.paper, markets)
+    exchange = DurablePaperExchange(core, store)
+    exchange.persist()
+    return exchange
+
+
+def save_paper(store: Store, exchange: Any) -> None:
+    if isinstance(exchange, DurablePaperExchange):
+        exchange.persist()
+
+
+def market_source(settings: Settings) -> Any:
+    """A keyless ccxt client for public market data (paper on live data)."""
+    from bot.exchange.live import LiveExchange
+
+    public = settings.exchange.model_copy(update={"api_key": None, "api_secret": None})
+    return LiveExchange(
+        public,
+        cache_dir=settings.state.dir / "cache",
+        markets_max_age_s=settings.exchange.markets_refresh_s,
+        api_url=settings.exchange.api_url,
+        ws_url=settings.exchange.ws_url,
+        streams=settings.feed.kind == "stream",
+    )
+
+
+async def run_bot(
+    settings: Settings,
+    run_id: str,
+    *,
+    stop: asyncio.Event | None = None,
+    install_signals: bool = True,
+    reload_settings: Callable[[], Settings] | None = None,
+    started: Callable[[Engine], None] | None = None,
+) -> Engine:
+    """Run until ``stop`` is set (or a SIGTERM/SIGINT); returns the stopped engine."""
+    from bot.exchange.live import LiveExchange, PriceFeed
+    from bot.execution import Executor
+
+    store = Store.open(settings.state.dir)
+    exchange: Any
+    source: Any
+    try:
+        guard = restore_guard(settings, store)
+        if settings.mode == "paper":
+            exchange = paper_exchange(settings, store)
+            source = market_source(settings)
+            await source.load_markets()
+            markets = {s: exchange.core.market_rules(s) for s in settings.exchange.symbols}
+        else:
+            exchange = LiveExchange(
+                settings.exchange,
+                cache_dir=settings.state.dir / "cache",
+                markets_max_age_s=settings.exchange.markets_refresh_s,
+                api_url=settings.exchange.api_url,
+                ws_url=settings.exchange.ws_url,
+                streams=settings.feed.kind == "stream",
+            )
+            source = exchange
+            await exchange.load_markets()
+            markets = exchange.market_rules(settings.exchange.symbols)
+        missing = [s for s in settings.exchange.symbols if s not in markets]
+        if missing:
+            raise RunError(f"no market rules for {', '.join(missing)}")
+        strategy = None
+        if settings.strategy.path.strip().lower() != "none":
+            strategy = load_strategy(settings.strategy.path, dict(settings.strategy.params))
+        store.record_run(run_id, time.time(), settings.mode, settings.model_dump(mode="json"))
+        executor = Executor(
+            exchange,
+            store=store,
+            run_id=run_id,
+            max_leverage=settings.guards.position_cap.max_leverage,
+        )
+        await executor.prepare(
+            settings.exchange.symbols, settings.exchange.margin_mode, settings.exchange.leverage
+        )
+
+        def paper_tick(symbol: str, price: float, ts: float) -> None:
+            if isinstance(exchange, DurablePaperExchange):
+                exchange.on_price(symbol, price, ts)
+
+        engine = Engine(
+            exchange=exchange,
+            executor=executor,
+            store=store,
+            guard=guard,
+            markets=markets,
+            strategy=strategy,
+            symbols=tuple(settings.exchange.symbols),
+            timeframe_ms=timeframe_ms(settings.feed.timeframe),
+            run_id=run_id,
+            state_dir=settings.state.dir,
+            on_price_hook=paper_tick if settings.mode == "paper" else None,
+        )
+        feed = PriceFeed(
+            source,
+            settings.exchange.symbols,
+            stale_price_s=settings.guards.stale_price_s,
+            poll_s=settings.feed.poll_s,
+            stream=settings.feed.kind == "stream",
+            on_price=engine.on_price,
+            on_liquidation=engine.on_liquidations,
+        )
+        await engine.start()
+
+        async def heartbeat() -> None:
+            engine.heartbeat("running")
+            save_paper(store, exchange)
+
+        async def flatten() -> None:
+            await engine.job_flatten()
+
+        async def refresh() -> None:
+            if isinstance(source, LiveExchange):
+                await source.refresh_markets()
+
+        triggers = job_triggers(
+            settings.guards,
+            heartbeat_s=settings.state.heartbeat_s,
+            markets_refresh_s=settings.exchange.markets_refresh_s,
+            start=datetime.now(UTC),
+        )
+        scheduler = LiveScheduler(
+            job_specs(
+                triggers,
+                {
+                    "sweep": engine.job_sweep,
+                    "flatten": flatten,
+                    "daily_reset": engine.job_daily_reset,
+                    "markets_refresh": refresh,
+                    "heartbeat": heartbeat,
+                    "equity_snapshot": engine.job_equity,
+                },
+            )
+        )
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(
+                signal.SIGHUP,
+                lambda: asyncio.ensure_future(_reload(engine, reload_settings)),
+            )
+        await feed.start()
+        scheduler.start()
+        if started is not None:
+            started(engine)
+        log.info("bot_started", mode=settings.mode, symbols=list(settings.exchange.symbols))
+        try:
+            await stop.wait()
+        finally:
+            log.info("bot_stopping", flatten=settings.shutdown.flatten)
+            scheduler.shutdown()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(feed.stop(), 2.0)
+            try:
+                await asyncio.wait_for(
+                    engine.shutdown(settings.shutdown.flatten), SHUTDOWN_BUDGET_S
+                )
+            except TimeoutError:
+                log.error("shutdown_timeout", budget_s=SHUTDOWN_BUDGET_S)
+            save_paper(store, exchange)
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+        return engine
+    finally:
+        with contextlib.suppress(Exception):
+            if "source" in locals() and source is not exchange:
+                await source.close()
+        with contextlib.suppress(Exception):
+            if "exchange" in locals():
+                await exchange.close()
+        store.close()
+
+
+async def _reload(engine: Engine, reload_settings: Callable[[], Settings] | None) -> None:
+    if reload_settings is None:
+        log.warning("reload_unavailable")
+        return
+    try:
+        new = reload_settings()
+    except ConfigError as exc:
+        log.error("config_reload_rejected", error=str(exc))
+        return
+    await engine.reload(new.guards)
+
+
+def request_halt(state_dir: Path, halted: bool, reason: str) -> None:
+    """``guardbot halt`` / ``resume``: a request the running bot applies at its next sweep."""
+    from bot.engine import CONTROL_KEY
+
+    with Store.open(state_dir) as store:
+        store.kv_set(CONTROL_KEY, {"halted": halted, "reason": reason, "ts": time.time()})
