@@ -97,6 +97,8 @@ def setup_logging(settings: Settings, mode: str) -> str:
             settings.exchange.api_key,
             settings.exchange.api_secret,
             settings.exchange.password,
+            settings.notify.telegram_token,
+            settings.status.token,
         )
         if s is not None
     ]

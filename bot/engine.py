@@ -34,6 +34,7 @@ from bot.store import Store, StoreError
 from bot.strategies.base import Strategy
 from guards.config import GuardsConfig
 from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine
+from guards.rules.base import account_view, position_liquidation
 from guards.types import (
     Account,
     Action,
@@ -270,11 +271,13 @@ class Engine:
                 log.info("entry_skipped_shutting_down", symbol=intent.symbol)
                 return None
             decision = self.guard.check(intent, self.ctx(now))
-            self._record(decision, now)
-            if not decision.allowed:
-                return decision
-            approved = self.guard.approve(decision)
-            self.save_state()
+            # the decision, the counters it moves and the saved guard state commit together
+            with self.store.transaction():
+                self._record(decision, now)
+                if not decision.allowed:
+                    return decision
+                approved = self.guard.approve(decision)
+                self.save_state()
             try:
                 if decision.code in RISK_REDUCING_CODES:
                     self.closing[intent.symbol] = "strategy"
@@ -483,6 +486,86 @@ class Engine:
 
     async def job_heartbeat(self) -> None:
         self.heartbeat("running")
+
+    # -- observation -----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-safe picture of the running bot for the status page and metrics.
+
+        Positions with entry, mark, stop, liquidation price and distance; guard state (halt,
+        cooldowns, breaker, counters against their limits); equity and decision/action counts.
+        """
+        now = self.clock()
+        ctx = self.ctx(now)
+        view = account_view(ctx)
+        cfg = self.guard.config
+        state = self.guard.state
+        positions = []
+        upnl = 0.0
+        for sym, p in sorted(self.view.account.positions.items()):
+            mark = self.marks.get(sym)
+            liq = None
+            if sym in self.markets and mark is not None:
+                liq = position_liquidation(p, ctx, view)
+            price = mark.price if mark is not None else None
+            pnl = p.unrealized_pnl(price) if price is not None else None
+            upnl += pnl or 0.0
+            positions.append(
+                {
+                    "symbol": sym,
+                    "side": p.side,
+                    "amount": p.amount,
+                    "entry": p.entry_price,
+                    "mark": price,
+                    "mark_age_s": None if mark is None else now - mark.ts,
+                    "stop": p.stop_price,
+                    "take_profit": p.take_profit,
+                    "liquidation": liq,
+                    "liq_distance_pct": (
+                        None
+                        if liq is None or price is None or price <= 0
+                        else abs(price - liq) / price * 100.0
+                    ),
+                    "leverage": p.leverage,
+                    "margin_mode": p.margin_mode,
+                    "notional": p.amount * (price if price is not None else p.entry_price),
+                    "unrealized_pnl": pnl,
+                }
+            )
+        hour = sum(1 for t in state.entries if t > now - 3600.0)
+        day = sum(1 for t in state.entries if t > now - 86400.0)
+        halt = state.active_halt(now)
+        return {
+            "ts": now,
+            "run_id": self.run_id,
+            "mode": getattr(self.exchange, "id", ""),
+            "wallet": self.view.account.wallet_balance,
+            "equity": self.view.account.wallet_balance + upnl,
+            "positions": positions,
+            "halt": None if halt is None else halt.to_dict(),
+            "entries_stopped": self.entries_stopped,
+            "counters": {
+                "entries_last_hour": [hour, cfg.overtrading.max_entries_per_hour],
+                "entries_last_day": [day, cfg.overtrading.max_entries_per_day],
+                "stopouts_today": [state.stopouts_today, cfg.anti_top_up.max_stopouts_per_day],
+            },
+            "cooldowns": {
+                s: {"until": sub.cooldown_until, "reason": sub.cooldown_reason}
+                for s, sub in state.symbols.items()
+                if sub.cooldown_until > now
+            },
+            "breakers": {
+                s: {"until": sub.breaker_until, "reason": sub.breaker_reason}
+                for s, sub in state.symbols.items()
+                if sub.breaker_until > now
+            },
+            "equity_peak": state.equity_peak,
+            "day_start_equity": state.day_start_equity,
+            "decisions": self.decisions,
+            "actions": self.actions,
+            "guards_enabled": [
+                n for n in type(cfg).model_fields if getattr(getattr(cfg, n), "enabled", False)
+            ],
+        }
 
     # -- reload and shutdown ------------------------------------------------------------------
     async def reload(self, new: GuardsConfig) -> dict[str, Any]:

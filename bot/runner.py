@@ -70,7 +70,9 @@ class DurablePaperExchange(PaperExchange):
         return (len(c.trades), len(c.liquidations), len(c.open_orders()), c.wallet_balance)
 
     def persist(self) -> None:
-        self.store.kv_set(PAPER_SNAPSHOT_KEY, self.core.snapshot(history=False))
+        # with history: closed orders keep their client ids (duplicates stay detectable and
+        # every acknowledged fill stays provable after a restart)
+        self.store.kv_set(PAPER_SNAPSHOT_KEY, self.core.snapshot(history=True))
         self._seen = self._fingerprint()
 
     def on_price(self, symbol: str, price: float, ts: float) -> None:
@@ -167,12 +169,37 @@ async def run_bot(
     started: Callable[[Engine], None] | None = None,
 ) -> Engine:
     """Run until ``stop`` is set (or a SIGTERM/SIGINT); returns the stopped engine."""
+    from ccxt.base.errors import AuthenticationError, NetworkError, PermissionDenied
+
+    store = Store.open(settings.state.dir)
+    try:
+        try:
+            return await _run(
+                settings, run_id, store, stop, install_signals, reload_settings, started
+            )
+        except NetworkError as exc:
+            where = settings.exchange.api_url or settings.exchange.id
+            raise RunError(f"cannot reach the exchange ({where}): {type(exc).__name__}") from None
+        except (AuthenticationError, PermissionDenied) as exc:
+            raise RunError(f"the exchange refused the API key: {type(exc).__name__}") from None
+    finally:
+        store.close()
+
+
+async def _run(
+    settings: Settings,
+    run_id: str,
+    store: Store,
+    stop: asyncio.Event | None,
+    install_signals: bool,
+    reload_settings: Callable[[], Settings] | None,
+    started: Callable[[Engine], None] | None,
+) -> Engine:
     from bot.exchange.live import LiveExchange, PriceFeed
     from bot.execution import Executor
 
-    store = Store.open(settings.state.dir)
-    exchange: Any
-    source: Any
+    exchange: Any = None
+    source: Any = None
     try:
         guard = restore_guard(settings, store)
         if settings.mode == "paper":
@@ -301,12 +328,11 @@ async def run_bot(
         return engine
     finally:
         with contextlib.suppress(Exception):
-            if "source" in locals() and source is not exchange:
+            if source is not None and source is not exchange:
                 await source.close()
         with contextlib.suppress(Exception):
-            if "exchange" in locals():
+            if exchange is not None:
                 await exchange.close()
-        store.close()
 
 
 async def _reload(engine: Engine, reload_settings: Callable[[], Settings] | None) -> None:

@@ -128,6 +128,38 @@ class MetricsSettings(BaseModel):
     port: int = Field(9108, ge=1, le=65535, description="metrics port")
 
 
+class NotifySettings(BaseModel):
+    model_config = _FROZEN
+
+    webhook_url: str | None = Field(
+        None, description="generic webhook: every alert is POSTed here as JSON (retried)"
+    )
+    telegram_token: SecretStr | None = Field(None, description="Telegram bot token (secret)")
+    telegram_chat_id: str | None = Field(None, description="Telegram chat id for alerts")
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Telegram Bot API base URL"
+    )
+    refusal_digest_s: float = Field(
+        300.0, ge=1, le=86_400, description="refused entries are sent as one digest per period"
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120, description="HTTP timeout of one delivery")
+    max_attempts: int = Field(5, ge=1, le=50, description="delivery attempts before giving up")
+    queue_size: int = Field(
+        1000, ge=10, le=100_000, description="alerts kept while deliveries are slow"
+    )
+
+
+class StatusSettings(BaseModel):
+    model_config = _FROZEN
+
+    enabled: bool = Field(False, description="serve the read-only status page and /health")
+    host: str = Field("127.0.0.1", description="status page bind address")
+    port: int = Field(8080, ge=1, le=65535, description="status page port")
+    token: SecretStr | None = Field(
+        None, description="bearer token required by the status page (none: open)"
+    )
+
+
 class ShutdownSettings(BaseModel):
     model_config = _FROZEN
 
@@ -156,6 +188,8 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=lambda: StateSettings())
     logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+    notify: NotifySettings = Field(default_factory=lambda: NotifySettings())
+    status: StatusSettings = Field(default_factory=lambda: StatusSettings())
     shutdown: ShutdownSettings = Field(default_factory=lambda: ShutdownSettings())
 
     @model_validator(mode="after")

@@ -41,3 +41,55 @@ class EnterOnce(BaseStrategy):
                 symbol, "long", self.amount, leverage=self.leverage, stop_price=close * 0.98
             ),
         )
+
+
+class TickEnter(BaseStrategy):
+    """Goes long once on the first price update of ``symbol`` (no waiting for a closed bar)."""
+
+    name = "tick_enter"
+
+    def __init__(self, symbol: str, amount: float, leverage: float = 3.0) -> None:
+        self.symbol = symbol
+        self.amount = amount
+        self.leverage = leverage
+        self.entered = False
+
+    def on_tick(
+        self, symbol: str, ts_ms: int, price: float, position: Position | None
+    ) -> Sequence[OrderIntent]:
+        if symbol != self.symbol or self.entered or position is not None:
+            return NO_INTENTS
+        self.entered = True
+        return (
+            OrderIntent(
+                symbol, "long", self.amount, leverage=self.leverage, stop_price=price * 0.98
+            ),
+        )
+
+
+class Churn(BaseStrategy):
+    """Enters on a tick when flat (2 % stop) and exits after ``hold`` further ticks: many orders."""
+
+    name = "churn"
+
+    def __init__(self, amount: float = 0.01, hold: int = 2, leverage: float = 3.0) -> None:
+        self.amount = amount
+        self.hold = hold
+        self.leverage = leverage
+        self.held = 0
+
+    def on_tick(
+        self, symbol: str, ts_ms: int, price: float, position: Position | None
+    ) -> Sequence[OrderIntent]:
+        if position is None:
+            self.held = 0
+            return (
+                OrderIntent(
+                    symbol, "long", self.amount, leverage=self.leverage, stop_price=price * 0.98
+                ),
+            )
+        self.held += 1
+        if self.held > self.hold:
+            self.held = 0
+            return (OrderIntent(symbol, "long", position.amount, reduce_only=True),)
+        return NO_INTENTS

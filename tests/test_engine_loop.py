@@ -269,3 +269,25 @@ async def test_a_stop_out_on_the_exchange_starts_the_cooldown(tmp_path: Path) ->
         assert state.symbol(BTC).cooldown_until > clock.t
         again = await engine.handle(OrderIntent(BTC, "long", 0.01, leverage=3, stop_price=58_000))
         assert again is not None and again.code == "cooldown"
+
+
+async def test_snapshot_shows_positions_with_liquidation_distance(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    clock = Clock()
+    with Store.open(s.state.dir) as store:
+        engine, exchange = await build(s, store, EnterOnce(), clock)
+        await feed(engine, clock, [60_000.0] * 5)
+        snap = engine.snapshot()
+        (pos,) = snap["positions"]
+        core_liq = exchange.core.liquidation_price(BTC)
+        assert core_liq is not None
+        # the guards' and the paper engine's liquidation prices agree
+        assert pos["liquidation"] == pytest.approx(core_liq, rel=1e-9)
+        assert pos["liq_distance_pct"] == pytest.approx((60_000.0 - core_liq) / 60_000.0 * 100)
+        assert pos["stop"] is not None and pos["stop"] > core_liq
+        assert snap["counters"]["entries_last_hour"] == [
+            1,
+            s.guards.overtrading.max_entries_per_hour,
+        ]
+        json_safe = __import__("json").dumps(snap)
+        assert "BTC/USDT:USDT" in json_safe
