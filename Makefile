@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_DEV  := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest venv dev bench bench-freqtrade docs clean
+.PHONY: run test lint typecheck pytest venv dev bench bench-freqtrade docs clean docker-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ $(FT_FEATHER) $(BENCH_CSV) &: | $(FT_STAMP)
 docs: $(STAMP_RUN)
 	$(BIN)/guardbot config doc --toml > config/default.toml
 	$(BIN)/python -c "import re,subprocess,pathlib; p=pathlib.Path('README.md'); t=subprocess.run(['$(BIN)/guardbot','config','doc'],capture_output=True,text=True,check=True).stdout.strip(); s=p.read_text(); a,b='<!-- config-table:start -->','<!-- config-table:end -->'; p.write_text(s[:s.index(a)+len(a)]+'\n'+t+'\n'+s[s.index(b):])"
+
+## docker-smoke: build the image with podman (stand-in base from debootstrap when it cannot be
+## pulled), check version, replay, HEALTHCHECK, SIGTERM exit and state kept across a restart.
+## Needs root; several minutes; not part of `make test` (see docs/deploy.md)
+docker-smoke:
+	bash scripts/docker_smoke.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

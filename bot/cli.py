@@ -361,7 +361,12 @@ def health(
 
     settings = settings_or_exit(config, {})
     folder = state_dir or settings.state.dir
-    limit = max_age if max_age is not None else 3 * settings.state.heartbeat_s
+    limit = max_age
+    if limit is None:  # the running bot writes its own interval into the heartbeat
+        beat = check_health(folder, float("inf")).beat
+        interval = beat.get("interval_s")
+        base = interval if isinstance(interval, int | float) and interval > 0 else None
+        limit = 3 * (base or settings.state.heartbeat_s)
     result = check_health(folder, limit)
     typer.echo(result.detail)
     raise typer.Exit(0 if result.ok else 1)

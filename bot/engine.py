@@ -110,6 +110,7 @@ class Engine:
         state_dir: Any = None,
         clock: Callable[[], float] = time.time,
         on_price_hook: Callable[[str, float, float], Awaitable[None] | None] | None = None,
+        heartbeat_s: float | None = None,
     ) -> None:
         self.exchange = exchange
         self.executor = executor
@@ -129,6 +130,10 @@ class Engine:
         self.lock = asyncio.Lock()
         self.decisions = 0
         self.actions = 0
+        #: Free margin as of the last equity snapshot (None until then).
+        self.free_margin: float | None = None
+        #: Heartbeat interval, written into the heartbeat so `guardbot health` knows its limit.
+        self.heartbeat_s = heartbeat_s
         #: Why the engine itself is closing a symbol (for the guards' stop-out accounting).
         self.closing: dict[str, CloseReason] = {}
 
@@ -258,6 +263,7 @@ class Engine:
             reason=decision.reason,
             amount=decision.amount,
             decision_id=did,
+            verdicts={v.rule: v.outcome for v in decision.verdicts if v.outcome != "skip"},
             figures={v.rule: dict(v.figures) for v in decision.verdicts if v.outcome != "skip"},
         )
         return did
@@ -461,6 +467,7 @@ class Engine:
         )
         balance = await self.exchange.fetch_balance()
         free = float((balance.get(v.account.currency) or {}).get("free") or 0.0)
+        self.free_margin = free
         self.store.record_equity(
             self.clock(),
             v.account.wallet_balance + upnl,
@@ -482,6 +489,7 @@ class Engine:
             halted=None if halt is None else halt.kind,
             decisions=self.decisions,
             actions=self.actions,
+            interval_s=self.heartbeat_s,
         )
 
     async def job_heartbeat(self) -> None:
@@ -539,6 +547,7 @@ class Engine:
             "run_id": self.run_id,
             "mode": getattr(self.exchange, "id", ""),
             "wallet": self.view.account.wallet_balance,
+            "free_margin": self.free_margin,
             "equity": self.view.account.wallet_balance + upnl,
             "positions": positions,
             "halt": None if halt is None else halt.to_dict(),

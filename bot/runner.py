@@ -26,6 +26,9 @@ import structlog
 from bot.bars import timeframe_ms
 from bot.engine import Engine
 from bot.jobs import LiveScheduler, job_specs, job_triggers
+from bot.metrics import Metrics, TimedOrderStore
+from bot.notify import Notifier, build_notifier
+from bot.observe import Observer, install, uninstall
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.strategies import load_strategy
@@ -38,7 +41,9 @@ from paper.markets import load_markets
 log = structlog.get_logger("runner")
 
 PAPER_SNAPSHOT_KEY = "paper.snapshot"
-SHUTDOWN_BUDGET_S = 8.0
+#: Seconds for the engine's part of a shutdown (the feed gets 2 s and the notifier 1.5 s more,
+#: so a SIGTERM exits within 10 s).
+SHUTDOWN_BUDGET_S = 6.0
 
 
 class RunError(Exception):
@@ -197,9 +202,14 @@ async def _run(
 ) -> Engine:
     from bot.exchange.live import LiveExchange, PriceFeed
     from bot.execution import Executor
+    from bot.status import heartbeat_health, make_app, start_status, stop_status
 
     exchange: Any = None
     source: Any = None
+    notifier: Notifier | None = None
+    metrics_server: Any = None
+    status_runner: Any = None
+    observing = False
     try:
         guard = restore_guard(settings, store)
         if settings.mode == "paper":
@@ -226,9 +236,16 @@ async def _run(
         if settings.strategy.path.strip().lower() != "none":
             strategy = load_strategy(settings.strategy.path, dict(settings.strategy.params))
         store.record_run(run_id, time.time(), settings.mode, settings.model_dump(mode="json"))
+        metrics = Metrics(state_dir=settings.state.dir) if settings.metrics.enabled else None
+        notifier = build_notifier(settings.notify)
+        if metrics is not None or notifier is not None:
+            install(Observer(metrics, notifier), level=settings.logging.level)
+            observing = True
+        if notifier is not None:
+            await notifier.start()
         executor = Executor(
             exchange,
-            store=store,
+            store=TimedOrderStore(store, metrics) if metrics is not None else store,
             run_id=run_id,
             max_leverage=settings.guards.position_cap.max_leverage,
         )
@@ -252,6 +269,7 @@ async def _run(
             run_id=run_id,
             state_dir=settings.state.dir,
             on_price_hook=paper_tick if settings.mode == "paper" else None,
+            heartbeat_s=settings.state.heartbeat_s,
         )
         feed = PriceFeed(
             source,
@@ -263,6 +281,18 @@ async def _run(
             on_liquidation=engine.on_liquidations,
         )
         await engine.start()
+        if settings.status.enabled:
+            token = settings.status.token
+            status_runner = await start_status(
+                make_app(
+                    engine.snapshot,
+                    store,
+                    token=None if token is None else token.get_secret_value(),
+                    health=heartbeat_health(settings.state.dir, 3 * settings.state.heartbeat_s),
+                ),
+                settings.status.host,
+                settings.status.port,
+            )
 
         async def heartbeat() -> None:
             engine.heartbeat("running")
@@ -294,6 +324,11 @@ async def _run(
                 },
             )
         )
+        if metrics is not None:
+            metrics.watch_jobs(scheduler)
+            metrics_server = await metrics.start_http(
+                settings.metrics.host, settings.metrics.port, snapshot=engine.snapshot
+            )
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -327,6 +362,17 @@ async def _run(
                     loop.remove_signal_handler(sig)
         return engine
     finally:
+        if status_runner is not None:
+            with contextlib.suppress(Exception):
+                await stop_status(status_runner)
+        if metrics_server is not None:
+            with contextlib.suppress(Exception):
+                await metrics_server.stop()
+        if notifier is not None:
+            with contextlib.suppress(Exception):
+                await notifier.stop(drain_s=1.5)
+        if observing:
+            uninstall(level=settings.logging.level)
         with contextlib.suppress(Exception):
             if source is not None and source is not exchange:
                 await source.close()

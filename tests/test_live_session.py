@@ -190,3 +190,80 @@ def test_live_mode_with_both_confirmations_runs_the_engine(
     assert "second confirmation" not in result.output
     assert "cannot reach the exchange" in result.output
     assert API_SECRET not in result.output
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_running_bot_serves_metrics_status_and_sends_alerts(
+    tmp_path: Path,
+    emulator: Emulator,
+) -> None:
+    """Paper on live-like data with every operating surface on: /metrics, the status page's
+    /health and /api/status, and a webhook receiving the process start/stop alerts."""
+    from aiohttp import ClientSession, web
+
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    hook_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    metrics_port, status_port = free_port(), free_port()
+    s = load_settings(
+        None,
+        {
+            "mode": "paper",
+            "exchange": {"symbols": [BTC], "api_url": emulator.url},
+            "feed": {"kind": "poll", "poll_s": 0.2, "timeframe": "1h"},
+            "strategy": {
+                "path": "strategies_for_tests:TickEnter",
+                "params": {"symbol": BTC, "amount": 0.01},
+            },
+            "guards": {"no_overnight": {"enabled": False}},
+            "state": {"dir": str(tmp_path / "state"), "heartbeat_s": 1},
+            "metrics": {"enabled": True, "port": metrics_port},
+            "status": {"enabled": True, "port": status_port, "token": "s3cret-status-token"},
+            "notify": {"webhook_url": f"http://127.0.0.1:{hook_port}/hook"},
+        },
+        env_file=None,
+        secrets_dir=None,
+    )
+    try:
+        task, stop, box = await start(s, "ops-1")
+        engine = box[0]
+        await until(lambda: bool(engine.view.account.positions), "the paper entry")
+        async with ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+                text = await resp.text()
+            assert resp.status == 200
+            assert 'guardbot_position_stop_present{symbol="BTC/USDT:USDT"} 1.0' in text
+            assert "guardbot_guard_decisions_total" in text
+            async with http.get(f"http://127.0.0.1:{status_port}/health") as resp:
+                assert resp.status == 200
+            async with http.get(f"http://127.0.0.1:{status_port}/api/status") as resp:
+                assert resp.status == 401  # the token is required
+            headers = {"Authorization": "Bearer s3cret-status-token"}
+            async with http.get(
+                f"http://127.0.0.1:{status_port}/api/status", headers=headers
+            ) as resp:
+                status = await resp.json()
+            assert status["positions"][0]["symbol"] == BTC
+            assert status["positions"][0]["stop"] is not None
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await runner.cleanup()
+    kinds = [a.get("kind") for a in received]
+    assert "process_start" in kinds and "process_stop" in kinds
