@@ -130,6 +130,8 @@ class Engine:
         self.lock = asyncio.Lock()
         self.decisions = 0
         self.actions = 0
+        #: Seatbelt mode: the positions as last judged (a change by hand shows against this).
+        self.belt_seen: dict[str, Position] = {}
         #: Free margin as of the last equity snapshot (None until then).
         self.free_margin: float | None = None
         #: Heartbeat interval, written into the heartbeat so `guardbot health` knows its limit.
@@ -211,7 +213,7 @@ class Engine:
         self.heartbeat("running")
         if self.strategy is None:  # seatbelt: adopted positions are judged as if just opened
             async with self.lock:
-                await self._seatbelt({}, self.clock())
+                await self._seatbelt(self.belt_seen, self.clock())
         await self.sweep("start")
 
     # -- prices -----------------------------------------------------------------------------
@@ -301,10 +303,9 @@ class Engine:
         async with self.lock:
             await self._apply_control()
             now = self.clock()
-            before = self.view.account.positions
             if self.strategy is None and why != "price":
                 await self.refresh_account()
-                await self._seatbelt(before, now)
+                await self._seatbelt(self.belt_seen, now)
             actions = self.guard.sweep(self.ctx(now))
             if symbol is not None:
                 actions = [a for a in actions if a.symbol in (None, symbol)]
@@ -400,6 +401,7 @@ class Engine:
             elif decision.allowed:
                 self.guard.approve(decision, now)
         await self.refresh_account()
+        self.belt_seen = dict(self.view.account.positions)
 
     # -- control: manual halt / resume through the store -------------------------------------
     async def _apply_control(self) -> None:

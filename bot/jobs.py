@@ -13,6 +13,7 @@ come, once (coalesced) however many were missed, so replay and live share one be
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,8 @@ from guards.config import GuardsConfig
 
 log = structlog.get_logger("jobs")
 
-JobFunc = Callable[[], Awaitable[None]]
+#: A job: a coroutine function (live, replay engine) or a plain function (the sync replay loop).
+JobFunc = Callable[[], Awaitable[None] | None]
 MISFIRE_GRACE_S = 30
 
 
@@ -105,6 +107,10 @@ class LiveScheduler:
         if event.code == EVENT_JOB_MISSED:
             self.misfires[name] = self.misfires.get(name, 0) + 1
             log.warning("job_misfired", job=name)
+        elif event.code == EVENT_JOB_ERROR and isinstance(
+            getattr(event, "exception", None), asyncio.CancelledError
+        ):
+            log.info("job_cancelled", job=name)  # the scheduler is shutting down
         elif event.code == EVENT_JOB_ERROR:
             self.errors[name] = self.errors.get(name, 0) + 1
             log.error("job_failed", job=name, error=repr(getattr(event, "exception", None)))
@@ -129,20 +135,50 @@ class SimScheduler:
         self._next: dict[str, datetime | None] = {
             s.name: s.trigger.get_next_fire_time(None, start) for s in specs
         }
+        #: Epoch seconds of the soonest fire time (inf when nothing is scheduled).
+        self.next_due = self._min_next()
+
+    def _min_next(self) -> float:
+        times = [n.timestamp() for n in self._next.values() if n is not None]
+        return min(times) if times else float("inf")
 
     def due(self, now: datetime) -> list[JobSpec]:
         return [s for s in self.specs if (n := self._next[s.name]) is not None and n <= now]
 
-    async def advance(self, now: datetime) -> None:
-        """Fire every due job once (coalesced) and schedule its next run after ``now``."""
-        for spec in self.due(now):
-            prev = self._next[spec.name]
-            nxt = spec.trigger.get_next_fire_time(prev, now)
+    def pop_due(self, now_ts: float) -> list[JobSpec]:
+        """The jobs due at ``now_ts`` (epoch s), each rescheduled after it (coalesced).
+
+        Cheap when nothing is due (one comparison), so a replay can ask on every candle.
+        """
+        if now_ts < self.next_due:
+            return []
+        now = datetime.fromtimestamp(now_ts, UTC)
+        due = self.due(now)
+        for spec in due:
+            nxt = spec.trigger.get_next_fire_time(self._next[spec.name], now)
             while nxt is not None and nxt <= now:
                 nxt = spec.trigger.get_next_fire_time(nxt, now)
             self._next[spec.name] = nxt
+        self.next_due = self._min_next()
+        return due
+
+    def run_sync(self, now_ts: float) -> None:
+        """Fire the due plain-function jobs (the sync replay loop)."""
+        for spec in self.pop_due(now_ts):
             try:
-                await spec.func()
+                spec.func()
+                self.runs[spec.name] = self.runs.get(spec.name, 0) + 1
+            except Exception as exc:  # a failing job must not stop the replay
+                self.errors[spec.name] = self.errors.get(spec.name, 0) + 1
+                log.error("job_failed", job=spec.name, error=repr(exc))
+
+    async def advance(self, now: datetime) -> None:
+        """Fire every due job once (coalesced) and schedule its next run after ``now``."""
+        for spec in self.pop_due(now.timestamp()):
+            try:
+                result = spec.func()
+                if result is not None:
+                    await result
                 self.runs[spec.name] = self.runs.get(spec.name, 0) + 1
             except Exception as exc:  # a failing job must not stop the replay
                 self.errors[spec.name] = self.errors.get(spec.name, 0) + 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import structlog
 from ccxt.base.errors import BaseError as CcxtError
 
 from bot.heartbeat import write_heartbeat
+from bot.jobs import JobFunc, SimScheduler, job_specs, job_triggers
 from bot.report import EquityCurve, Report, utc
 from bot.settings import Settings
 from bot.strategies import load_strategy
@@ -197,6 +199,33 @@ class _Run:
         if breaker.enabled and liq.enabled:
             zone = max(zone, breaker.tighten_reduce_at_pct)
         self.danger_zone = zone / 100.0
+        #: The live bot's scheduled jobs, fired by the replay clock (see ``bot.jobs``).
+        self.jobs: SimScheduler | None = None
+
+    def schedule(self, start_s: float) -> SimScheduler:
+        """The flatten and daily-reset jobs on the same triggers as live, from ``start_s``."""
+        cfg = self.engine.config
+        start = datetime.fromtimestamp(start_s, UTC)
+        triggers = job_triggers(cfg, heartbeat_s=self.settings.state.heartbeat_s, start=start)
+        funcs: dict[str, JobFunc] = {"flatten": self._job_flatten, "daily_reset": self._job_daily}
+        self.jobs = SimScheduler(job_specs(triggers, funcs), start)
+        return self.jobs
+
+    def _job_flatten(self) -> None:
+        """At ``flat_by``: cancel resting entries and close the position (no_overnight)."""
+        core = self.core
+        for o in core.open_orders(self.symbol):
+            if not o.get("reduceOnly"):
+                core.cancel_order(o["id"], self.symbol)
+        pos = self.core.position(self.symbol)
+        if pos is not None:
+            self.interventions["no_overnight"] += 1
+            if self.curve is not None:
+                self.curve.mark(self.now_s, "close", "no_overnight")
+            self._reduce(pos.side, pos.amount, "guard", "no_overnight:flatten")
+
+    def _job_daily(self) -> None:
+        log.debug("daily_reset", day=self.engine.state.day_key)
 
     # -- the loop ---------------------------------------------------------------------------
     def replay(
@@ -223,6 +252,7 @@ class _Run:
         beat_every = self.settings.state.heartbeat_s
         next_beat = time.monotonic() + beat_every
         n = len(ts_a)
+        jobs = self.jobs or self.schedule(ts_a[0] / 1000.0 if n else 0.0)
         curve = self.curve
         trades = core.trades
         on_price = core.on_price
@@ -264,6 +294,9 @@ class _Run:
             if watch_danger or len(trades) != self.trades_seen:
                 after_price(ts + t3, m3)
             close_s = (ts + tf) / 1000.0
+            if close_s >= jobs.next_due:
+                self.now_s = close_s
+                jobs.run_sync(close_s)
             engine.on_candle(symbol, o, h, lo, c, close_s)
             engine.on_price(symbol, c, close_s)
             position = self._sweep(close_s, m3)

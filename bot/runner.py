@@ -210,6 +210,17 @@ async def _run(
     metrics_server: Any = None
     status_runner: Any = None
     observing = False
+    # Signals first: a SIGTERM during start-up becomes a clean shutdown once start-up is done.
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    holder: list[Engine] = []
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: asyncio.ensure_future(_reload(holder[0], reload_settings)) if holder else None,
+        )
     try:
         guard = restore_guard(settings, store)
         if settings.mode == "paper":
@@ -329,15 +340,7 @@ async def _run(
             metrics_server = await metrics.start_http(
                 settings.metrics.host, settings.metrics.port, snapshot=engine.snapshot
             )
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            loop.add_signal_handler(
-                signal.SIGHUP,
-                lambda: asyncio.ensure_future(_reload(engine, reload_settings)),
-            )
+        holder.append(engine)
         await feed.start()
         scheduler.start()
         if started is not None:
@@ -357,11 +360,11 @@ async def _run(
             except TimeoutError:
                 log.error("shutdown_timeout", budget_s=SHUTDOWN_BUDGET_S)
             save_paper(store, exchange)
-            if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
         return engine
     finally:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
         if status_runner is not None:
             with contextlib.suppress(Exception):
                 await stop_status(status_runner)

@@ -187,7 +187,7 @@ async def test_seatbelt_attaches_a_stop_and_cuts_a_manual_position_to_the_caps(
         # "by hand": 1 BTC (60,000 notional) at 10x on a 10,000 account, no stop
         exchange.core.set_leverage(10, BTC)
         await exchange.create_order(BTC, "market", "buy", 1.0)
-        await engine.sweep("job")
+        await engine.job_sweep()
         pos = exchange.core.position(BTC)
         assert pos is not None
         # risk at the default 2 % stop must fit 1 % of ~10,000: at most ~0.08 BTC remains
@@ -204,12 +204,12 @@ async def test_seatbelt_reduces_a_top_up_of_a_loser(tmp_path: Path) -> None:
         engine, exchange = await build(s, store, None, clock)
         await feed(engine, clock, [60_000.0])
         await exchange.create_order(BTC, "market", "buy", 0.01)
-        await engine.sweep("job")  # adopted within caps, stop attached
+        await engine.job_sweep()  # adopted within caps, stop attached
         first = exchange.core.position(BTC)
         assert first is not None and first.stop_price is not None
         await feed(engine, clock, [59_500.0], step_s=120)  # in loss, past the entry spacing
         await exchange.create_order(BTC, "market", "buy", 0.01)  # averaging down by hand
-        await engine.sweep("job")
+        await engine.job_sweep()
         pos = exchange.core.position(BTC)
         assert pos is not None
         assert pos.amount == pytest.approx(first.amount)
@@ -291,3 +291,28 @@ async def test_snapshot_shows_positions_with_liquidation_distance(tmp_path: Path
         ]
         json_safe = __import__("json").dumps(snap)
         assert "BTC/USDT:USDT" in json_safe
+
+
+async def test_a_reload_that_fails_validation_keeps_the_old_parameters(tmp_path: Path) -> None:
+    from bot.runner import _reload
+    from bot.settings import ConfigError
+
+    s = settings(tmp_path)
+    clock = Clock()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[guards.position_cap]\nmax_leverage = 500\n", encoding="utf-8")
+
+    def reread() -> Settings:
+        return load_settings(bad, env_file=None, secrets_dir=None)
+
+    with pytest.raises(ConfigError):
+        reread()
+    with Store.open(s.state.dir) as store:
+        engine, _ = await build(s, store, None, clock)
+        before = engine.guard.config
+        await _reload(engine, reread)
+        assert engine.guard.config is before
+        good = tmp_path / "good.toml"
+        good.write_text("[guards.position_cap]\nmax_leverage = 2\n", encoding="utf-8")
+        await _reload(engine, lambda: load_settings(good, env_file=None, secrets_dir=None))
+        assert engine.guard.config.position_cap.max_leverage == 2

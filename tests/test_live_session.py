@@ -267,3 +267,49 @@ async def test_running_bot_serves_metrics_status_and_sends_alerts(
         await runner.cleanup()
     kinds = [a.get("kind") for a in received]
     assert "process_start" in kinds and "process_stop" in kinds
+
+
+async def test_seatbelt_guards_an_account_traded_by_hand_on_the_exchange(
+    tmp_path: Path,
+    emulator: Emulator,
+) -> None:
+    """strategy = "none": the bot trades nothing; what a person does on the exchange is cut back
+    to the caps, gets a stop, and a top-up of a loser is reduced again."""
+    emu = emulator
+    base = live_settings(tmp_path, emu)
+    s = base.model_copy(update={"strategy": base.strategy.model_copy(update={"path": "none"})})
+    task, stop, _ = await start(s, "belt-1")
+    try:
+        # by hand: 0.5 BTC at 20x (30,000 notional on a 10,000 account), no stop
+        emu.core.set_leverage(20, BTC)
+        emu.open_external_position(BTC, "buy", 0.5)
+
+        def cut_and_protected() -> bool:
+            p = server_position(emu, BTC)
+            return p is not None and p.amount < 0.5 and p.stop_price is not None
+
+        await until(cut_and_protected, "the seatbelt to cut the position and attach a stop")
+        pos = server_position(emu, BTC)
+        # risk at the default 2 % stop must fit 1 % of equity: ≈ 100 / 1,200 ≈ 0.08 BTC
+        assert pos.amount <= 0.1
+        # a top-up of the (now losing) position by hand is reduced back
+        emu.set_price(BTC, 59_600.0)
+        await asyncio.sleep(1.5)  # a sweep sees the loss
+        held = server_position(emu, BTC).amount
+        emu.open_external_position(BTC, "buy", 0.02)
+        await until(
+            lambda: abs(server_position(emu, BTC).amount - held) < 1e-9, "the top-up to be cut"
+        )
+        with Store.open(s.state.dir) as store:
+            codes = {a.action.code for a in store.recent_actions(50) if a.action.rule == "seatbelt"}
+        assert "top_up_losing" in codes
+        assert "resized" in codes  # the first cut: resized to the risk and leverage caps
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    # The person chose 20x: the seatbelt cut the size to the risk cap and protected it, but the
+    # leverage of an open isolated position is not something it can change (that would mean
+    # adding isolated margin), so the leverage cap is exempt for this hand-made position.
+    assert violations(emu, exempt=frozenset({BTC})) == []
+    held = server_position(emu, BTC)
+    assert held is not None and held.stop_price is not None

@@ -73,3 +73,31 @@ def test_bad_data_file_is_a_clear_error(clean_env: Path) -> None:
     result = CliRunner().invoke(app, ["replay", "--data", str(bad)])
     assert result.exit_code == 1
     assert str(bad) in result.output
+
+
+def test_replay_runs_the_live_flatten_job_on_its_clock_across_dst(clean_env: Path) -> None:
+    """The flatten is the same CronTrigger as live: 22:00 Berlin time, which is 21:00 UTC
+    before the 30 March 2025 DST switch and 20:00 UTC after it."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    s = load_settings(
+        None,
+        {"guards": {"no_overnight": {"timezone": "Europe/Berlin", "flat_by": "22:00"}}},
+        env_file=None,
+        secrets_dir=None,
+    )
+    report = run_replay(s, heartbeat=False, record_curve=True)
+    assert report.curve is not None
+    closes = [
+        datetime.fromtimestamp(t, UTC)
+        for t, kind, rule in report.curve.markers
+        if kind == "close" and rule == "no_overnight"
+    ]
+    assert closes, "the strategy held positions into some evenings"
+    berlin = ZoneInfo("Europe/Berlin")
+    assert {(c.astimezone(berlin).hour, c.astimezone(berlin).minute) for c in closes} == {(22, 0)}
+    utc_hours = {c.date().isoformat(): c.hour for c in closes}
+    assert {h for d, h in utc_hours.items() if d < "2025-03-30"} <= {21}
+    assert {h for d, h in utc_hours.items() if d > "2025-03-30"} <= {20}
+    assert any(d < "2025-03-30" for d in utc_hours) and any(d > "2025-03-30" for d in utc_hours)

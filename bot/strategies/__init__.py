@@ -7,8 +7,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import sys
 from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from bot.strategies.base import NO_INTENTS, BaseStrategy, EntryParams, Strategy
@@ -17,17 +22,23 @@ __all__ = ["NO_INTENTS", "BaseStrategy", "EntryParams", "Strategy", "load_strate
 
 
 def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strategy:
-    """Import ``"package.module:Class"`` and build it with ``params`` as keyword arguments.
+    """Import ``"package.module:Class"`` (or ``"path/to/file.py:Class"``, a user's own strategy
+    file) and build it with ``params`` as keyword arguments.
 
     Raises ``ValueError`` naming the path when the path is malformed, the module or attribute is
     missing, the parameters are refused, or the object built is not a ``Strategy``.
     """
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr or ":" in attr:
-        raise ValueError(f'strategy path {path!r} must look like "package.module:Class"')
+    module_name, sep, attr = path.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f'strategy path {path!r} must look like "package.module:Class" or "file.py:Class"'
+        )
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
+        if module_name.endswith(".py"):
+            module = _import_file(Path(module_name).expanduser())
+        else:
+            module = importlib.import_module(module_name)
+    except (ImportError, OSError) as e:
         raise ValueError(f"strategy path {path!r}: cannot import {module_name!r} ({e})") from e
     factory: Any = module
     for part in attr.split("."):
@@ -47,3 +58,24 @@ def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strateg
             "(needs name, on_candle and on_tick)"
         )
     return strategy
+
+
+def _import_file(file: Path) -> ModuleType:
+    """Import a strategy file by path (once per process; the module is named after the file)."""
+    resolved = file.resolve()
+    if not resolved.is_file():
+        raise ImportError(f"no such file: {file}")
+    name = "guardbot_user_strategy_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
