@@ -171,9 +171,16 @@ def _run_engine(settings: Settings, config: Path | None, overrides: dict[str, An
 @app.command()
 def replay(
     data: Annotated[
-        Path | None, typer.Option("--data", help="Candle file or folder (default: bundled).")
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="Candle file or folder (default: bundled); repeat it to replay several "
+            "symbols merged in time order.",
+        ),
     ] = None,
-    symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol of the data.")] = None,
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Symbol of the (first) data file.")
+    ] = None,
     no_guards: Annotated[
         bool, typer.Option("--no-guards", help="Run the same data with the guard layer off.")
     ] = False,
@@ -212,7 +219,8 @@ def replay(
 
     flags = {
         "feed.kind": "replay",
-        "feed.path": str(data) if data is not None else None,
+        "feed.path": str(data[0]) if data else None,
+        "feed.paths": [str(d) for d in data[1:]] if data and len(data) > 1 else None,
         "feed.symbol": symbol,
         "feed.allow_gaps": True if allow_gaps else None,
         "logging.format": log_format,

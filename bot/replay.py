@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from ccxt.base.errors import BaseError as CcxtError
@@ -50,6 +50,7 @@ from paper.feed import (
     intrabar_path,
     load_candles,
     load_funding,
+    merge,
 )
 from paper.markets import bundled_symbols, load_markets
 
@@ -78,6 +79,35 @@ def enabled_rules(config: GuardsConfig) -> list[str]:
         for name in type(config).model_fields
         if getattr(getattr(config, name), "enabled", False) is True
     ]
+
+
+def load_feeds(settings: Settings) -> list[Feed]:
+    """Every candle file the settings name (``feed.path`` then ``feed.paths``), each with its
+    mark candles and funding rates where given (or the bundled set when nothing is named)."""
+    first = load_feed(settings)
+    feeds = [Feed(*first)]
+    for extra in settings.feed.paths:
+        try:
+            candles = load_candles(extra, allow_gaps=settings.feed.allow_gaps)
+        except (FeedError, OSError) as exc:
+            raise ReplayError(str(exc)) from None
+        for gap in candles.gaps:
+            log.warning("data_gap", file=str(extra), gap=str(gap))
+        if len(candles) == 0:
+            raise ReplayError(f"no candles in {extra}")
+        feeds.append(Feed(candles, None, []))
+    symbols = [f.candles.symbol for f in feeds]
+    if len(set(symbols)) != len(symbols):
+        raise ReplayError(f"two candle files of the same symbol: {symbols}")
+    return feeds
+
+
+class Feed(NamedTuple):
+    """One symbol's replay data."""
+
+    candles: Candles
+    marks: Candles | None
+    rates: list[tuple[int, float]]
 
 
 def load_feed(settings: Settings) -> tuple[Candles, Candles | None, list[tuple[int, float]]]:
@@ -121,17 +151,19 @@ def run_replay(
     ``progress(done, total)`` is called every 4,096 candles and once at the end.
     """
     started = time.perf_counter()
-    if candles is None:
-        candles, marks, rates = load_feed(settings)
-    else:
-        marks, rates = None, []
-    symbol = candles.symbol
-    if symbol is None:
-        raise ReplayError("cannot tell the symbol of the data: pass --symbol (e.g. BTC/USDT:USDT)")
-    if symbol not in bundled_symbols():
-        raise ReplayError(
-            f"no market rules bundled for {symbol} (bundled: {', '.join(bundled_symbols())})"
-        )
+    feeds = load_feeds(settings) if candles is None else [Feed(candles, None, [])]
+    symbols: list[str] = []
+    for f in feeds:
+        symbol = f.candles.symbol
+        if symbol is None:
+            raise ReplayError(
+                "cannot tell the symbol of the data: pass --symbol (e.g. BTC/USDT:USDT)"
+            )
+        if symbol not in bundled_symbols():
+            raise ReplayError(
+                f"no market rules bundled for {symbol} (bundled: {', '.join(bundled_symbols())})"
+            )
+        symbols.append(symbol)
     if strategy is None:
         path = settings.strategy.path
         if path.strip().lower() != "none":
@@ -140,19 +172,21 @@ def run_replay(
             except ValueError as exc:
                 raise ReplayError(str(exc)) from None
     gcfg = settings.guards if guards_on else guards_off(settings.guards)
-    markets = load_markets([symbol], settings.paper)
-    core = PaperCore(settings.paper, markets)
-    if rates:
-        core.set_funding_rates(symbol, rates)
-    run = _Run(settings, core, GuardEngine(gcfg), strategy, symbol, core.market_rules(symbol))
+    core = PaperCore(settings.paper, load_markets(symbols, settings.paper))
+    for f, symbol in zip(feeds, symbols, strict=True):
+        if f.rates:
+            core.set_funding_rates(symbol, f.rates)
+    rules = {s: core.market_rules(s) for s in symbols}
+    run = _Run(settings, core, GuardEngine(gcfg), strategy, rules)
     if record_curve:
         run.curve = EquityCurve()
+    label = ",".join(symbols)
     if heartbeat:
-        write_heartbeat(settings.state.dir, status="running", mode="replay", symbol=symbol)
-    run.replay(candles, marks, progress)
+        write_heartbeat(settings.state.dir, status="running", mode="replay", symbol=label)
+    run.replay(feeds, progress)
     if heartbeat:
-        write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=symbol)
-    report = run.report(candles, gcfg, time.perf_counter() - started)
+        write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=label)
+    report = run.report([f.candles for f in feeds], gcfg, time.perf_counter() - started)
     if run.curve is not None:
         for event in run.core.liquidations:
             run.curve.mark(event.ts / 1000.0, "liquidation", "exchange")
@@ -169,16 +203,20 @@ class _Run:
         core: PaperCore,
         engine: GuardEngine,
         strategy: Strategy | None,
-        symbol: str,
-        rules: MarketRules,
+        markets: dict[str, MarketRules],
     ) -> None:
         self.settings = settings
         self.core = core
         self.engine = engine
         self.strategy = strategy
-        self.symbol = symbol
-        self.markets = {symbol: rules}
-        self.pending: list[OrderIntent] = []
+        self.symbols = list(markets)
+        self.markets = markets
+        #: Intents decided at a symbol's candle close, executed at its next open.
+        self.pending: dict[str, list[OrderIntent]] = {s: [] for s in markets}
+        #: The last mark seen per symbol and its time (epoch s), for the guards' context.
+        self.last_mark: dict[str, tuple[float, float]] = {}
+        #: Candle length per symbol in seconds (set by ``replay``).
+        self.tf_s: dict[str, float] = {}
         self.interventions: Counter[str] = Counter()
         self.checked = 0
         self.refused = 0
@@ -214,15 +252,16 @@ class _Run:
     def _job_flatten(self) -> None:
         """At ``flat_by``: cancel resting entries and close the position (no_overnight)."""
         core = self.core
-        for o in core.open_orders(self.symbol):
-            if not o.get("reduceOnly"):
-                core.cancel_order(o["id"], self.symbol)
-        pos = self.core.position(self.symbol)
-        if pos is not None:
-            self.interventions["no_overnight"] += 1
-            if self.curve is not None:
-                self.curve.mark(self.now_s, "close", "no_overnight")
-            self._reduce(pos.side, pos.amount, "guard", "no_overnight:flatten")
+        for sym in self.symbols:
+            for o in core.open_orders(sym):
+                if not o.get("reduceOnly"):
+                    core.cancel_order(o["id"], sym)
+            pos = core.position(sym)
+            if pos is not None:
+                self.interventions["no_overnight"] += 1
+                if self.curve is not None:
+                    self.curve.mark(self.now_s, "close", "no_overnight")
+                self._reduce(sym, pos.side, pos.amount, "guard", "no_overnight:flatten")
 
     def _job_daily(self) -> None:
         log.debug("daily_reset", day=self.engine.state.day_key)
@@ -230,35 +269,47 @@ class _Run:
     # -- the loop ---------------------------------------------------------------------------
     def replay(
         self,
-        candles: Candles,
-        marks: Candles | None,
+        feeds: list[Feed],
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
+        """Walk every candle of every feed in time order (one feed: no merging at all)."""
         core = self.core
-        symbol = self.symbol
         strategy = self.strategy
         engine = self.engine
-        tf = candles.timeframe_ms
-        t1, t2, t3 = tf // 3, (2 * tf) // 3, tf - 1
-        ts_a, op_a, hi_a, lo_a, cl_a, vo_a = (
-            candles.ts,
-            candles.open,
-            candles.high,
-            candles.low,
-            candles.close,
-            candles.volume,
-        )
-        mark_index = _mark_index(marks) if marks is not None else None
+        series = []
+        for f in feeds:
+            cs = f.candles
+            tf = cs.timeframe_ms
+            series.append(
+                (
+                    cs.symbol or "",
+                    (cs.ts, cs.open, cs.high, cs.low, cs.close, cs.volume),
+                    (tf, tf // 3, (2 * tf) // 3, tf - 1),
+                    f.marks,
+                    _mark_index(f.marks) if f.marks is not None else None,
+                )
+            )
+        self.tf_s = {f.candles.symbol or "": f.candles.timeframe_ms / 1000.0 for f in feeds}
+        n = sum(len(f.candles) for f in feeds)
+        first_ts = min((f.candles.ts[0] for f in feeds if len(f.candles)), default=0)
+        jobs = self.jobs or self.schedule(first_ts / 1000.0)
+        if len(series) == 1:
+            events: Iterable[tuple[int, int, int]] = ((0, 0, i) for i in range(n))
+        else:
+            events = merge(*(f.candles for f in feeds))
         beat_every = self.settings.state.heartbeat_s
         next_beat = time.monotonic() + beat_every
-        n = len(ts_a)
-        jobs = self.jobs or self.schedule(ts_a[0] / 1000.0 if n else 0.0)
         curve = self.curve
         trades = core.trades
         on_price = core.on_price
         after_price = self._after_price
+        pending = self.pending
+        last_mark = self.last_mark
         watch_danger = self.danger_zone > 0.0
-        for i in range(n):
+        for done, (_, k, i) in enumerate(events, 1):
+            symbol, (ts_a, op_a, hi_a, lo_a, cl_a, vo_a), (tf, t1, t2, t3), marks, mark_index = (
+                series[k]
+            )
             ts = ts_a[i]
             o = op_a[i]
             h = hi_a[i]
@@ -280,26 +331,28 @@ class _Run:
                 m0, m1, m2, m3 = o, p1, p2, c
             # After each price: closes done by the core, and the liquidation danger zone.
             on_price(symbol, o, ts, m0)
+            last_mark[symbol] = (m0, ts / 1000.0)
             if watch_danger or len(trades) != self.trades_seen:
-                after_price(ts, m0)
-            if self.pending:
-                self._execute_pending(ts, m0)
+                after_price(symbol, ts, m0)
+            if pending[symbol]:
+                self._execute_pending(symbol, ts, m0)
             on_price(symbol, p1, ts + t1, m1)
             if watch_danger or len(trades) != self.trades_seen:
-                after_price(ts + t1, m1)
+                after_price(symbol, ts + t1, m1)
             on_price(symbol, p2, ts + t2, m2)
             if watch_danger or len(trades) != self.trades_seen:
-                after_price(ts + t2, m2)
+                after_price(symbol, ts + t2, m2)
             on_price(symbol, c, ts + t3, m3)
             if watch_danger or len(trades) != self.trades_seen:
-                after_price(ts + t3, m3)
+                after_price(symbol, ts + t3, m3)
             close_s = (ts + tf) / 1000.0
+            last_mark[symbol] = (m3, close_s)
             if close_s >= jobs.next_due:
                 self.now_s = close_s
                 jobs.run_sync(close_s)
             engine.on_candle(symbol, o, h, lo, c, close_s)
             engine.on_price(symbol, c, close_s)
-            position = self._sweep(close_s, m3)
+            position = self._sweep(close_s, symbol, m3)
             eq = core.equity()
             if curve is not None:
                 curve.append(close_s, eq)
@@ -312,17 +365,17 @@ class _Run:
             if strategy is not None:
                 intents = strategy.on_candle(symbol, ts, o, h, lo, c, vo_a[i], position)
                 if intents:
-                    self.pending.extend(intents)
-            if (i & 4095) == 0:
+                    pending[symbol].extend(intents)
+            if (done & 4095) == 0:
                 if progress is not None:
-                    progress(i, n)
+                    progress(done, n)
                 if time.monotonic() >= next_beat:
                     write_heartbeat(self.settings.state.dir, status="running", mode="replay")
                     next_beat = time.monotonic() + beat_every
         if progress is not None:
             progress(n, n)
 
-    def _after_price(self, ts_ms: int, mark: float) -> None:
+    def _after_price(self, symbol: str, ts_ms: int, mark: float) -> None:
         """Notice closes done by the core (stops, take-profits, liquidations) and danger.
 
         ``mark`` is the mark price just fed to the core for the symbol.
@@ -331,9 +384,10 @@ class _Run:
         if len(core.trades) != self.trades_seen:
             self._closed_by_exchange()
         if self.danger_zone > 0.0:
-            liq = core.liquidation_price(self.symbol)
+            liq = core.liquidation_price(symbol)
             if liq is not None and mark > 0 and abs(mark - liq) / mark <= self.danger_zone:
-                self._sweep(ts_ms / 1000.0, mark)
+                self.last_mark[symbol] = (mark, ts_ms / 1000.0)
+                self._sweep(ts_ms / 1000.0, symbol, mark)
 
     def _closed_by_exchange(self) -> None:
         core = self.core
@@ -357,17 +411,23 @@ class _Run:
                 )
 
     # -- guards -----------------------------------------------------------------------------
-    def _ctx(self, now_s: float, mark: float) -> GuardContext:
+    def _ctx(self, now_s: float, symbol: str, mark: float) -> GuardContext:
+        """The guards' view now: ``symbol`` at ``mark``, every other symbol at its last mark."""
         core = self.core
         if core.revision != self.account_rev:  # the account snapshot is reused until it changes
             self.account = core.account()
             self.account_rev = core.revision
-        return GuardContext(
-            account=self.account,
-            markets=self.markets,
-            marks={self.symbol: Mark(mark, now_s)},
-            now=now_s,
-        )
+        if len(self.symbols) == 1:
+            marks = {symbol: Mark(mark, now_s)}
+        else:
+            # another symbol's last price stays current until its next candle, one timeframe
+            # later (a real gap in its data still shows as a stale mark)
+            tf_s = self.tf_s
+            marks = {
+                s: Mark(p, min(now_s, t + tf_s.get(s, 0.0))) for s, (p, t) in self.last_mark.items()
+            }
+            marks[symbol] = Mark(mark, now_s)
+        return GuardContext(account=self.account, markets=self.markets, marks=marks, now=now_s)
 
     def _record(self, decision: Decision) -> None:
         self.checked += 1
@@ -392,19 +452,21 @@ class _Run:
                 amount=decision.amount,
             )
 
-    def _execute_pending(self, ts_ms: int, mark: float) -> None:
-        intents, self.pending = self.pending, []
+    def _execute_pending(self, symbol: str, ts_ms: int, mark: float) -> None:
+        intents, self.pending[symbol] = self.pending[symbol], []
         now_s = ts_ms / 1000.0
         self.now_s = now_s
         for intent in intents:
-            decision = self.engine.check(intent, self._ctx(now_s, mark))
+            decision = self.engine.check(intent, self._ctx(now_s, symbol, mark))
             if not (intent.reduce_only or decision.code in ("reduce_only", "closing")):
                 self._record(decision)
             if not decision.allowed:
                 continue
             approved = self.engine.approve(decision)
             if decision.code in ("reduce_only", "closing"):
-                self._reduce(approved.intent.side, approved.amount, "strategy", intent.tag)
+                self._reduce(
+                    intent.symbol, approved.intent.side, approved.amount, "strategy", intent.tag
+                )
             else:
                 self._open(approved.intent, approved.amount, approved.stop_price)
 
@@ -462,11 +524,11 @@ class _Run:
             )
             pos = core.position(sym)
             if pos is not None:
-                self._reduce(pos.side, pos.amount, "guard", "stop_not_placed")
+                self._reduce(sym, pos.side, pos.amount, "guard", "stop_not_placed")
 
-    def _reduce(self, side: str, amount: float, reason: str, tag: str) -> None:
+    def _reduce(self, symbol: str, side: str, amount: float, reason: str, tag: str) -> None:
         core = self.core
-        pos: Position | None = core.position(self.symbol)
+        pos: Position | None = core.position(symbol)
         if pos is None or pos.side != side:
             return
         amount = min(amount, pos.amount)
@@ -475,25 +537,25 @@ class _Run:
         if amount >= pos.amount:
             params["closePosition"] = True
         try:
-            core.create_order(self.symbol, "market", order_side, amount, None, params)
+            core.create_order(symbol, "market", order_side, amount, None, params)
         except CcxtError as exc:
             self.exchange_rejects += 1
-            log.error("reduce_failed", symbol=self.symbol, error=f"{type(exc).__name__}: {exc}")
+            log.error("reduce_failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
         if len(core.trades) != self.trades_seen:
             self._closed_by_exchange()
 
-    def _sweep(self, now_s: float, mark: float) -> Position | None:
-        """Run the guard sweep and its actions; return the position after them."""
+    def _sweep(self, now_s: float, symbol: str, mark: float) -> Position | None:
+        """Run the guard sweep and its actions; return ``symbol``'s position after them."""
         self.now_s = now_s
-        ctx = self._ctx(now_s, mark)
+        ctx = self._ctx(now_s, symbol, mark)
         actions = self.engine.sweep(ctx)
         if not actions:  # nothing changed since the context was built: reuse its position
-            return ctx.account.positions.get(self.symbol)
+            return ctx.account.positions.get(symbol)
         for action in actions:
-            self._act(action)
-        return self.core.position(self.symbol)
+            self._act(action, symbol)
+        return self.core.position(symbol)
 
-    def _act(self, action: Action) -> None:
+    def _act(self, action: Action, default_symbol: str) -> None:
         self.interventions[action.rule] += 1
         if self.curve is not None:
             self.curve.mark(self.now_s, action.kind, action.rule)
@@ -506,12 +568,12 @@ class _Run:
             reason=action.reason,
         )
         core = self.core
-        sym = action.symbol or self.symbol
+        sym = action.symbol or default_symbol
         pos = core.position(sym)
         if action.kind == "close" and pos is not None:
-            self._reduce(pos.side, pos.amount, "guard", action.rule)
+            self._reduce(sym, pos.side, pos.amount, "guard", action.rule)
         elif action.kind == "reduce" and pos is not None and action.amount:
-            self._reduce(pos.side, action.amount, "guard", action.rule)
+            self._reduce(sym, pos.side, action.amount, "guard", action.rule)
         elif action.kind == "place_stop" and pos is not None and action.stop_price is not None:
             exit_side = "sell" if pos.side == "long" else "buy"
             try:
@@ -525,23 +587,23 @@ class _Run:
                 )
             except CcxtError as exc:
                 log.critical("stop_not_placed_closing", symbol=sym, error=str(exc))
-                self._reduce(pos.side, pos.amount, "guard", action.rule)
+                self._reduce(sym, pos.side, pos.amount, "guard", action.rule)
         elif action.kind == "cancel_entries":
             for o in core.open_orders(sym):
                 if not o.get("reduceOnly"):
                     core.cancel_order(o["id"], sym)
 
     # -- report -----------------------------------------------------------------------------
-    def report(self, candles: Candles, gcfg: GuardsConfig, elapsed: float) -> Report:
+    def report(self, series: list[Candles], gcfg: GuardsConfig, elapsed: float) -> Report:
         core = self.core
         trades = core.trades
         reasons: Counter[str] = Counter(t.reason for t in trades)
         return Report(
-            symbol=self.symbol,
-            timeframe=candles.timeframe,
-            start=utc(candles.ts[0]),
-            end=utc(candles.ts[-1] + candles.timeframe_ms),
-            candles=len(candles),
+            symbol=",".join(self.symbols),
+            timeframe=",".join(sorted({c.timeframe for c in series})),
+            start=utc(min(c.ts[0] for c in series)),
+            end=utc(max(c.ts[-1] + c.timeframe_ms for c in series)),
+            candles=sum(len(c) for c in series),
             trades=len(trades),
             wins=sum(1 for t in trades if t.net > 0),
             fees=core.total_fees,

@@ -79,6 +79,9 @@ class FeedSettings(BaseModel):
         None, description="candle file or folder for replay (empty: the bundled BTC/USDT 5m series)"
     )
     symbol: str | None = Field(None, description="symbol of the replay file (default: inferred)")
+    paths: tuple[Path, ...] = Field(
+        (), description="more candle files replayed with path, merged in time order"
+    )
     funding_path: Path | None = Field(
         None, description="funding-rate series for replay (empty: bundled one with bundled data)"
     )

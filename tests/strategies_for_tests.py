@@ -93,3 +93,30 @@ class Churn(BaseStrategy):
             self.held = 0
             return (OrderIntent(symbol, "long", position.amount, reduce_only=True),)
         return NO_INTENTS
+
+
+class OnlyOn(BaseStrategy):
+    """The built-in SMA cross, trading one symbol only (the others are watched, not traded)."""
+
+    name = "only_on"
+
+    def __init__(self, symbol: str, **params: object) -> None:
+        from bot.strategies.sma_cross import SmaCross
+
+        self.symbol = symbol
+        self.inner = SmaCross(**params)
+
+    def on_candle(
+        self,
+        symbol: str,
+        ts_ms: int,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        position: Position | None,
+    ) -> Sequence[OrderIntent]:
+        if symbol != self.symbol:
+            return NO_INTENTS
+        return self.inner.on_candle(symbol, ts_ms, open, high, low, close, volume, position)

@@ -101,3 +101,45 @@ def test_replay_runs_the_live_flatten_job_on_its_clock_across_dst(clean_env: Pat
     assert {h for d, h in utc_hours.items() if d < "2025-03-30"} <= {21}
     assert {h for d, h in utc_hours.items() if d > "2025-03-30"} <= {20}
     assert any(d < "2025-03-30" for d in utc_hours) and any(d > "2025-03-30" for d in utc_hours)
+
+
+def test_several_symbols_replay_merged_in_time_order(clean_env: Path, shared_data: Path) -> None:
+    folder = shared_data / "candles" / "typhonun_DcaTpStrategy"
+    btc = folder / "BTC_USDT_USDT-5m-futures.feather"
+    eth = folder / "ETH_USDT_USDT-5m-futures.feather"
+    both = {"feed": {"path": str(btc), "paths": [str(eth)]}}
+    s = load_settings(None, both, env_file=None, secrets_dir=None)
+    report = run_replay(s, heartbeat=False)
+    assert report.symbol == "BTC/USDT:USDT,ETH/USDT:USDT"
+    assert report.candles == 10_906 * 2  # both files' rows (shared/data/README.md)
+    assert {t.symbol for t in report.closed_trades} == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
+    again = run_replay(s, heartbeat=False).to_dict()
+    first = report.to_dict()
+    first.pop("elapsed_s")
+    again.pop("elapsed_s")
+    assert first == again
+
+    # A strategy trading BTC only must do exactly the same with ETH merged in as alone.
+    only_btc = {"path": "strategies_for_tests:OnlyOn", "params": {"symbol": "BTC/USDT:USDT"}}
+    alone = run_replay(
+        load_settings(
+            None,
+            {"feed": {"path": str(btc)}, "strategy": only_btc},
+            env_file=None,
+            secrets_dir=None,
+        ),
+        heartbeat=False,
+    ).to_dict()
+    merged = run_replay(
+        load_settings(None, {**both, "strategy": only_btc}, env_file=None, secrets_dir=None),
+        heartbeat=False,
+    ).to_dict()
+    for key in ("trades", "fees", "funding", "final_equity", "max_drawdown_pct", "orders_checked"):
+        assert merged[key] == alone[key], key
+
+
+def test_two_files_of_one_symbol_are_refused(clean_env: Path, shared_data: Path) -> None:
+    btc = shared_data / "candles" / "typhonun_DcaTpStrategy" / "BTC_USDT_USDT-5m-futures.feather"
+    result = CliRunner().invoke(app, ["replay", "--data", str(btc), "--data", str(btc)])
+    assert result.exit_code == 1
+    assert "same symbol" in result.output
