@@ -28,7 +28,7 @@ import structlog
 
 from bot.bars import Bar, BarBuilder
 from bot.exchange.protocol import Exchange
-from bot.execution import order_role
+from bot.execution import ExecResult, describe_result, log_action, order_role
 from bot.heartbeat import write_heartbeat
 from bot.store import Store, StoreError
 from bot.strategies.base import Strategy
@@ -64,6 +64,8 @@ class Execution(Protocol):
     async def place_stop(self, symbol: str, stop_price: float) -> Any: ...
 
     async def cancel_entries(self, symbol: str) -> Any: ...
+
+    async def apply(self, action: Action) -> ExecResult | None: ...
 
     async def account(
         self, currency: str = "USDT", symbols: Sequence[str] = ()
@@ -317,39 +319,18 @@ class Engine:
             return actions
 
     async def _act(self, action: Action, now: float) -> None:
+        """Carry out one sweep action through the executor; record and log what came of it."""
         self.actions += 1
-        result = "noted"
-        executed = False
+        if action.kind == "close" and action.symbol is not None:
+            self.closing[action.symbol] = "guard"
         try:
-            sym = action.symbol
-            if action.kind == "close" and sym is not None:
-                self.closing[sym] = "guard"
-                await self.executor.close(sym, f"guard:{action.rule}")
-                result, executed = "closed", True
-            elif action.kind == "reduce" and sym is not None and action.amount:
-                await self.executor.reduce(sym, action.amount, f"guard:{action.rule}")
-                result, executed = "reduced", True
-            elif action.kind == "place_stop" and sym is not None and action.stop_price:
-                await self.executor.place_stop(sym, action.stop_price)
-                result, executed = "stop placed", True
-            elif action.kind == "cancel_entries" and sym is not None:
-                await self.executor.cancel_entries(sym)
-                result, executed = "entries cancelled", True
+            outcome = await self.executor.apply(action)
+            result = describe_result(outcome)
+            executed = outcome is not None and outcome.ok
         except Exception as exc:
-            result = f"failed: {type(exc).__name__}: {exc}"
-            log.error("guard_action_failed", kind=action.kind, symbol=action.symbol, error=result)
+            result, executed = f"failed: {type(exc).__name__}: {exc}", False
         self.store.record_action(action, now, executed, result, self.run_id)
-        level = log.warning if action.kind in ("close", "reduce", "halt") else log.info
-        level(
-            "guard_action",
-            kind=action.kind,
-            symbol=action.symbol,
-            rule=action.rule,
-            code=action.code,
-            reason=action.reason,
-            result=result,
-            figures=dict(action.figures),
-        )
+        log_action(log, action, result)
 
     # -- seatbelt ---------------------------------------------------------------------------
     async def _seatbelt(self, before: Mapping[str, Position], now: float) -> None:

@@ -320,6 +320,29 @@ async def fetch_marks(exchange: Exchange, symbols: Sequence[str], now: float) ->
     return marks
 
 
+def describe_result(result: ExecResult | None) -> str:
+    """A one-line outcome of an executor call for logs and the store ("noted" for a notice)."""
+    if result is None:
+        return "noted"
+    text = result.status if not result.reason else f"{result.status}: {result.reason}"
+    return text if result.ok else f"failed: {text}"
+
+
+def log_action(log: Any, action: Action, result: str) -> None:
+    """The one ``guard_action`` event of a sweep action, with what came of it."""
+    level = log.warning if action.kind in ("close", "reduce", "halt") else log.info
+    level(
+        "guard_action",
+        kind=action.kind,
+        symbol=action.symbol,
+        rule=action.rule,
+        code=action.code,
+        reason=action.reason,
+        result=result,
+        figures=dict(action.figures),
+    )
+
+
 # ---------------------------------------------------------------------- the executor
 
 
@@ -1023,15 +1046,10 @@ class Executor:
         return count
 
     async def apply(self, action: Action) -> ExecResult | None:
-        """Carry out one guard sweep action (``halt`` is only logged: the engine applied it)."""
-        self.log.info(
-            "guard_action",
-            kind=action.kind,
-            symbol=action.symbol,
-            rule=action.rule,
-            code=action.code,
-            reason=action.reason,
-        )
+        """Carry out one guard sweep action; ``halt`` is a notice (the guard engine applied it).
+
+        The caller logs the ``guard_action`` event with the result (see ``log_action``).
+        """
         reason = f"{action.rule}:{action.code}"
         if action.kind == "halt":
             return None
@@ -1153,7 +1171,9 @@ class Executor:
         except Exception as exc:
             report.errors.append(f"{action.kind} {action.symbol}: {describe(exc)}")
             self.log.error("reconcile_action_failed", kind=action.kind, error=describe(exc))
+            log_action(self.log, action, f"failed: {describe(exc)}")
             return
+        log_action(self.log, action, describe_result(result))
         if result is None:
             return
         if result.status == "stop_placed" and action.stop_price is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bot.store import FILENAME, ActionRow, DecisionRow, FillRow, Store
+from bot.store import FILENAME, ActionRow, DecisionRow, FillRow, Store, json_safe
 from guards.explain import decision_to_dict, format_figures
 
 KINDS = ("decisions", "trades", "actions")
@@ -41,17 +40,6 @@ def parse_kinds(kind: str) -> tuple[str, ...]:
 def when(ts: float) -> str:
     """Epoch seconds as ISO 8601 UTC, to the second."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _safe(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_safe(v) for v in value]
-    return value
 
 
 def decision_dict(row: DecisionRow) -> dict[str, Any]:
@@ -118,7 +106,7 @@ def history_data(
 
 
 def to_json(data: Mapping[str, Any]) -> str:
-    return json.dumps(_safe(data), allow_nan=False)
+    return json.dumps(json_safe(data), allow_nan=False)
 
 
 def _num(value: float | None) -> str:

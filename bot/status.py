@@ -33,7 +33,6 @@ import hashlib
 import hmac
 import html
 import json
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from aiohttp import web
 
 from bot.heartbeat import check_health
 from bot.history import action_dict, decision_dict, fill_dict
-from bot.store import Store
+from bot.store import Store, json_safe
 
 Snapshot = Callable[[], Mapping[str, Any]]
 HealthProvider = Callable[[], tuple[bool, Mapping[str, Any]]]
@@ -68,17 +67,6 @@ _HEALTH_KEY: web.AppKey[HealthProvider] = web.AppKey("health")
 
 
 # -- JSON ----------------------------------------------------------------------------------
-def json_safe(value: Any) -> Any:
-    """A copy that strict JSON can hold: non-finite floats become ``"inf"``/``"-inf"``/``"nan"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def json_response(data: Any, status: int = 200) -> web.Response:
     body = json.dumps(json_safe(data), allow_nan=False, default=str)
     return web.Response(

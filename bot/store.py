@@ -233,6 +233,21 @@ MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def json_safe(value: Any) -> Any:
+    """A copy strict JSON can hold (non-finite floats become ``"inf"``/``"-inf"``/``"nan"``).
+
+    The store keeps such figures as Python JSON so they round-trip; what it hands to a reader
+    that speaks strict JSON (history, the status page) goes through this first.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class StoreError(Exception):
     """The state store cannot do what was asked (newer schema, client id reuse, bad row...)."""
 
