@@ -19,6 +19,7 @@ enlarged position that breaks anti-top-up or overtrading is reduced back, with t
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -132,6 +133,7 @@ class Engine:
         self.lock = asyncio.Lock()
         self.decisions = 0
         self.actions = 0
+        self._saved_state = ""
         #: Seatbelt mode: the positions as last judged (a change by hand shows against this).
         self.belt_seen: dict[str, Position] = {}
         #: Free margin as of the last equity snapshot (None until then).
@@ -143,7 +145,12 @@ class Engine:
 
     # -- state ------------------------------------------------------------------------------
     def save_state(self) -> None:
-        self.store.save_guard_state(self.guard.state.to_dict(), self.clock())
+        """Persist the guard state when it changed since the last save (a durable write each)."""
+        data = self.guard.state.to_dict()
+        text = json.dumps(data, sort_keys=True, default=str)
+        if text != self._saved_state:
+            self.store.save_guard_state(data, self.clock())
+            self._saved_state = text
 
     async def refresh_account(self) -> AccountView:
         """Re-read balance, positions and open orders; keep the store's positions in step.
