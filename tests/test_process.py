@@ -198,3 +198,35 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path: Path, emulator: 
         d for d in view["decisions"] if d.decision.allowed and not d.decision.intent.reduce_only
     ]
     assert len(view["guard"]["entries"]) == len(opening_allowed)
+
+
+async def test_guardbot_reload_applies_a_new_config_and_rejects_a_bad_one(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    cfg = write_config(tmp_path, emulator)
+    state = tmp_path / "state"
+    log_path = tmp_path / "bot.log"
+    proc = await spawn(cfg, tmp_path)
+    try:
+        await until(beating(state, proc), "the heartbeat")
+        text = cfg.read_text(encoding="utf-8")
+        cfg.write_text(text + "[guards.position_cap]\nmax_leverage = 2\n", encoding="utf-8")
+        result = CliRunner().invoke(app, ["reload", "--state-dir", str(state)])
+        assert result.exit_code == 0, result.output
+        await until(lambda: '"config_reloaded"' in log_path.read_text(), "the reload")
+        reloaded = [
+            json.loads(x) for x in log_path.read_text().splitlines() if "config_reloaded" in x
+        ]
+        assert reloaded[-1]["changes"] == {"position_cap.max_leverage": [5.0, 2.0]}
+
+        cfg.write_text(text + "[guards.position_cap]\nmax_leverage = -3\n", encoding="utf-8")
+        os.kill(proc.pid, signal.SIGHUP)
+        await until(lambda: '"config_reload_rejected"' in log_path.read_text(), "the rejection")
+        assert proc.returncode is None  # still running on the old parameters
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
