@@ -901,17 +901,7 @@ class Executor:
         side = "sell" if pos.get("side") == "long" else "buy"
         cid = self._action_cid("c", symbol, f"close:{reason}:{amount}")
         try:
-            order = await self._place(
-                symbol,
-                "market",
-                side,
-                amount,
-                None,
-                {"reduceOnly": True, **self._exit_params(reason)},
-                client_id=cid,
-                role="close",
-            )
-            order = await self._await_fill(order, symbol)
+            order = await self._market_exit(symbol, side, amount, reason, cid=cid, role="close")
         except Exception as exc:
             self.log.critical(
                 "close_failed", symbol=symbol, reason=reason, error=describe(exc), alert=True
@@ -939,6 +929,22 @@ class Executor:
             reason=reason,
         )
 
+    async def _market_exit(
+        self, symbol: str, side: str, amount: float, reason: str, *, cid: str, role: str
+    ) -> Mapping[str, Any]:
+        """A reduce-only market order, waited on until filled (raises on failure)."""
+        order = await self._place(
+            symbol,
+            "market",
+            side,
+            amount,
+            None,
+            {"reduceOnly": True, **self._exit_params(reason)},
+            client_id=cid,
+            role=role,
+        )
+        return await self._await_fill(order, symbol)
+
     async def _cancel_protection(self, symbol: str) -> None:
         """Cancel stop / take-profit orders left on a flat symbol."""
         for o in await self._open_orders(symbol):
@@ -963,17 +969,7 @@ class Executor:
             side = "sell" if pos.get("side") == "long" else "buy"
             cid = self._action_cid("r", symbol, f"reduce:{reason}:{qty}")
             try:
-                order = await self._place(
-                    symbol,
-                    "market",
-                    side,
-                    qty,
-                    None,
-                    {"reduceOnly": True, **self._exit_params(reason)},
-                    client_id=cid,
-                    role="reduce",
-                )
-                order = await self._await_fill(order, symbol)
+                order = await self._market_exit(symbol, side, qty, reason, cid=cid, role="reduce")
             except Exception as exc:
                 self.log.error("reduce_failed", symbol=symbol, error=describe(exc))
                 return ExecResult("failed", symbol, cid, reason=f"reduce: {describe(exc)}")
