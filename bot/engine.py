@@ -51,6 +51,9 @@ from guards.types import (
 log = structlog.get_logger("engine")
 
 CONTROL_KEY = "control.manual_halt"
+#: Refusals that say nothing about a position (data missing or a rule failing): seatbelt mode
+#: waits rather than cutting a position a person opened.
+SEATBELT_UNJUDGED = frozenset({"stale_price", "missing_market", "rule_error", "invalid_intent"})
 
 
 class Execution(Protocol):
@@ -341,7 +344,12 @@ class Engine:
 
     # -- seatbelt ---------------------------------------------------------------------------
     async def _seatbelt(self, before: Mapping[str, Position], now: float) -> None:
-        """Positions opened or enlarged by hand go through the guards as if they were orders."""
+        """Positions opened or enlarged by hand go through the guards as if they were orders.
+
+        A refusal about the data rather than the position (no fresh mark yet, no market rules, a
+        rule that raised) cuts nothing: the symbol is judged again at the next sweep.
+        """
+        unjudged: set[str] = set()
         for sym, pos in self.view.account.positions.items():
             old = before.get(sym)
             grown = pos.amount - (old.amount if old is not None and old.side == pos.side else 0.0)
@@ -369,6 +377,10 @@ class Engine:
             ctx = GuardContext(prior, self.markets, self.marks, now, self.view.open_entry_orders)
             decision = self.guard.check(intent, ctx)
             self._record(decision, now)
+            if decision.code in SEATBELT_UNJUDGED:
+                unjudged.add(sym)
+                log.warning("seatbelt_deferred", symbol=sym, code=decision.code)
+                continue
             cut = grown - (decision.amount if decision.allowed else 0.0)
             if cut > 1e-12:
                 await self.executor.reduce(sym, cut, f"seatbelt:{decision.code}")
@@ -389,7 +401,9 @@ class Engine:
             elif decision.allowed:
                 self.guard.approve(decision, now)
         await self.refresh_account()
-        self.belt_seen = dict(self.view.account.positions)
+        seen = {s: p for s, p in self.view.account.positions.items() if s not in unjudged}
+        seen.update({s: before[s] for s in unjudged if s in before})
+        self.belt_seen = seen
 
     # -- control: manual halt / resume through the store -------------------------------------
     async def _apply_control(self) -> None:

@@ -316,3 +316,23 @@ async def test_a_reload_that_fails_validation_keeps_the_old_parameters(tmp_path:
         good.write_text("[guards.position_cap]\nmax_leverage = 2\n", encoding="utf-8")
         await _reload(engine, lambda: load_settings(good, env_file=None, secrets_dir=None))
         assert engine.guard.config.position_cap.max_leverage == 2
+
+
+async def test_seatbelt_does_not_cut_a_position_for_want_of_a_price(tmp_path: Path) -> None:
+    """At start no mark has arrived yet: the guards refuse on stale data, which says nothing
+    about the position, so it is left alone until a price comes and it can be judged."""
+    s = settings(tmp_path, strategy={"path": "none"})
+    clock = Clock()
+    with Store.open(s.state.dir) as store:
+        engine, exchange = await build(s, store, None, clock)
+        # by hand, priced on the exchange only (the engine has seen no mark yet)
+        exchange.core.on_price(BTC, 60_000.0, int(clock.t * 1000))
+        exchange.core.set_leverage(10, BTC)
+        await exchange.create_order(BTC, "market", "buy", 1.0)
+        await engine.start()  # a restart: adopted positions are judged as if just opened
+        pos = exchange.core.position(BTC)
+        assert pos is not None and pos.amount == pytest.approx(1.0)
+        await feed(engine, clock, [60_000.0])
+        await engine.job_sweep()
+        cut = exchange.core.position(BTC)
+        assert cut is not None and cut.amount < 0.1  # judged now, and cut to the risk cap
