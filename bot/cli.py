@@ -88,6 +88,12 @@ def settings_or_exit(config: Path | None, overrides: dict[str, Any]) -> Settings
         raise fail(str(exc)) from None
 
 
+def state_folder(config: Path | None, state_dir: Path | None) -> tuple[Settings, Path]:
+    """The settings and the state folder a command works on (``--state-dir`` wins)."""
+    settings = settings_or_exit(config, {})
+    return settings, state_dir or settings.state.dir
+
+
 def setup_logging(settings: Settings, mode: str) -> str:
     from bot.logging import bind, configure_logging
 
@@ -367,8 +373,7 @@ def health(
     """Exit 0 when the running bot's heartbeat is fresh, 1 otherwise (Docker HEALTHCHECK)."""
     from bot.heartbeat import check_health
 
-    settings = settings_or_exit(config, {})
-    folder = state_dir or settings.state.dir
+    settings, folder = state_folder(config, state_dir)
     limit = max_age
     if limit is None:  # the running bot writes its own interval into the heartbeat
         beat = check_health(folder, float("inf")).beat
@@ -397,10 +402,10 @@ def history(
     from bot.history import HistoryError, show_history
     from bot.store import StoreError
 
-    settings = settings_or_exit(config, {})
+    _, folder = state_folder(config, state_dir)
     try:
         text = show_history(
-            state_dir or settings.state.dir,
+            folder,
             kind=kind,
             limit=limit,
             symbol=symbol,
@@ -424,8 +429,7 @@ def halt(
     """Kill switch: close every position and refuse entries until `guardbot resume`."""
     from bot.runner import request_halt
 
-    settings = settings_or_exit(config, {})
-    folder = state_dir or settings.state.dir
+    settings, folder = state_folder(config, state_dir)
     request_halt(folder, True, reason)
     typer.echo(
         f"kill switch set in {folder}: the running bot closes positions and refuses entries at "
@@ -443,8 +447,7 @@ def resume(
     """Lift the kill switch set by `guardbot halt`."""
     from bot.runner import request_halt
 
-    settings = settings_or_exit(config, {})
-    folder = state_dir or settings.state.dir
+    _, folder = state_folder(config, state_dir)
     request_halt(folder, False, "resumed by hand")
     typer.echo(f"kill switch cleared in {folder}: entries resume at the bot's next sweep")
 
@@ -462,8 +465,8 @@ def reload(
 
     from bot.heartbeat import check_health
 
-    settings = settings_or_exit(config, {})
-    health = check_health(state_dir or settings.state.dir, 3 * settings.state.heartbeat_s)
+    settings, folder = state_folder(config, state_dir)
+    health = check_health(folder, 3 * settings.state.heartbeat_s)
     pid = health.beat.get("pid")
     if not health.ok or not isinstance(pid, int):
         raise fail(f"no running bot found ({health.detail})", code=1)

@@ -865,15 +865,7 @@ class Executor:
             return ExecResult(
                 "failed", symbol, client_id, entry=entry, reason=f"stop: {describe(exc)}"
             )
-        result = await self._close_position(symbol, pos, "naked")
-        self.log.critical(
-            "naked_position_closed",
-            symbol=symbol,
-            client_id=client_id,
-            error=describe(exc),
-            closed=result.status == "closed",
-            alert=True,
-        )
+        await self._close_naked(symbol, pos, exc, client_id)
         return ExecResult(
             "closed_unprotected",
             symbol,
@@ -928,6 +920,21 @@ class Executor:
             entry=order,
             reason=reason,
         )
+
+    async def _close_naked(
+        self, symbol: str, pos: Mapping[str, Any], exc: BaseException, client_id: str
+    ) -> ExecResult:
+        """A position whose stop could not be placed: close it now and raise the alarm."""
+        result = await self._close_position(symbol, pos, "naked")
+        self.log.critical(
+            "naked_position_closed",
+            symbol=symbol,
+            client_id=client_id,
+            error=describe(exc),
+            closed=result.status == "closed",
+            alert=True,
+        )
+        return result
 
     async def _market_exit(
         self, symbol: str, side: str, amount: float, reason: str, *, cid: str, role: str
@@ -1014,14 +1021,7 @@ class Executor:
                         error=describe(exc),
                     )
                     return ExecResult("failed", symbol, cid, reason=f"stop: {describe(exc)}")
-                closed = await self._close_position(symbol, pos, "naked")
-                self.log.critical(
-                    "naked_position_closed",
-                    symbol=symbol,
-                    error=describe(exc),
-                    closed=closed.status == "closed",
-                    alert=True,
-                )
+                await self._close_naked(symbol, pos, exc, cid)
                 return ExecResult(
                     "closed_unprotected",
                     symbol,
