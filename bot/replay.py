@@ -611,6 +611,7 @@ class _Run:
             realized_pnl=core.realized_pnl,
             starting_balance=self.settings.paper.starting_balance,
             final_equity=core.equity(),
+            final_wallet=core.wallet_balance,
             max_drawdown_pct=self.max_dd * 100.0,
             liquidations=len(core.liquidations),
             liquidation_loss=sum(e.margin_lost for e in core.liquidations),

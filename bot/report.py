@@ -44,6 +44,8 @@ class Report:
     realized_pnl: float
     starting_balance: float
     final_equity: float
+    #: Wallet balance at the end (realised PnL, fees and funding; no unrealised PnL).
+    final_wallet: float
     max_drawdown_pct: float
     liquidations: int
     liquidation_loss: float
@@ -78,6 +80,7 @@ class Report:
             "realized_pnl": round(self.realized_pnl, 2),
             "starting_balance": round(self.starting_balance, 2),
             "final_equity": round(self.final_equity, 2),
+            "final_wallet": round(self.final_wallet, 2),
             "max_drawdown_pct": round(self.max_drawdown_pct, 2),
             "liquidations": self.liquidations,
             "liquidation_loss": round(self.liquidation_loss, 2),
