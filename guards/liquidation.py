@@ -53,6 +53,7 @@ __all__ = [
     "maintenance_margin",
     "margin_balance",
     "margin_rate",
+    "profile_maintenance_margin",
     "tiered_threshold",
     "whole_liquidation_price",
 ]
@@ -94,6 +95,23 @@ def maintenance_margin(notional: float, tiers: Sequence[Tier]) -> float:
     table = tier_table(tiers)
     i = table.index(notional)
     return notional * table.mmrs[i] - table.cums[i]
+
+
+def profile_maintenance_margin(
+    notional: float, tiers: Sequence[Tier], liquidation_fee_rate: float = 0.0
+) -> float:
+    """Maintenance margin of a position of notional ``N`` under the liquidation model in use.
+
+    Fee rate 0 (Binance's model): ``N * mmr_i - cum_i``. Fee rate > 0 (the tiered margin-rate
+    model): ``N * mmr_i``, no maintenance amount (the model's thresholds have none; the fee
+    counts only in the position's own trigger). This is the figure a cross position contributes
+    to the other cross positions' liquidation prices, in the guards and in the paper exchange.
+    """
+    table = tier_table(tiers)
+    i = table.index(notional)
+    if liquidation_fee_rate == 0.0:
+        return notional * table.mmrs[i] - table.cums[i]
+    return notional * table.mmrs[i]
 
 
 def margin_balance(

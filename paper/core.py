@@ -113,8 +113,8 @@ from guards.liquidation import (
     bankruptcy_price,
     liquidation_price,
     liquidation_stage,
-    maintenance_margin,
     margin_balance,
+    profile_maintenance_margin,
 )
 from guards.tiers import tier_index
 from guards.types import Account, MarginMode, MarketRules, Position, Side, Tier
@@ -1369,10 +1369,8 @@ class PaperCore:
         return pos.entry if pos is not None else math.nan
 
     def _maint(self, b: _Book, notional: float) -> float:
-        """Maintenance margin of ``notional`` under the book's profile."""
-        if b.liq_fee == 0.0:
-            return maintenance_margin(notional, b.tiers)
-        return notional * b.tiers[tier_index(notional, b.tiers)].mmr
+        """Maintenance margin of ``notional`` under the book's profile (the guards' figure)."""
+        return profile_maintenance_margin(notional, b.tiers, b.liq_fee)
 
     def _balance_args(self, b: _Book) -> tuple[float, float, float]:
         """``(wallet_balance, other_maint_margin, other_unrealized_pnl)`` for the guards' math."""

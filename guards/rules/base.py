@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guards.liquidation import liquidation_price, maintenance_margin
+from guards.liquidation import liquidation_price, profile_maintenance_margin
 from guards.rules.clock import DayClock
 from guards.state import GuardState
 from guards.types import (
@@ -229,7 +229,10 @@ class AccountView:
                     isolated += position_margin(p)
                     continue
                 mark = ctx.marks[symbol].price
-                mm += maintenance_margin(p.amount * mark, ctx.markets[symbol].tiers)
+                market = ctx.markets[symbol]
+                mm += profile_maintenance_margin(
+                    p.amount * mark, market.tiers, market.liquidation_fee_rate
+                )
                 upnl += p.unrealized_pnl(mark)
             totals = self._cross = (mm, upnl, isolated)
         return totals
@@ -285,7 +288,7 @@ def position_liquidation(p: Position, ctx: GuardContext, view: AccountView) -> f
         return liq
     mark = ctx.marks[p.symbol].price
     mm_all, upnl_all, isolated = view.cross_totals()
-    own_mm = maintenance_margin(p.amount * mark, tiers)
+    own_mm = profile_maintenance_margin(p.amount * mark, tiers, fee)
     return liquidation_price(
         side=p.side,
         amount=p.amount,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from guards.liquidation import liquidation_price, maintenance_margin
+from guards.liquidation import liquidation_price, profile_maintenance_margin
 from guards.rules.base import (
     Rule,
     RuleConfig,
@@ -114,7 +114,9 @@ class Liquidation(Rule[LiquidationConfig]):
         else:
             mm_all, upnl_all, isolated = account_view(ctx).cross_totals()
             if pos is not None:
-                mm_all -= maintenance_margin(pos.amount * mark, market.tiers)
+                mm_all -= profile_maintenance_margin(
+                    pos.amount * mark, market.tiers, market.liquidation_fee_rate
+                )
                 upnl_all -= pos.unrealized_pnl(mark)
             liq = liquidation_price(
                 side=intent.side,
