@@ -1,6 +1,6 @@
 """The ``guardbot`` command line.
 
-Commands: run, replay, check-order, history, halt, resume, reload, preflight, health,
+Commands: run, replay, check-order, history, halt, resume, reload, preflight, health, emulator,
 config check|show|doc, version.
 
 Every command loads settings through ``bot.settings.load_settings``; a configuration problem
@@ -24,7 +24,7 @@ from bot import __version__
 from bot.settings import ConfigError, Settings, load_settings, masked_dump, set_dotted
 
 if TYPE_CHECKING:
-    from bot.report import Report
+    from bot.research.report import Report
 
 app = typer.Typer(
     name="guardbot",
@@ -95,7 +95,7 @@ def state_folder(config: Path | None, state_dir: Path | None) -> tuple[Settings,
 
 
 def setup_logging(settings: Settings, mode: str) -> str:
-    from bot.logging import bind, configure_logging
+    from bot.ops.logging import bind, configure_logging
 
     secrets = [
         s.get_secret_value()
@@ -163,7 +163,7 @@ def _run_engine(settings: Settings, config: Path | None, overrides: dict[str, An
     import asyncio
 
     from bot.runner import RunError, run_bot
-    from bot.store import StoreError
+    from bot.state.store import StoreError
 
     run_id = setup_logging(settings, settings.mode)
     try:
@@ -221,7 +221,7 @@ def replay(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Replay a candle file through the paper exchange, as fast as possible."""
-    from bot.tuning import combinations, parse_axes, render_table, run_grid, to_overrides
+    from bot.research.tuning import combinations, parse_axes, render_table, run_grid, to_overrides
 
     flags = {
         "feed.kind": "replay",
@@ -259,7 +259,7 @@ def replay(
         if json_out:
             typer.echo(json.dumps({"guards_on": on.to_dict(), "guards_off": off.to_dict()}))
         else:
-            from bot.report import render_compare
+            from bot.research.report import render_compare
 
             typer.echo(render_compare(on, off))
         return
@@ -270,7 +270,7 @@ def replay(
 
 
 def _replay(settings: Settings, *, guards_on: bool, show: bool, curve: bool) -> Report:
-    from bot.replay import ReplayError, run_replay
+    from bot.research.replay import ReplayError, run_replay
 
     try:
         if not show:
@@ -297,7 +297,7 @@ def _replay(settings: Settings, *, guards_on: bool, show: bool, curve: bool) -> 
 
 
 def _plot(report: Report, path: Path) -> None:
-    from bot.plot import write_plot
+    from bot.research.plot import write_plot
 
     write_plot(report, path)
     typer.echo(f"equity chart written to {path}", err=True)
@@ -332,7 +332,7 @@ def check_order(
     set_: SetOpt = None,
 ) -> None:
     """Explain what the guards decide for one order: liquidation calculator and guard explainer."""
-    from bot.checkorder import CheckOrderError, explain_order
+    from bot.research.checkorder import CheckOrderError, explain_order
 
     try:
         overrides = overrides_from(set_)
@@ -371,7 +371,7 @@ def health(
     ] = None,
 ) -> None:
     """Exit 0 when the running bot's heartbeat is fresh, 1 otherwise (Docker HEALTHCHECK)."""
-    from bot.heartbeat import check_health
+    from bot.state.heartbeat import check_health
 
     settings, folder = state_folder(config, state_dir)
     limit = max_age
@@ -399,8 +399,8 @@ def history(
     ] = None,
 ) -> None:
     """Show recent guard decisions, trades and guard actions from the state store."""
-    from bot.history import HistoryError, show_history
-    from bot.store import StoreError
+    from bot.state.history import HistoryError, show_history
+    from bot.state.store import StoreError
 
     _, folder = state_folder(config, state_dir)
     try:
@@ -463,7 +463,7 @@ def reload(
     import os
     import signal
 
-    from bot.heartbeat import check_health
+    from bot.state.heartbeat import check_health
 
     settings, folder = state_folder(config, state_dir)
     health = check_health(folder, 3 * settings.state.heartbeat_s)
@@ -546,6 +546,44 @@ def main() -> None:
 
 
 @app.command()
+def emulator(
+    port: Annotated[int, typer.Option("--port", help="Port (0 = any free port).")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
+    balance: Annotated[float, typer.Option("--balance", help="USDT wallet balance.")] = 10_000.0,
+    price: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--price",
+            metavar="SYMBOL=PRICE",
+            help="Starting price, e.g. BTC/USDT:USDT=60000 (repeat; also selects the markets).",
+        ),
+    ] = None,
+    withdrawals: Annotated[
+        bool,
+        typer.Option(
+            "--withdrawals", help="Report the API key as withdrawal-enabled (preflight warns)."
+        ),
+    ] = False,
+) -> None:
+    """Serve the local exchange (Binance USDⓈ-M subset backed by the paper core) for dress
+    rehearsals and tests, until interrupted. API key and secret: GUARDBOT_EXCHANGE__API_KEY /
+    _API_SECRET."""
+    import asyncio
+    import contextlib
+
+    from bot.emulator.server import parse_price, serve
+
+    try:
+        prices = [parse_price(p) for p in price or []]
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(host=host, port=port, balance=balance, prices=prices, withdrawals=withdrawals)
+        )
+
+
+@app.command()
 def preflight(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -554,7 +592,7 @@ def preflight(
         typer.Option(
             "--exchange-url",
             help="Send requests to this server instead (e.g. the local emulator, "
-            "python -m paper.emulator).",
+            "guardbot emulator).",
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -565,7 +603,7 @@ def preflight(
     import asyncio
 
     from bot.exchange.live import LiveExchange
-    from bot.preflight import run_preflight
+    from bot.ops.preflight import run_preflight
 
     try:
         overrides = overrides_from(set_, {"logging.level": log_level or "warning"})

@@ -23,15 +23,15 @@ from typing import Any
 
 import structlog
 
-from bot.bars import timeframe_ms
-from bot.engine import Engine
-from bot.jobs import LiveScheduler, job_specs, job_triggers
-from bot.metrics import Metrics, TimedOrderStore
-from bot.notify import Notifier, build_notifier
-from bot.observe import Observer, install, uninstall
+from bot.ops.metrics import Metrics, TimedOrderStore
+from bot.ops.notify import Notifier, build_notifier
+from bot.ops.observe import Observer, install, uninstall
 from bot.settings import ConfigError, Settings
-from bot.store import Store
+from bot.state.store import Store
 from bot.strategies import load_strategy
+from bot.trading.bars import timeframe_ms
+from bot.trading.engine import Engine
+from bot.trading.jobs import LiveScheduler, job_specs, job_triggers
 from guards.engine import GuardEngine
 from guards.state import GuardState
 from paper.core import PaperCore
@@ -201,8 +201,8 @@ async def _run(
     started: Callable[[Engine], None] | None,
 ) -> Engine:
     from bot.exchange.live import LiveExchange, PriceFeed
-    from bot.execution import Executor
-    from bot.status import heartbeat_health, make_app, start_status, stop_status
+    from bot.ops.status import heartbeat_health, make_app, start_status, stop_status
+    from bot.trading.executor import Executor
 
     exchange: Any = None
     source: Any = None
@@ -398,7 +398,7 @@ async def _reload(engine: Engine, reload_settings: Callable[[], Settings] | None
 
 def request_halt(state_dir: Path, halted: bool, reason: str) -> None:
     """``guardbot halt`` / ``resume``: a request the running bot applies at its next sweep."""
-    from bot.engine import CONTROL_KEY
+    from bot.trading.engine import CONTROL_KEY
 
     with Store.open(state_dir) as store:
         store.kv_set(CONTROL_KEY, {"halted": halted, "reason": reason, "ts": time.time()})

@@ -111,7 +111,7 @@ podman run --rm --read-only --tmpfs /tmp --security-opt no-new-privileges \
 
 step "emulator (same image) on 127.0.0.1:$PORT"
 podman run -d --name "$EMU" --network host --read-only --tmpfs /tmp --no-healthcheck \
-    --entrypoint python "$IMAGE" -m paper.emulator --port "$PORT" \
+    --entrypoint python "$IMAGE" -m bot.emulator --port "$PORT" \
     --price BTC/USDT:USDT=60000 >/dev/null
 for _ in $(seq 1 30); do
     if podman logs "$EMU" 2>&1 | grep "emulator" >/dev/null; then break; fi

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from bot.emulator import Emulator
 from bot.exchange.live import LiveExchange
 from bot.exchange.retry import RetryPolicy
-from bot.logging import configure_logging
+from bot.ops.logging import configure_logging
 from bot.settings import ExchangeSettings
 from paper.config import PaperConfig
-from paper.emulator import Emulator
 
 API_KEY = "gbTestKey0123456789abcdefABCDEF"
 API_SECRET = "gbTestSecret-9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c"

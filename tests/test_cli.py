@@ -91,7 +91,7 @@ def test_config_show_masks_secrets(clean_env: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_health_reads_the_heartbeat(clean_env: Path) -> None:
-    from bot.heartbeat import write_heartbeat
+    from bot.state.heartbeat import write_heartbeat
 
     state = clean_env / "st"
     missing = runner.invoke(app, ["health", "--state-dir", str(state)])

@@ -34,8 +34,8 @@ from ccxt.base.errors import (
 )
 from conftest_live import API_KEY, API_SECRET, BTC, ETH, emulator  # noqa: F401
 
+from bot.emulator import Emulator, Fault
 from bot.exchange.live import point_at
-from paper.emulator import Emulator, Fault
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TIERS = REPO.parent / "shared" / "data" / "binance_leverage_tiers.json"
@@ -526,7 +526,7 @@ async def test_control_endpoints_drive_the_market(emulator: Emulator) -> None:  
 def test_python_m_paper_emulator_serves_until_stopped(tmp_path: Path) -> None:
     env = {**os.environ, "GUARDBOT_EXCHANGE__API_KEY": "k", "GUARDBOT_EXCHANGE__API_SECRET": "s"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "paper.emulator", "--port", "0", "--price", f"{BTC}=60000"],
+        [sys.executable, "-m", "bot.emulator", "--port", "0", "--price", f"{BTC}=60000"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

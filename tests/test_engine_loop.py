@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from strategies_for_tests import EnterOnce
 
-from bot.engine import Engine
-from bot.execution import Executor
 from bot.runner import paper_exchange, request_halt, save_paper
 from bot.settings import Settings, load_settings
-from bot.store import Store
+from bot.state.store import Store
 from bot.strategies.base import BaseStrategy
+from bot.trading.engine import Engine
+from bot.trading.executor import Executor
 from guards.engine import GuardEngine
 from guards.state import GuardState
 from guards.types import OrderIntent

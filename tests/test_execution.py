@@ -29,7 +29,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.exchange.retry import RetryPolicy
-from bot.execution import (
+from bot.trading.executor import (
     Executor,
     account_from_ccxt,
     client_order_id,

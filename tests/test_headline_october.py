@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.replay import Report, run_replay
+from bot.research.replay import Report, run_replay
 from bot.settings import Settings, load_settings
 from bot.strategies.base import NO_INTENTS, BaseStrategy
 from guards.types import OrderIntent, Position

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.store import Store
+from bot.state.store import Store
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import Account, Action, GuardContext, Mark, OrderIntent

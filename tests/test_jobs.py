@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.jobs import LiveScheduler, SimScheduler, job_specs, job_triggers
+from bot.trading.jobs import LiveScheduler, SimScheduler, job_specs, job_triggers
 from guards.config import GuardsConfig
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -24,10 +24,10 @@ from conftest_live import (  # noqa: F401
 )
 from pydantic import SecretStr
 
+from bot.emulator import Emulator, Fault
 from bot.exchange.cache import MarketCache, MarketSnapshot
 from bot.exchange.live import LiveExchange, market_rules, point_at
 from bot.exchange.retry import RetryPolicy
-from paper.emulator import Emulator, Fault
 from paper.markets import load_market
 
 

@@ -25,12 +25,12 @@ from conftest_live import (  # noqa: F401
     violations,
 )
 
+from bot.emulator import Emulator, Fault
 from bot.exchange.live import LiveExchange
-from bot.execution import Executor, order_role
+from bot.trading.executor import Executor, order_role
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import ApprovedOrder, GuardContext, Mark, OrderIntent
-from paper.emulator import Emulator, Fault
 
 LONG = OrderIntent(BTC, "long", 0.04, leverage=3.0, stop_price=58_800.0, take_profit=63_000.0)
 NO_SESSION = GuardsConfig(no_overnight={"enabled": False})

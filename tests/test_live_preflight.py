@@ -24,10 +24,10 @@ from conftest_live import (  # noqa: F401
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.emulator import Emulator
 from bot.exchange.live import LiveExchange
-from bot.preflight import ReadOnly, run_preflight
+from bot.ops.preflight import ReadOnly, run_preflight
 from bot.settings import Settings, load_settings
-from paper.emulator import Emulator
 
 runner = CliRunner()
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from conftest_live import API_KEY, API_SECRET, BTC, ETH, emulator, logs, secret_leaks, violations
 
-from bot.engine import Engine
+from bot.emulator import Emulator
 from bot.runner import run_bot
 from bot.settings import Settings, load_settings
-from bot.store import Store
-from paper.emulator import Emulator
+from bot.state.store import Store
+from bot.trading.engine import Engine
 
 __all__ = ["emulator", "logs"]  # fixtures used by name
 

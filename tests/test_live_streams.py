@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from conftest_live import BTC, ETH, emulator, event_names, live, logs, make_live  # noqa: F401
 
+from bot.emulator import Emulator
 from bot.exchange.live import LiveExchange, PriceFeed, liquidation_notional
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import GuardContext, OrderIntent
-from paper.emulator import Emulator
 
 LONG = OrderIntent(BTC, "long", 0.01, leverage=3.0, stop_price=58_800.0)
 
@@ -172,7 +172,7 @@ def test_liquidation_notional_from_ccxt_structures() -> None:
 
 
 async def _account(ex: LiveExchange) -> Any:
-    from bot.execution import account_from_ccxt
+    from bot.trading.executor import account_from_ccxt
 
     return account_from_ccxt(
         await ex.fetch_balance(), await ex.fetch_positions(), await ex.fetch_open_orders()

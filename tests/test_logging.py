@@ -7,7 +7,7 @@ import json
 
 import structlog
 
-from bot.logging import MASK, Redactor, bind, configure_logging
+from bot.ops.logging import MASK, Redactor, bind, configure_logging
 
 
 def test_json_lines_carry_timestamp_level_event_and_context() -> None:

@@ -16,10 +16,10 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.heartbeat import write_heartbeat
-from bot.jobs import JobSpec, LiveScheduler
-from bot.metrics import Metrics, TimedOrderStore
-from bot.store import Store
+from bot.ops.metrics import Metrics, TimedOrderStore
+from bot.state.heartbeat import write_heartbeat
+from bot.state.store import Store
+from bot.trading.jobs import JobSpec, LiveScheduler
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"

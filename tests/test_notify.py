@@ -17,8 +17,8 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.logging import MASK, configure_logging
-from bot.notify import (
+from bot.ops.logging import MASK, configure_logging
+from bot.ops.notify import (
     Alert,
     Notifier,
     TelegramSink,

@@ -16,15 +16,15 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from strategies_for_tests import EnterOnce
 
-from bot.engine import Engine
-from bot.execution import Executor
-from bot.logging import MASK, configure_logging
-from bot.metrics import Metrics, TimedOrderStore
-from bot.notify import Alert, Notifier
-from bot.observe import LevelGate, Observer, error_class, install, uninstall
+from bot.ops.logging import MASK, configure_logging
+from bot.ops.metrics import Metrics, TimedOrderStore
+from bot.ops.notify import Alert, Notifier
+from bot.ops.observe import LevelGate, Observer, error_class, install, uninstall
 from bot.runner import paper_exchange, request_halt
 from bot.settings import load_settings
-from bot.store import Store
+from bot.state.store import Store
+from bot.trading.engine import Engine
+from bot.trading.executor import Executor
 from guards.engine import GuardEngine
 from guards.types import OrderIntent
 

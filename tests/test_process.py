@@ -17,10 +17,10 @@ from typing import Any
 
 from conftest_live import BTC, emulator
 
-from bot.heartbeat import check_health
+from bot.emulator import Emulator
 from bot.runner import PAPER_SNAPSHOT_KEY
-from bot.store import Store
-from paper.emulator import Emulator
+from bot.state.heartbeat import check_health
+from bot.state.store import Store
 
 __all__ = ["emulator"]
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.replay import guards_off, run_replay
+from bot.research.replay import guards_off, run_replay
 from bot.settings import load_settings
 
 REQUIRED = {

@@ -17,8 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.heartbeat import write_heartbeat
-from bot.status import (
+from bot.ops.status import (
     COOKIE,
     bound_port,
     cookie_value,
@@ -27,7 +26,8 @@ from bot.status import (
     start_status,
     stop_status,
 )
-from bot.store import Store
+from bot.state.heartbeat import write_heartbeat
+from bot.state.store import Store
 from guards.types import Action, Decision, OrderIntent, Verdict
 
 BTC = "BTC/USDT:USDT"

@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
-from bot.engine import Engine
-from bot.execution import Executor
+from bot.ops.status import bound_port, make_app, start_status, stop_status
 from bot.runner import paper_exchange
 from bot.settings import load_settings
-from bot.status import bound_port, make_app, start_status, stop_status
-from bot.store import Store
+from bot.state.store import Store
+from bot.trading.engine import Engine
+from bot.trading.executor import Executor
 from guards.engine import GuardEngine
 from guards.types import Decision, OrderIntent, Verdict
 

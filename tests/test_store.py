@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.store import (
+from bot.state.store import (
     FILENAME,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -577,7 +577,7 @@ def test_threads_share_one_store(store: Store) -> None:
 CHILD = r"""
 import sys
 from pathlib import Path
-from bot.store import Store
+from bot.state.store import Store
 from guards.types import Decision, OrderIntent, Verdict
 
 SYM = "BTC/USDT:USDT"

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app, parse_value
-from bot.plot import downsample, render_html
-from bot.replay import run_replay
+from bot.research.plot import downsample, render_html
+from bot.research.replay import run_replay
+from bot.research.tuning import combinations, parse_axes
 from bot.settings import ConfigError, load_settings
-from bot.tuning import combinations, parse_axes
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ configurable, so Bybit/OKX work where ccxt's unified API suffices. It
   one is refreshed; ``refresh_loop`` / ``maybe_refresh`` refresh them on a schedule;
 - uses the testnet when ``exchange.sandbox`` is true (``set_sandbox_mode``);
 - retries reads, cancels and settings changes on transient errors (``bot.exchange.retry``);
-  ``create_order`` is sent exactly once — ``bot.execution`` decides about re-sending after it
+  ``create_order`` is sent exactly once — ``bot.trading.executor`` decides about re-sending after it
   has looked the order up by its client id;
 - on an authentication or permission error logs a critical ``exchange_auth_failed`` event and
   sets ``auth_failed`` (the executor stops trading);
@@ -52,7 +52,7 @@ from ccxt.base.errors import (
 
 from bot.exchange.cache import MarketCache, MarketSnapshot
 from bot.exchange.retry import RetryPolicy, describe, is_auth_error, retry_call
-from bot.logging import get_logger
+from bot.ops.logging import get_logger
 from bot.settings import ExchangeSettings
 from guards.tiers import tiers_from_ccxt
 from guards.types import Mark, MarketRules
@@ -152,7 +152,7 @@ class LiveExchange:
     extra ccxt options; ``client``: a ready ccxt client (tests).
     """
 
-    #: Reads, cancels and settings changes are retried here (``bot.execution`` relies on it).
+    #: Reads, cancels and settings changes are retried here (``bot.trading.executor`` relies on it).
     retries_reads = True
 
     def __init__(
@@ -484,7 +484,7 @@ class LiveExchange:
         price: float | None = None,
         params: Params = None,
     ) -> dict[str, Any]:
-        """Send one order, once (see ``bot.execution`` for idempotent re-sending)."""
+        """Send one order, once (see ``bot.trading.executor`` for idempotent re-sending)."""
         result: dict[str, Any] = await self._call(
             "create_order",
             lambda: self.client.create_order(symbol, type, side, amount, price, params or {}),

@@ -10,7 +10,7 @@ Never retried: every ``ExchangeError`` — ``InvalidOrder``, ``InsufficientFunds
 ``AuthenticationError``, ``PermissionDenied``, ``BadRequest``, ... — the request was understood
 and refused, so sending it again cannot help.
 
-Re-sending an *order* after an ambiguous failure is the caller's business: ``bot.execution``
+Re-sending an *order* after an ambiguous failure is the caller's business: ``bot.trading.executor``
 looks the order up by its client id first. ``retry_call`` is for calls that are safe to repeat
 (reads, cancels, leverage and margin-mode changes).
 """

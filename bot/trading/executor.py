@@ -49,7 +49,7 @@ from bot.exchange.retry import (
     is_retryable,
     retry_call,
 )
-from bot.logging import get_logger
+from bot.ops.logging import get_logger
 from guards.config import GuardsConfig
 from guards.engine import RISK_REDUCING_CODES, GuardEngine
 from guards.rules.base import RuleEnv, floor_to_step
@@ -88,7 +88,7 @@ _FILL_EPS = 1e-9
 
 
 class OrderStore(Protocol):
-    """What the executor needs from the state store (``bot.store.Store`` fits; sync or async)."""
+    """What the executor needs from the state store (``bot.state.store.Store``; sync or async)."""
 
     def order_intent(
         self,
@@ -365,7 +365,7 @@ class Executor:
         rng: random.Random | None = None,
     ) -> None:
         self.exchange = exchange
-        self.log = log if log is not None else get_logger("bot.execution")
+        self.log = log if log is not None else get_logger("bot.trading.executor")
         self.store = store
         #: Seeds the client ids of unnamed intents: unique per process unless given.
         self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]

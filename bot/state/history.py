@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bot.store import FILENAME, ActionRow, DecisionRow, FillRow, Store, json_safe
+from bot.state.store import FILENAME, ActionRow, DecisionRow, FillRow, Store, json_safe
 from guards.explain import decision_to_dict, format_figures
 
 KINDS = ("decisions", "trades", "actions")

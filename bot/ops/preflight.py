@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot.exchange.retry import describe
-from bot.execution import account_from_ccxt, fetch_marks, wallet_balance
 from bot.settings import Settings
+from bot.trading.executor import account_from_ccxt, fetch_marks, wallet_balance
 from guards.engine import GuardEngine
 from guards.types import Action, GuardContext, MarketRules
 

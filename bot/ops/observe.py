@@ -1,10 +1,10 @@
 """The glue from the bot's structlog events to metrics and alerts.
 
 ``Observer`` is a structlog processor: it looks at ``event_dict["event"]`` of every log event
-and forwards the ones it knows to ``bot.metrics.Metrics`` (decision, verdict, action and
-exchange-error counters) and ``bot.notify.Notifier`` (alerts, the refused-entry digest). It never
-changes the event, never raises and never logs; with neither metrics nor notifier it returns at
-once.
+and forwards the ones it knows to ``bot.ops.metrics.Metrics`` (decision, verdict, action and
+exchange-error counters) and ``bot.ops.notify.Notifier`` (alerts, the refused-entry digest). It
+never changes the event, never raises and never logs; with neither metrics nor notifier it returns
+at once.
 
 ``install`` adds it to the running structlog configuration right after the secret redactor, so
 alerts carry redacted values only. Allowed decisions are logged at debug level; when metrics
@@ -29,9 +29,9 @@ import structlog
 from ccxt.base import errors as ccxt_errors
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from bot.logging import REDACTOR
-from bot.metrics import Metrics
-from bot.notify import Notifier, alert_from_event
+from bot.ops.logging import REDACTOR
+from bot.ops.metrics import Metrics
+from bot.ops.notify import Notifier, alert_from_event
 
 #: Every ccxt exception class name (``NetworkError``, ``InvalidOrder``, ...).
 CCXT_ERRORS = frozenset(
@@ -143,7 +143,7 @@ def _level(level: str | int) -> int:
 def install(observer: Observer, *, level: str | int = "info") -> None:
     """Add ``observer`` to the current structlog configuration (replacing an earlier one).
 
-    It goes right after ``bot.logging.REDACTOR`` (or before the final renderer when that is
+    It goes right after ``bot.ops.logging.REDACTOR`` (or before the final renderer when that is
     absent). ``level`` is the log level ``configure_logging`` was given.
     """
     threshold = _level(level)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
-from bot.report import EquityCurve, Report
+from bot.research.report import EquityCurve, Report
 
 WIDTH, HEIGHT = 1100, 420
 PAD_L, PAD_R, PAD_T, PAD_B = 80, 20, 30, 50

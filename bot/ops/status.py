@@ -39,9 +39,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.heartbeat import check_health
-from bot.history import action_dict, decision_dict, fill_dict
-from bot.store import Store, json_safe
+from bot.state.heartbeat import check_health
+from bot.state.history import action_dict, decision_dict, fill_dict
+from bot.state.store import Store, json_safe
 
 Snapshot = Callable[[], Mapping[str, Any]]
 HealthProvider = Callable[[], tuple[bool, Mapping[str, Any]]]

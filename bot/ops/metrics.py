@@ -3,8 +3,9 @@
 ``Metrics`` owns a dedicated ``CollectorRegistry`` (never the process-global one, so tests and
 two bots in one process do not collide) and every series below. Account and position gauges are
 set from ``Engine.snapshot()`` (``update_from_snapshot``, called at scrape time by the HTTP
-endpoint); counters are fed by ``bot.observe`` from the bot's structlog events; the order latency
-histogram by ``TimedOrderStore``; job counters and the heartbeat age are read at scrape time.
+endpoint); counters are fed by ``bot.ops.observe`` from the bot's structlog events; the order
+latency histogram by ``TimedOrderStore``; job counters and the heartbeat age are read at scrape
+time.
 
 Series (all prefixed ``guardbot_``):
 
@@ -47,7 +48,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from bot.heartbeat import FILENAME as HEARTBEAT_FILE
+from bot.state.heartbeat import FILENAME as HEARTBEAT_FILE
 
 NAN = float("nan")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -56,7 +57,7 @@ MAX_PENDING_ORDERS = 1000
 
 
 class JobCounters(Protocol):
-    """What ``bot.jobs.LiveScheduler`` keeps: cumulative counts per job name."""
+    """What ``bot.trading.jobs.LiveScheduler`` keeps: cumulative counts per job name."""
 
     runs: dict[str, int]
     misfires: dict[str, int]
@@ -297,7 +298,7 @@ class MetricsServer:
 
 
 class OrderStoreLike(Protocol):
-    """The two store methods the executor records orders with (``bot.store.Store`` fits)."""
+    """The two store methods the executor records orders with (``bot.state.store.Store`` fits)."""
 
     def order_intent(
         self,

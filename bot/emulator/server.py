@@ -3,7 +3,7 @@
 ``Emulator`` is an aiohttp server on 127.0.0.1 backed by ``PaperCore`` (matching, margin ledger,
 stops and the liquidation engine), so a real ccxt ``binanceusdm`` client pointed at it (API URLs
 overridden) trades exactly as paper mode does. Run it by hand for dress rehearsals with
-``python -m paper.emulator`` (see ``main``).
+``python -m bot.emulator`` (see ``main``).
 
 REST (``/fapi/v1``, ``/fapi/v2``, ``/fapi/v3``, ``/sapi/v1``): ping, time, exchangeInfo,
 ticker/24hr, ticker/price, premiumIndex, leverageBracket, order POST/GET/DELETE, openOrders,
@@ -1426,28 +1426,33 @@ _ROUTES: Final[dict[tuple[str, str], tuple[str, bool]]] = {
 # ---------------------------------------------------------------------- command line
 
 
-def _parse_price(text: str) -> tuple[str, float]:
-    symbol, sep, value = text.rpartition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--price needs SYMBOL=PRICE, got {text!r}")
-    return symbol, float(value)
+async def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    balance: float = 10_000.0,
+    prices: Iterable[tuple[str, float]] = (),
+    withdrawals: bool = False,
+) -> None:
+    """Serve the emulator until cancelled (``guardbot emulator``, ``python -m bot.emulator``).
 
-
-async def _serve(args: argparse.Namespace) -> None:
+    The API key and secret come from ``GUARDBOT_EXCHANGE__API_KEY`` / ``_API_SECRET`` (so the
+    bot's own settings sign its requests), else placeholders; ``prices`` also select the markets.
+    """
     key = os.environ.get("GUARDBOT_EXCHANGE__API_KEY", "emulator-key")
     secret = os.environ.get("GUARDBOT_EXCHANGE__API_SECRET", "emulator-secret")
-    prices: list[tuple[str, float]] = args.price or []
-    symbols = sorted({s for s, _ in prices}) or None
+    chosen = list(prices)
+    symbols = sorted({s for s, _ in chosen}) or None
     emulator = Emulator(
         api_key=key,
         api_secret=secret,
         symbols=symbols,
-        balance=args.balance,
-        permissions={"enableWithdrawals": args.withdrawals},
+        balance=balance,
+        permissions={"enableWithdrawals": withdrawals},
     )
-    for symbol, price in prices:
+    for symbol, price in chosen:
         emulator.set_price(symbol, price)
-    url = await emulator.start(args.host, args.port)
+    url = await emulator.start(host, port)
     print(f"guardbot emulator (Binance USDⓈ-M subset) on {url}", flush=True)
     print(f"  streams:  {emulator.ws_url}", flush=True)
     print(f"  markets:  {', '.join(emulator.core.symbols)}", flush=True)
@@ -1464,10 +1469,24 @@ async def _serve(args: argparse.Namespace) -> None:
         await emulator.stop()
 
 
+def parse_price(text: str) -> tuple[str, float]:
+    """``SYMBOL=PRICE`` (e.g. ``BTC/USDT:USDT=60000``) as a pair."""
+    symbol, sep, value = text.rpartition("=")
+    if not sep or not symbol:
+        raise ValueError(f"--price needs SYMBOL=PRICE, got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--price needs SYMBOL=PRICE with a number, got {text!r}") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"--price must be a positive number, got {text!r}")
+    return symbol, number
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m paper.emulator``: serve the local exchange until interrupted."""
+    """``python -m bot.emulator``: serve the local exchange until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m paper.emulator",
+        prog="python -m bot.emulator",
         description="Local exchange speaking Binance USDⓈ-M futures REST, backed by paper mode.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -1475,7 +1494,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--balance", type=float, default=10_000.0, help="USDT wallet balance")
     parser.add_argument(
         "--price",
-        type=_parse_price,
+        type=_price_arg,
         action="append",
         help="starting price, e.g. BTC/USDT:USDT=60000 (repeat; also selects the markets)",
     )
@@ -1486,7 +1505,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+        asyncio.run(
+            serve(
+                host=args.host,
+                port=args.port,
+                balance=args.balance,
+                prices=args.price or [],
+                withdrawals=args.withdrawals,
+            )
+        )
+
+
+def _price_arg(text: str) -> tuple[str, float]:
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

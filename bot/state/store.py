@@ -29,7 +29,7 @@ Opening a file written by a newer guardbot raises ``StoreError``.
 
 JSON columns are written with Python's ``json`` (non-finite floats as ``Infinity``/``NaN``, which
 ``json.loads`` reads back), so figures and guard state round-trip exactly; readers that emit
-strict JSON convert them (see ``bot.history``). Times are epoch seconds (UTC).
+strict JSON convert them (see ``bot.state.history``). Times are epoch seconds (UTC).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ one digest alert goes out per ``refusal_digest_s``. An alert identical to one se
 ``repeat_s`` (60 s) ago is suppressed and counted, so a failure repeated on every request does not
 flood the channel.
 
-Log events → alerts (``alert_from_event``; ``bot.observe`` feeds it every structlog event):
+Log events → alerts (``alert_from_event``; ``bot.ops.observe`` feeds it every structlog event):
 
 - ``guard_decision`` with ``outcome=reject`` → the ``entries_refused`` digest (info)
 - ``guard_action`` ``kind=close`` → ``guard_close`` (warning)
@@ -49,7 +49,7 @@ import aiohttp
 import structlog
 
 from bot.exchange.retry import Backoff, RetryPolicy
-from bot.logging import REDACTOR
+from bot.ops.logging import REDACTOR
 from bot.settings import NotifySettings
 
 log = structlog.get_logger("notify")

@@ -27,12 +27,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from bot.bars import Bar, BarBuilder
 from bot.exchange.protocol import Exchange
-from bot.execution import ExecResult, describe_result, log_action, order_role
-from bot.heartbeat import write_heartbeat
-from bot.store import Store, StoreError
+from bot.state.heartbeat import write_heartbeat
+from bot.state.store import Store, StoreError
 from bot.strategies.base import Strategy
+from bot.trading.bars import Bar, BarBuilder
+from bot.trading.executor import ExecResult, describe_result, log_action, order_role
 from guards.config import GuardsConfig
 from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine
 from guards.rules.base import account_view, position_liquidation
@@ -57,7 +57,7 @@ SEATBELT_UNJUDGED = frozenset({"stale_price", "missing_market", "rule_error", "i
 
 
 class Execution(Protocol):
-    """What the engine needs from ``bot.execution.Executor`` (paper or live alike)."""
+    """What the engine needs from ``bot.trading.executor.Executor`` (paper or live alike)."""
 
     async def submit(self, approved: ApprovedOrder) -> Any: ...
 

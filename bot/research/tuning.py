@@ -65,7 +65,7 @@ def to_overrides(flat: Mapping[str, Any], base: Mapping[str, Any] | None = None)
 
 def _run_one(args: tuple[Path | None, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     """Worker: one combination's replay summary (runs in a child process)."""
-    from bot.replay import run_replay
+    from bot.research.replay import run_replay
 
     config, overrides, combo = args
     settings = load_settings(config, overrides)

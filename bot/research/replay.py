@@ -23,12 +23,12 @@ from typing import Any, NamedTuple
 import structlog
 from ccxt.base.errors import BaseError as CcxtError
 
-from bot.heartbeat import write_heartbeat
-from bot.jobs import JobFunc, SimScheduler, job_specs, job_triggers
-from bot.report import EquityCurve, Report, utc
+from bot.research.report import EquityCurve, Report, utc
 from bot.settings import Settings
+from bot.state.heartbeat import write_heartbeat
 from bot.strategies import load_strategy
 from bot.strategies.base import Strategy
+from bot.trading.jobs import JobFunc, SimScheduler, job_specs, job_triggers
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import (
@@ -237,7 +237,7 @@ class _Run:
         if breaker.enabled and liq.enabled:
             zone = max(zone, breaker.tighten_reduce_at_pct)
         self.danger_zone = zone / 100.0
-        #: The live bot's scheduled jobs, fired by the replay clock (see ``bot.jobs``).
+        #: The live bot's scheduled jobs, fired by the replay clock (see ``bot.trading.jobs``).
         self.jobs: SimScheduler | None = None
 
     def schedule(self, start_s: float) -> SimScheduler:

@@ -1,0 +1,5 @@
+"""``python -m bot.emulator``: serve the local exchange until interrupted."""
+
+from bot.emulator.server import main
+
+main()

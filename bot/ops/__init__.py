@@ -1,0 +1,1 @@
+"""Operating the bot: logging, metrics, alerts, the status page and preflight checks."""

@@ -1,0 +1,1 @@
+"""The trading loop: engine, order planning, executors (async and replay), seatbelt, jobs, bars."""
