@@ -200,7 +200,8 @@ async def _run(
     reload_settings: Callable[[], Settings] | None,
     started: Callable[[Engine], None] | None,
 ) -> Engine:
-    from bot.exchange.live import LiveExchange, PriceFeed
+    from bot.exchange.feed import PriceFeed
+    from bot.exchange.live import LiveExchange
     from bot.ops.status import heartbeat_health, make_app, start_status, stop_status
     from bot.trading.executor import Executor
 

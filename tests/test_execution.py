@@ -29,13 +29,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.exchange.retry import RetryPolicy
-from bot.trading.executor import (
-    Executor,
-    account_from_ccxt,
-    client_order_id,
-    order_role,
-    wallet_balance,
-)
+from bot.exchange.shapes import account_from_ccxt, order_role, wallet_balance
+from bot.trading.executor import Executor
+from bot.trading.planning import client_order_id
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import ApprovedOrder, GuardContext, Mark, OrderIntent
@@ -395,7 +391,7 @@ async def test_close_cancels_entries_and_flattens() -> None:
     )
     assert (await ex_.submit(approve(engine, ex, limit))).status == "open"
     await ex_.submit(approve(engine, ex, LONG, now=NOW + 600))
-    result = await ex_.close(BTC, "test")
+    result = await ex_.close(BTC)
     assert result.status == "closed" and result.filled == pytest.approx(0.04)
     core = ex.inner.core
     assert core.position(BTC) is None

@@ -26,8 +26,9 @@ from pydantic import SecretStr
 
 from bot.emulator import Emulator, Fault
 from bot.exchange.cache import MarketCache, MarketSnapshot
-from bot.exchange.live import LiveExchange, market_rules, point_at
+from bot.exchange.live import LiveExchange, point_at
 from bot.exchange.retry import RetryPolicy
+from bot.exchange.shapes import market_rules
 from paper.markets import load_market
 
 
@@ -189,22 +190,22 @@ async def test_orders_are_sent_once_and_refusals_not_retried(
     assert emulator.request_count("POST", "/fapi/v1/order") == 2
 
 
-async def test_an_auth_error_stops_trading_and_is_logged_without_the_secret(
+async def test_an_auth_error_is_raised_at_once_and_never_retried_or_logged_with_the_secret(
     emulator: Emulator,  # noqa: F811
     logs: io.StringIO,  # noqa: F811
 ) -> None:
+    """The adapter only retries transient errors; stopping trading on a refused key is the
+    executor's job (tests/test_execution.py), so the adapter raises and logs nothing itself."""
     wrong = settings(api_secret=SecretStr("x" * 40))
     ex = make_live(emulator, settings=wrong)
     try:
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(AuthenticationError, match="-1022"):
             await ex.load_markets()  # the leverage brackets are a signed endpoint
         assert emulator.request_count("GET", "/fapi/v1/leverageBracket") == 1  # not retried
-        assert ex.auth_failed is not None and "-1022" in ex.auth_failed
     finally:
         await ex.close()
-    found = [e for e in events(logs) if e["event"] == "exchange_auth_failed"]
-    assert found and found[0]["level"] == "critical" and found[0]["alert"] is True
-    assert API_SECRET not in logs.getvalue()
+    assert "exchange_retry" not in {e["event"] for e in events(logs)}
+    assert API_SECRET not in logs.getvalue() and "x" * 40 not in logs.getvalue()
 
 
 async def test_open_orders_merge_ordinary_and_trigger_orders(
@@ -258,7 +259,6 @@ async def test_a_keyless_market_data_client_loads_markets_without_tiers(
         markets = await ex.load_markets()
         assert set(markets) == {BTC, ETH} and ex.tiers == {}
         assert await ex.fetch_mark(BTC) == 60_000.0
-        assert ex.auth_failed is None
         assert emulator.request_count("GET", "/fapi/v1/leverageBracket") == 0
     finally:
         await ex.close()

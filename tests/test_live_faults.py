@@ -27,7 +27,8 @@ from conftest_live import (  # noqa: F401
 
 from bot.emulator import Emulator, Fault
 from bot.exchange.live import LiveExchange
-from bot.trading.executor import Executor, order_role
+from bot.exchange.shapes import order_role
+from bot.trading.executor import Executor
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import ApprovedOrder, GuardContext, Mark, OrderIntent

@@ -13,7 +13,8 @@ import pytest
 from conftest_live import BTC, ETH, emulator, event_names, live, logs, make_live  # noqa: F401
 
 from bot.emulator import Emulator
-from bot.exchange.live import LiveExchange, PriceFeed, liquidation_notional
+from bot.exchange.feed import PriceFeed, liquidation_notional
+from bot.exchange.live import LiveExchange
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
 from guards.types import GuardContext, OrderIntent
@@ -172,7 +173,7 @@ def test_liquidation_notional_from_ccxt_structures() -> None:
 
 
 async def _account(ex: LiveExchange) -> Any:
-    from bot.trading.executor import account_from_ccxt
+    from bot.exchange.shapes import account_from_ccxt
 
     return account_from_ccxt(
         await ex.fetch_balance(), await ex.fetch_positions(), await ex.fetch_open_orders()

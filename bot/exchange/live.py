@@ -1,5 +1,5 @@
 """``LiveExchange``: the ccxt adapter that implements ``bot.exchange.protocol.Exchange`` for live
-trading of USDT-margined perpetuals, and ``PriceFeed``, its mark-price and liquidation feed.
+trading of USDT-margined perpetuals.
 
 ``LiveExchange`` wraps one ccxt client (``ccxt.pro`` when the exchange streams, else
 ``ccxt.async_support``; both imported only when a client is built, since importing ccxt costs
@@ -10,11 +10,10 @@ configurable, so Bybit/OKX work where ccxt's unified API suffices. It
   (``bot.exchange.cache``); a fresh cache is installed with ``set_markets`` (no request), an old
   one is refreshed; ``refresh_loop`` / ``maybe_refresh`` refresh them on a schedule;
 - uses the testnet when ``exchange.sandbox`` is true (``set_sandbox_mode``);
-- retries reads, cancels and settings changes on transient errors (``bot.exchange.retry``);
-  ``create_order`` is sent exactly once — ``bot.trading.executor`` decides about re-sending after it
-  has looked the order up by its client id;
-- on an authentication or permission error logs a critical ``exchange_auth_failed`` event and
-  sets ``auth_failed`` (the executor stops trading);
+- retries reads, cancels and settings changes on transient errors (``bot.exchange.retry``; the
+  one retrying layer); ``create_order`` is sent exactly once — ``bot.trading.executor`` decides
+  about re-sending after it has looked the order up by its client id, and it is the executor
+  that stops trading on an authentication or permission error;
 - merges ordinary and trigger (stop / take-profit) orders in ``fetch_open_orders`` (Binance keeps
   conditional orders in its separate "algo" book);
 - exposes the streams: ``watch_marks`` and ``watch_liquidations`` (market-wide forced
@@ -23,18 +22,12 @@ configurable, so Bybit/OKX work where ccxt's unified API suffices. It
 ``api_url`` / ``ws_url`` point a Binance client at another server (the local emulator in tests
 and dress rehearsals): every ``fapi*`` and ``sapi`` base URL is overridden and, since ccxt picks
 Binance's futures error table by URL prefix, that table is merged into the general one.
-
-``PriceFeed`` keeps the latest mark per symbol from the stream, falls back to polling when the
-stream has not delivered for ``poll_s``, and reports a symbol stale when neither updated within
-``stale_price_s``; its ``Mark``s carry the local receive time, so the guards refuse entries on
-stale prices by themselves. It forwards forced liquidations to a callback (the circuit breaker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import math
 import random
 import time
@@ -51,11 +44,11 @@ from ccxt.base.errors import (
 )
 
 from bot.exchange.cache import MarketCache, MarketSnapshot
-from bot.exchange.retry import RetryPolicy, describe, is_auth_error, retry_call
+from bot.exchange.retry import RetryPolicy, describe, retry_call
+from bot.exchange.shapes import market_rules
 from bot.ops.logging import get_logger
 from bot.settings import ExchangeSettings
-from guards.tiers import tiers_from_ccxt
-from guards.types import Mark, MarketRules
+from guards.types import MarketRules
 
 Params = dict[str, Any] | None
 Sleep = Callable[[float], Awaitable[None]]
@@ -92,45 +85,6 @@ def point_at(client: Any, api_url: str, ws_url: str | None = None) -> None:
     client.exceptions.setdefault("broad", {}).update(linear.get("broad", {}))
 
 
-def _step(value: Any, mode: int) -> float:
-    """A precision as a step size (ccxt's TICK_SIZE mode = 4 already is one)."""
-    if value is None:
-        return 0.0
-    number = float(value)
-    return number if mode == 4 else 10.0 ** (-number)
-
-
-def market_rules(
-    market: Mapping[str, Any], tier_entries: Sequence[Mapping[str, Any]], precision_mode: int = 4
-) -> MarketRules:
-    """The guards' ``MarketRules`` of a ccxt market and its ccxt leverage tiers."""
-    precision = market.get("precision") or {}
-    limits = market.get("limits") or {}
-    amount_limits = limits.get("amount") or {}
-    cost_limits = limits.get("cost") or {}
-    return MarketRules(
-        symbol=str(market["symbol"]),
-        tiers=tiers_from_ccxt(tier_entries),
-        amount_step=_step(precision.get("amount"), precision_mode) or 0.001,
-        price_step=_step(precision.get("price"), precision_mode) or 0.1,
-        min_amount=float(amount_limits.get("min") or 0.0),
-        min_notional=float(cost_limits.get("min") or 0.0),
-        taker_fee=float(market.get("taker") or 0.0005),
-        maker_fee=float(market.get("maker") or 0.0002),
-    )
-
-
-def liquidation_notional(liquidation: Mapping[str, Any]) -> float:
-    """Quote notional of a ccxt liquidation structure."""
-    value = liquidation.get("quoteValue")
-    if value:
-        return float(value)
-    contracts = float(liquidation.get("contracts") or 0.0)
-    size = float(liquidation.get("contractSize") or 1.0)
-    price = float(liquidation.get("price") or 0.0)
-    return contracts * size * price
-
-
 def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
     if not headers:
         return None
@@ -151,9 +105,6 @@ class LiveExchange:
     against real exchanges); ``streams``: use ccxt.pro streams where available; ``options``:
     extra ccxt options; ``client``: a ready ccxt client (tests).
     """
-
-    #: Reads, cancels and settings changes are retried here (``bot.trading.executor`` relies on it).
-    retries_reads = True
 
     def __init__(
         self,
@@ -206,29 +157,22 @@ class LiveExchange:
         self.markets: dict[str, dict[str, Any]] = {}
         self.tiers: dict[str, list[dict[str, Any]]] = {}
         self.markets_fetched_at: float | None = None
-        #: Why trading must stop (set on an authentication / permission error), else None.
-        self.auth_failed: str | None = None
         self._liq_delivered: set[int] = set()
 
     # ------------------------------------------------------------------ plumbing
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[Any]], *, retry: bool = True) -> Any:
-        try:
-            if not retry:
-                return await self._once(fn)
-            return await retry_call(
-                lambda: self._once(fn),
-                op=op,
-                policy=self.retry,
-                log=self.log,
-                sleep=self._sleep,
-                rng=self._rng,
-                retry_after=self.retry_after_s,
-            )
-        except Exception as exc:
-            if is_auth_error(exc):
-                self._auth_failed(op, exc)
-            raise
+        if not retry:
+            return await self._once(fn)
+        return await retry_call(
+            lambda: self._once(fn),
+            op=op,
+            policy=self.retry,
+            log=self.log,
+            sleep=self._sleep,
+            rng=self._rng,
+            retry_after=self.retry_after_s,
+        )
 
     async def _once(self, fn: Callable[[], Awaitable[Any]]) -> Any:
         """One request; a rate-limit refusal keeps its ``Retry-After`` (read right away, before
@@ -240,16 +184,6 @@ class LiveExchange:
             with contextlib.suppress(ValueError, TypeError):
                 exc.retry_after_s = None if value is None else max(0.0, float(value))
             raise
-
-    def _auth_failed(self, op: str, exc: BaseException) -> None:
-        self.auth_failed = describe(exc)
-        self.log.critical(
-            "exchange_auth_failed",
-            op=op,
-            error=describe(exc),
-            alert=True,
-            consequence="trading stopped: check the API key, its permissions and IP whitelist",
-        )
 
     def retry_after_s(self, exc: BaseException) -> float | None:
         """Seconds the exchange asked to wait (``Retry-After`` of a 429/418), if any."""
@@ -643,203 +577,3 @@ def _make_client(
     if settings.password is not None:
         config["password"] = settings.password.get_secret_value()
     return cls(config)
-
-
-MarkCallback = Callable[[str, float, float], Awaitable[None] | None]
-
-
-async def _maybe_await(result: Awaitable[None] | None) -> None:
-    if result is not None and inspect.isawaitable(result):
-        await result
-
-
-class PriceFeed:
-    """Latest marks from the stream with a polling fallback, stale detection and liquidations.
-
-    ``exchange`` is any object with ``fetch_mark(symbol)`` (or ``fetch_ticker``); streaming is
-    used when it has ``watch_marks`` and ``streams`` is true, liquidations when it has
-    ``watch_liquidations`` and ``streams_liquidations``. Callbacks (plain or async) get
-    ``(symbol, value, ts)`` with ``ts`` in epoch seconds: ``on_price`` the mark,
-    ``on_liquidation`` the liquidated quote notional.
-    """
-
-    def __init__(
-        self,
-        exchange: Any,
-        symbols: Sequence[str],
-        *,
-        stale_price_s: float = 30.0,
-        poll_s: float = 5.0,
-        stream: bool = True,
-        liquidations: bool = True,
-        on_price: MarkCallback | None = None,
-        on_liquidation: MarkCallback | None = None,
-        retry_s: float = 2.0,
-        clock: Callable[[], float] = time.time,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.exchange = exchange
-        self.symbols = tuple(symbols)
-        self.stale_price_s = stale_price_s
-        self.poll_s = poll_s
-        self.on_price = on_price
-        self.on_liquidation = on_liquidation
-        self.retry_s = retry_s
-        self.marks: dict[str, Mark] = {}
-        self.sources: dict[str, str] = {}
-        self.stream_errors = 0
-        self.log = get_logger("bot.exchange.feed")
-        self._clock = clock
-        self._sleep = sleep
-        self._use_stream = stream and bool(getattr(exchange, "streams", False))
-        self._use_liquidations = liquidations and bool(
-            getattr(exchange, "streams_liquidations", False)
-        )
-        self._stale_logged: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._changed = asyncio.Condition()
-
-    @property
-    def streaming(self) -> bool:
-        return self._use_stream
-
-    async def start(self) -> None:
-        """Start the stream, polling and liquidation tasks."""
-        if self._use_stream:
-            self._tasks.append(asyncio.create_task(self._stream_loop(), name="price-stream"))
-        self._tasks.append(asyncio.create_task(self._poll_loop(), name="price-poll"))
-        if self._use_liquidations:
-            self._tasks.append(asyncio.create_task(self._liquidation_loop(), name="liq-stream"))
-
-    async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    def snapshot(self) -> dict[str, Mark]:
-        """The latest mark of every symbol that has one (``ts`` = receive time)."""
-        return dict(self.marks)
-
-    def stale(self, now: float | None = None) -> list[str]:
-        """Symbols with no mark, or one older than ``stale_price_s``."""
-        at = self._clock() if now is None else now
-        out = []
-        for symbol in self.symbols:
-            mark = self.marks.get(symbol)
-            if mark is None or at - mark.ts > self.stale_price_s:
-                out.append(symbol)
-        return out
-
-    async def wait_for(self, predicate: Callable[[PriceFeed], bool], timeout: float = 10.0) -> None:
-        """Wait until ``predicate(self)`` holds after an update (``TimeoutError`` otherwise)."""
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self)), timeout)
-
-    async def poll_once(self, *, due_only: bool = False) -> None:
-        """Poll the marks (only those the stream has not refreshed for ``poll_s`` if due_only)."""
-        now = self._clock()
-        for symbol in self.symbols:
-            mark = self.marks.get(symbol)
-            if due_only and mark is not None and now - mark.ts < self.poll_s:
-                continue
-            try:
-                price = await self._fetch_mark(symbol)
-            except Exception as exc:
-                self.log.warning("price_poll_failed", symbol=symbol, error=describe(exc))
-                continue
-            if price:
-                await self._update(symbol, price, "poll")
-        self.check_stale()
-
-    def check_stale(self, now: float | None = None) -> list[str]:
-        """Log ``price_stale`` once per symbol that went stale; returns the stale symbols."""
-        at = self._clock() if now is None else now
-        stale = self.stale(at)
-        for symbol in stale:
-            if symbol not in self._stale_logged:
-                self._stale_logged.add(symbol)
-                mark = self.marks.get(symbol)
-                self.log.warning(
-                    "price_stale",
-                    symbol=symbol,
-                    age_s=None if mark is None else round(at - mark.ts, 1),
-                    stale_price_s=self.stale_price_s,
-                    consequence="guards refuse entries on this symbol",
-                )
-        return stale
-
-    async def _fetch_mark(self, symbol: str) -> float | None:
-        fetch = getattr(self.exchange, "fetch_mark", None)
-        if fetch is not None:
-            value: float | None = await fetch(symbol)
-            return value
-        ticker = await self.exchange.fetch_ticker(symbol)
-        raw = ticker.get("markPrice") or ticker.get("last")
-        return float(raw) if raw else None
-
-    async def _update(self, symbol: str, price: float, source: str) -> None:
-        ts = self._clock()
-        self.marks[symbol] = Mark(float(price), ts)
-        self.sources[symbol] = source
-        if symbol in self._stale_logged:
-            self._stale_logged.discard(symbol)
-            self.log.info("price_fresh", symbol=symbol, source=source)
-        if self.on_price is not None:
-            await _maybe_await(self.on_price(symbol, float(price), ts))
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def _stream_loop(self) -> None:
-        failures = 0
-        while True:
-            try:
-                marks = await self.exchange.watch_marks(self.symbols)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                self.stream_errors += 1
-                self.log.warning(
-                    "price_stream_failed",
-                    error=describe(exc),
-                    fallback="polling",
-                    failures=failures,
-                )
-                await self._sleep(min(self.retry_s * failures, 60.0))
-                continue
-            failures = 0
-            for symbol, price in marks.items():
-                if symbol in self.symbols:
-                    await self._update(symbol, price, "stream")
-
-    async def _poll_loop(self) -> None:
-        while True:
-            await self.poll_once(due_only=True)
-            await self._sleep(self.poll_s)
-
-    async def _liquidation_loop(self) -> None:
-        failures = 0
-        while True:
-            try:
-                found = await self.exchange.watch_liquidations(self.symbols)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                self.log.warning("liquidation_stream_failed", error=describe(exc))
-                await self._sleep(min(self.retry_s * failures, 60.0))
-                continue
-            failures = 0
-            for liq in found:
-                symbol = liq.get("symbol")
-                if symbol not in self.symbols:
-                    continue
-                notional = liquidation_notional(liq)
-                stamp = liq.get("timestamp")
-                ts = float(stamp) / 1000.0 if stamp else self._clock()
-                self.log.info("market_liquidation", symbol=symbol, notional=round(notional, 2))
-                if self.on_liquidation is not None:
-                    await _maybe_await(self.on_liquidation(str(symbol), notional, ts))

@@ -16,7 +16,10 @@ Conventions shared by every implementation:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
+
+from guards.types import Mark
 
 Params = dict[str, Any] | None
 
@@ -76,3 +79,21 @@ class Exchange(Protocol):
     ) -> dict[str, list[dict[str, Any]]]: ...
 
     async def close(self) -> None: ...
+
+
+async def fetch_marks(exchange: Exchange, symbols: Sequence[str], now: float) -> dict[str, Mark]:
+    """Current marks of ``symbols`` (stamped ``now``), skipping those that cannot be read."""
+    marks: dict[str, Mark] = {}
+    fetch = getattr(exchange, "fetch_mark", None)
+    for symbol in symbols:
+        try:
+            if fetch is not None:
+                value = await fetch(symbol)
+            else:
+                ticker = await exchange.fetch_ticker(symbol)
+                value = ticker.get("markPrice") or ticker.get("last")
+        except Exception:
+            continue
+        if value:
+            marks[symbol] = Mark(float(value), now)
+    return marks

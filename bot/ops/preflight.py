@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.exchange.protocol import fetch_marks
 from bot.exchange.retry import describe
+from bot.exchange.shapes import account_from_ccxt, wallet_balance
 from bot.settings import Settings
-from bot.trading.executor import account_from_ccxt, fetch_marks, wallet_balance
 from guards.engine import GuardEngine
 from guards.types import Action, GuardContext, MarketRules
 
@@ -118,7 +119,6 @@ class ReadOnly:
             "market_rules",
             "markets",
             "tiers",
-            "auth_failed",
         }
     )
 

@@ -28,13 +28,16 @@ from typing import Any, Protocol
 import structlog
 
 from bot.exchange.protocol import Exchange
+from bot.exchange.shapes import order_role
+from bot.exchange.venue import ExitReason
 from bot.state.heartbeat import write_heartbeat
 from bot.state.store import Store, StoreError
 from bot.strategies.base import Strategy
 from bot.trading.bars import Bar, BarBuilder
-from bot.trading.executor import ExecResult, describe_result, log_action, order_role
+from bot.trading.planning import is_risk_reducing
+from bot.trading.results import ExecResult, describe_result, log_action
 from guards.config import GuardsConfig
-from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine
+from guards.engine import CloseReason, GuardEngine
 from guards.rules.base import account_view, position_liquidation
 from guards.types import (
     Account,
@@ -61,9 +64,9 @@ class Execution(Protocol):
 
     async def submit(self, approved: ApprovedOrder) -> Any: ...
 
-    async def close(self, symbol: str, reason: str) -> Any: ...
+    async def close(self, symbol: str, reason: ExitReason, tag: str) -> Any: ...
 
-    async def reduce(self, symbol: str, amount: float, reason: str) -> Any: ...
+    async def reduce(self, symbol: str, amount: float, reason: ExitReason, tag: str) -> Any: ...
 
     async def place_stop(self, symbol: str, stop_price: float) -> Any: ...
 
@@ -298,12 +301,10 @@ class Engine:
                     return decision
                 approved = self.guard.approve(decision)
                 self.save_state()
+            if is_risk_reducing(decision):
+                self.closing[intent.symbol] = "strategy"
             try:
-                if decision.code in RISK_REDUCING_CODES:
-                    self.closing[intent.symbol] = "strategy"
-                    await self.executor.reduce(intent.symbol, approved.amount, "strategy")
-                else:
-                    await self.executor.submit(approved)
+                await self.executor.submit(approved)
             except Exception as exc:
                 log.error("execution_failed", symbol=intent.symbol, error=repr(exc))
             await self.refresh_account()
@@ -383,7 +384,7 @@ class Engine:
                 continue
             cut = grown - (decision.amount if decision.allowed else 0.0)
             if cut > 1e-12:
-                await self.executor.reduce(sym, cut, f"seatbelt:{decision.code}")
+                await self.executor.reduce(sym, cut, "guard", f"seatbelt:{decision.code}")
                 self.store.record_action(
                     Action("reduce", sym, "seatbelt", decision.code, decision.reason, cut),
                     now,
@@ -421,7 +422,7 @@ class Engine:
             log.warning("kill_switch_on", reason=reason)
             for sym in list(self.view.account.positions):
                 self.closing[sym] = "manual"
-                await self.executor.close(sym, "manual_halt")
+                await self.executor.close(sym, "manual", "kill_switch")
             await self.refresh_account()
         elif not request.get("halted") and manual_active:
             self.guard.resume()
@@ -446,7 +447,7 @@ class Engine:
                 for sym in list(self.view.account.positions):
                     self.closing[sym] = "guard"
                     try:
-                        await self.executor.close(sym, "no_overnight:flatten")
+                        await self.executor.close(sym, "guard", "no_overnight:flatten")
                     except Exception as exc:
                         log.error("flatten_failed", symbol=sym, attempt=attempt, error=repr(exc))
             await asyncio.sleep(wait_s if attempt < tries else 0)
@@ -603,7 +604,7 @@ class Engine:
                 if flatten:
                     for sym in list(self.view.account.positions):
                         self.closing[sym] = "manual"
-                        await self.executor.close(sym, "shutdown:flatten")
+                        await self.executor.close(sym, "manual", "shutdown:flatten")
             except Exception as exc:
                 log.error("shutdown_step_failed", error=repr(exc))
             self.save_state()

@@ -1,0 +1,162 @@
+"""ccxt's unified structures read as the guards' types, in one place.
+
+What an exchange (live through ccxt, or the paper exchange, which speaks the same shapes) returns
+is turned here into what the guards judge: ``position_from_ccxt`` / ``account_from_ccxt`` (a ccxt
+position with the symbol's open orders gives a ``Position`` with its live stop and take-profit),
+``wallet_balance``, ``market_rules`` (a ccxt market and its leverage tiers give ``MarketRules``),
+and the reading of an order: ``order_role`` (entry, reduce, stop or take-profit),
+``trigger_price`` and ``closes_position``. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from guards.tiers import tiers_from_ccxt
+from guards.types import Account, MarginMode, MarketRules, Position, Side
+
+OrderRole = Literal["entry", "reduce", "stop", "take_profit"]
+
+
+def _info(order: Mapping[str, Any]) -> Mapping[str, Any]:
+    info = order.get("info")
+    return info if isinstance(info, Mapping) else {}
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() == "true"
+    return bool(value)
+
+
+def closes_position(order: Mapping[str, Any]) -> bool:
+    return _truthy(_info(order).get("closePosition"))
+
+
+def trigger_price(order: Mapping[str, Any]) -> float | None:
+    for key in ("triggerPrice", "stopPrice", "stopLossPrice", "takeProfitPrice"):
+        value = order.get(key)
+        if value:
+            return float(value)
+    return None
+
+
+def order_role(order: Mapping[str, Any]) -> OrderRole:
+    """Entry, reduce, stop or take-profit, from a ccxt order structure."""
+    info = _info(order)
+    reducing = _truthy(order.get("reduceOnly")) or _truthy(info.get("closePosition"))
+    trigger = trigger_price(order)
+    if trigger is not None and reducing:
+        kind = str(order.get("type") or "") + str(info.get("orderType") or info.get("type") or "")
+        tp = order.get("takeProfitPrice")
+        if (tp and float(tp) == trigger) or "take_profit" in kind.lower():
+            return "take_profit"
+        return "stop"
+    return "reduce" if reducing else "entry"
+
+
+def wallet_balance(balance: Mapping[str, Any], currency: str = "USDT") -> float:
+    """Wallet balance (realised, without unrealised PnL) from a ccxt balance structure."""
+    info = balance.get("info")
+    if isinstance(info, Mapping):
+        for key in ("totalWalletBalance", "walletBalance"):
+            if info.get(key) is not None:
+                return float(info[key])
+        for asset in info.get("assets") or []:
+            if (
+                isinstance(asset, Mapping)
+                and asset.get("asset") == currency
+                and asset.get("walletBalance") is not None
+            ):
+                return float(asset["walletBalance"])
+    account = balance.get(currency)
+    if isinstance(account, Mapping) and account.get("total") is not None:
+        return float(account["total"])
+    return 0.0
+
+
+def position_from_ccxt(p: Mapping[str, Any], orders: Sequence[Mapping[str, Any]] = ()) -> Position:
+    """The guards' ``Position`` from a ccxt position and the symbol's open orders."""
+    symbol = str(p["symbol"])
+    side: Side = "short" if str(p.get("side")) == "short" else "long"
+    amount = abs(float(p.get("contracts") or 0.0)) * float(p.get("contractSize") or 1.0)
+    entry = float(p.get("entryPrice") or 0.0)
+    mode: MarginMode = "cross" if str(p.get("marginMode") or "isolated") == "cross" else "isolated"
+    notional = abs(float(p.get("notional") or amount * entry))
+    leverage = p.get("leverage")
+    if not leverage:
+        initial = float(p.get("initialMargin") or 0.0)
+        leverage = notional / initial if initial > 0 else 1.0
+    lev = float(leverage)
+    info = _info(p)
+    margin_raw = info.get("isolatedWallet") if mode == "isolated" else None
+    if margin_raw is None or float(margin_raw) == 0.0:
+        margin_raw = p.get("positionMargin") if mode == "isolated" else None
+    margin = float(margin_raw) if margin_raw else notional / lev
+    stop = take = None
+    exit_side = "sell" if side == "long" else "buy"
+    for o in orders:
+        if o.get("symbol") != symbol or str(o.get("side")) != exit_side:
+            continue
+        role = order_role(o)
+        if role == "stop" and stop is None:
+            stop = trigger_price(o)
+        elif role == "take_profit" and take is None:
+            take = trigger_price(o)
+    stamp = p.get("timestamp")
+    return Position(
+        symbol=symbol,
+        side=side,
+        amount=amount,
+        entry_price=entry,
+        margin_mode=mode,
+        leverage=lev,
+        margin=margin,
+        stop_price=stop,
+        take_profit=take,
+        opened_at=float(stamp) / 1000.0 if stamp else 0.0,
+    )
+
+
+def account_from_ccxt(
+    balance: Mapping[str, Any],
+    positions: Sequence[Mapping[str, Any]],
+    orders: Sequence[Mapping[str, Any]] = (),
+    currency: str = "USDT",
+) -> Account:
+    """The guards' ``Account`` from ccxt balance, positions and open orders."""
+    found: dict[str, Position] = {}
+    for p in positions:
+        if float(p.get("contracts") or 0.0) > 0.0:
+            pos = position_from_ccxt(p, orders)
+            found[pos.symbol] = pos
+    return Account(wallet_balance(balance, currency), found, currency)
+
+
+def _step(value: Any, mode: int) -> float:
+    """A precision as a step size (ccxt's TICK_SIZE mode = 4 already is one)."""
+    if value is None:
+        return 0.0
+    number = float(value)
+    return number if mode == 4 else 10.0 ** (-number)
+
+
+def market_rules(
+    market: Mapping[str, Any], tier_entries: Sequence[Mapping[str, Any]], precision_mode: int = 4
+) -> MarketRules:
+    """The guards' ``MarketRules`` of a ccxt market and its ccxt leverage tiers."""
+    precision = market.get("precision") or {}
+    limits = market.get("limits") or {}
+    amount_limits = limits.get("amount") or {}
+    cost_limits = limits.get("cost") or {}
+    return MarketRules(
+        symbol=str(market["symbol"]),
+        tiers=tiers_from_ccxt(tier_entries),
+        amount_step=_step(precision.get("amount"), precision_mode) or 0.001,
+        price_step=_step(precision.get("price"), precision_mode) or 0.1,
+        min_amount=float(amount_limits.get("min") or 0.0),
+        min_notional=float(cost_limits.get("min") or 0.0),
+        taker_fee=float(market.get("taker") or 0.0005),
+        maker_fee=float(market.get("maker") or 0.0002),
+    )

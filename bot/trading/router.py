@@ -1,0 +1,158 @@
+"""``Router``: replay's sender — the execution flows interpreted against a ``PaperCore``.
+
+It takes the same approved decisions and sweep actions as the async
+``bot.trading.executor.Executor``, plans them with the same planning functions and carries them
+out with the very same flows (``bot.trading.flows``) and venue parameters
+(``bot.exchange.venue.PaperVenue``), so replay places the same orders as paper and live. What it
+leaves out is what only a network needs (look-ups by client id, re-sends, fill polling, locks):
+the paper core answers every request at once and never ambiguously, which keeps replay fast.
+
+The flows' notes are logged at debug level (critical ones at warning), so a replay stays quiet.
+Orders the paper core refused are counted in ``rejects`` (the report's ``exchange_rejects``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+import structlog
+from ccxt.base.errors import BaseError as CcxtError
+
+from bot.exchange.venue import PaperVenue
+from bot.trading.flows import (
+    Cancel,
+    Held,
+    Place,
+    ReadOrders,
+    ReadPosition,
+    ReadStep,
+    Request,
+    Setup,
+    cancel_entries_flow,
+    entry_flow,
+    exit_flow,
+    stop_flow,
+)
+from bot.trading.planning import (
+    CancelPlan,
+    ExitPlan,
+    Plan,
+    StopPlan,
+    client_order_id,
+    plan_action,
+    plan_decision,
+)
+from bot.trading.results import ExecResult
+from guards.types import Action, ApprovedOrder
+from paper.core import PaperCore
+
+log = structlog.get_logger("router")
+T = TypeVar("T")
+
+
+class Router:
+    """Synchronous interpreter of the execution flows over one ``PaperCore``."""
+
+    def __init__(self, core: PaperCore, *, run_id: str = "replay") -> None:
+        self.core = core
+        self.venue = PaperVenue()
+        self.run_id = run_id
+        #: Orders the paper core refused (the replay report's ``exchange_rejects``).
+        self.rejects = 0
+        self._seq = 0
+        self._setup: dict[str, tuple[str, float]] = {}
+
+    def _next_seed(self) -> str:
+        self._seq += 1
+        return f"{self.run_id}:{self._seq}"
+
+    # ------------------------------------------------------------------ the flows
+
+    def _drive(self, flow: Generator[Request, Any, T]) -> T:
+        answer: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                request = flow.throw(error) if error is not None else flow.send(answer)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            error = None
+            try:
+                answer = self._answer(request)
+            except CcxtError as exc:
+                answer, error = None, exc
+                if isinstance(request, Place):
+                    self.rejects += 1
+
+    def _answer(self, request: Request) -> Any:
+        core = self.core
+        if isinstance(request, Place):
+            req = self.venue.request(request.spec)
+            params = {**req.params, "clientOrderId": request.client_id}
+            return core.create_order(req.symbol, req.type, req.side, req.amount, req.price, params)
+        if isinstance(request, Cancel):
+            order = request.order
+            if order.get("status") not in (None, "open"):
+                return False
+            core.cancel_order(str(order["id"]), str(order["symbol"]))
+            return True
+        if isinstance(request, ReadPosition):
+            pos = core.position(request.symbol)
+            return None if pos is None else Held(pos.side, pos.amount)
+        if isinstance(request, ReadOrders):
+            return core.open_orders(request.symbol)
+        if isinstance(request, ReadStep):
+            return core.market_rules(request.symbol).amount_step
+        if isinstance(request, Setup):
+            wanted = (request.margin_mode, request.leverage)
+            if self._setup.get(request.symbol) != wanted:
+                core.set_margin_mode(request.margin_mode, request.symbol)
+                core.set_leverage(request.leverage, request.symbol)
+                self._setup[request.symbol] = wanted
+            return None
+        level = "warning" if request.level == "critical" else "debug"
+        getattr(log, level)(request.event, **request.fields)
+        return None
+
+    # ------------------------------------------------------------------ plans
+
+    def submit(self, approved: ApprovedOrder) -> ExecResult:
+        """Execute an approved order: a protected entry, or the exit a risk-reducing one is."""
+        intent = approved.intent
+        symbol = intent.symbol
+        if intent.kind != "order":
+            return ExecResult("refused", symbol, reason="only orders are executed")
+        try:
+            plan = plan_decision(approved)
+        except ValueError as exc:
+            return ExecResult("refused", symbol, reason=str(exc))
+        if isinstance(plan, ExitPlan):
+            return self.run(plan)
+        seed = plan.client_id or self._next_seed()
+        ids = {role: client_order_id(intent, seed=seed, role=role) for role in ("e", "s", "t")}
+        return self._drive(entry_flow(plan, ids, self._next_seed()))
+
+    def apply(self, action: Action) -> ExecResult | None:
+        """Carry out one sweep action (``halt`` is a notice: nothing to send)."""
+        result: ExecResult | None = None
+        for plan in plan_action(action):
+            result = self.run(plan)
+        return result
+
+    def run(self, plan: Plan) -> ExecResult:
+        """Execute one exit, stop or cancel plan (entries come through ``submit``)."""
+        if isinstance(plan, ExitPlan):
+            return self._drive(exit_flow(plan, self._next_seed()))
+        if isinstance(plan, StopPlan):
+            return self._drive(stop_flow(plan.symbol, plan.price, self._next_seed(), plan.tag))
+        if isinstance(plan, CancelPlan):
+            symbols = [plan.symbol] if plan.symbol is not None else list(self.core.symbols)
+            count = sum(self.cancel_entries(s) for s in symbols)
+            return ExecResult("noop", plan.symbol or "", reason=f"cancelled {count} entries")
+        raise TypeError(f"entries are executed through submit(), not {type(plan).__name__}")
+
+    def cancel_entries(self, symbol: str) -> int:
+        """Cancel the symbol's resting entry orders; returns how many."""
+        return self._drive(cancel_entries_flow(symbol))
