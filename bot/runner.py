@@ -23,6 +23,12 @@ from typing import Any
 
 import structlog
 
+from bot.exchange.paper import (
+    DurablePaperExchange,
+    PaperSetupError,
+    paper_exchange,
+    save_paper,
+)
 from bot.ops.metrics import Metrics, TimedOrderStore
 from bot.ops.notify import Notifier, build_notifier
 from bot.ops.observe import Observer, install, uninstall
@@ -34,13 +40,9 @@ from bot.trading.engine import Engine
 from bot.trading.jobs import LiveScheduler, job_specs, job_triggers
 from guards.engine import GuardEngine
 from guards.state import GuardState
-from paper.core import PaperCore
-from paper.exchange import PaperExchange
-from paper.markets import load_markets
 
 log = structlog.get_logger("runner")
 
-PAPER_SNAPSHOT_KEY = "paper.snapshot"
 #: Seconds for the engine's part of a shutdown (the feed gets 2 s and the notifier 1.5 s more,
 #: so a SIGTERM exits within 10 s).
 SHUTDOWN_BUDGET_S = 6.0
@@ -55,98 +57,6 @@ def restore_guard(settings: Settings, store: Store) -> GuardEngine:
     data = store.load_guard_state()
     state = GuardState.from_dict(data) if data else None
     return GuardEngine(settings.guards, state)
-
-
-class DurablePaperExchange(PaperExchange):
-    """A paper exchange whose state is in the store before any change is acknowledged.
-
-    Every order, cancel or setting change saves the core's snapshot before returning to the
-    caller (who records the ack after), and the price hook saves it when a price filled or
-    triggered anything: a ``kill -9`` at any point loses nothing that was acknowledged.
-    """
-
-    def __init__(self, core: PaperCore, store: Store) -> None:
-        super().__init__(core)
-        self.store = store
-        self._seen = self._fingerprint()
-
-    def _fingerprint(self) -> tuple[int, int, int, float]:
-        c = self.core
-        return (len(c.trades), len(c.liquidations), len(c.open_orders()), c.wallet_balance)
-
-    def persist(self) -> None:
-        # with history: closed orders keep their client ids (duplicates stay detectable and
-        # every acknowledged fill stays provable after a restart)
-        self.store.kv_set(PAPER_SNAPSHOT_KEY, self.core.snapshot(history=True))
-        self._seen = self._fingerprint()
-
-    def on_price(self, symbol: str, price: float, ts: float) -> None:
-        """Price the paper book (fills, stops, liquidations) and persist if anything moved."""
-        self.core.on_price(symbol, price, int(ts * 1000))
-        if self._fingerprint() != self._seen:
-            self.persist()
-
-    async def create_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: float,
-        price: float | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        try:
-            return await super().create_order(symbol, type, side, amount, price, params)
-        finally:
-            self.persist()
-
-    async def cancel_order(
-        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        try:
-            return await super().cancel_order(id, symbol, params)
-        finally:
-            self.persist()
-
-    async def set_leverage(
-        self, leverage: float, symbol: str | None = None, params: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        try:
-            return await super().set_leverage(leverage, symbol, params)
-        finally:
-            self.persist()
-
-    async def set_margin_mode(
-        self, marginMode: str, symbol: str | None = None, params: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        try:
-            return await super().set_margin_mode(marginMode, symbol, params)
-        finally:
-            self.persist()
-
-
-def paper_exchange(settings: Settings, store: Store) -> DurablePaperExchange:
-    """The paper account, resumed from the store's snapshot when there is one."""
-    snap = store.kv_get(PAPER_SNAPSHOT_KEY)
-    if isinstance(snap, dict):
-        core = PaperCore.restore(snap, settings.paper)
-        log.info(
-            "paper_resumed", wallet=core.wallet_balance, positions=len(core.account().positions)
-        )
-    else:
-        try:
-            markets = load_markets(settings.exchange.symbols, settings.paper)
-        except KeyError as exc:
-            raise RunError(f"no bundled paper market for {exc}") from None
-        core = PaperCore(settings.paper, markets)
-    exchange = DurablePaperExchange(core, store)
-    exchange.persist()
-    return exchange
-
-
-def save_paper(store: Store, exchange: Any) -> None:
-    if isinstance(exchange, DurablePaperExchange):
-        exchange.persist()
 
 
 def market_source(settings: Settings) -> Any:
@@ -182,6 +92,8 @@ async def run_bot(
             return await _run(
                 settings, run_id, store, stop, install_signals, reload_settings, started
             )
+        except PaperSetupError as exc:
+            raise RunError(str(exc)) from None
         except NetworkError as exc:
             where = settings.exchange.api_url or settings.exchange.id
             raise RunError(f"cannot reach the exchange ({where}): {type(exc).__name__}") from None

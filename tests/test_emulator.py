@@ -523,7 +523,82 @@ async def test_control_endpoints_drive_the_market(emulator: Emulator) -> None:  
     assert emulator.faults[-1].times == 2
 
 
-def test_python_m_paper_emulator_serves_until_stopped(tmp_path: Path) -> None:
+async def test_control_state_audits_every_order_and_each_position_stop(
+    emulator: Emulator,  # noqa: F811
+    cx: Any,
+) -> None:
+    """A rehearsal can be audited over HTTP: orders with client id and status, stops per
+    position (None when a position has none)."""
+    await cx.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "entry-1"})
+    await cx.create_order(
+        BTC,
+        "market",
+        "sell",
+        0.01,
+        None,
+        {"stopLossPrice": 58_000, "closePosition": True, "clientOrderId": "stop-1"},
+    )
+    await cx.create_order(ETH, "market", "buy", 0.1, None, {"clientOrderId": "naked-eth"})
+    limit = await cx.create_order(ETH, "limit", "buy", 0.1, 2_000.0, {"clientOrderId": "limit-eth"})
+    await cx.cancel_order(limit["id"], ETH)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{emulator.url}/_control/state") as resp,
+    ):
+        state = await resp.json()
+    stops = {p["symbol"]: p["stop"] for p in state["positions"]}
+    assert stops == {BTC: 58_000.0, ETH: None}
+    by_cid = {o["clientOrderId"]: o["status"] for o in state["orders"]}
+    assert by_cid == {
+        "entry-1": "closed",
+        "stop-1": "open",
+        "naked-eth": "closed",
+        "limit-eth": "canceled",
+    }
+
+
+def test_guardbot_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
+    guardbot = Path(sys.executable).parent / "guardbot"
+    env = {**os.environ, "GUARDBOT_EXCHANGE__API_KEY": "k", "GUARDBOT_EXCHANGE__API_SECRET": "s"}
+    proc = subprocess.Popen(
+        [str(guardbot), "emulator", "--port", "0", "--price", f"{ETH}=3000"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "guardbot emulator" in first, proc.stderr.read() if proc.poll() is not None else ""
+        url = first.strip().rsplit(" ", 1)[-1]
+
+        async def probe() -> dict[str, Any]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{url}/fapi/v1/premiumIndex?symbol=ETHUSDT") as resp,
+            ):
+                data: dict[str, Any] = await resp.json()
+                return data
+
+        assert asyncio.run(probe())["markPrice"] == "3000"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_guardbot_emulator_refuses_a_malformed_price() -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    result = CliRunner().invoke(app, ["emulator", "--price", "BTC/USDT:USDT"])
+    assert result.exit_code == 2
+    assert "SYMBOL=PRICE" in result.output
+
+
+def test_python_m_bot_emulator_serves_until_stopped(tmp_path: Path) -> None:
     env = {**os.environ, "GUARDBOT_EXCHANGE__API_KEY": "k", "GUARDBOT_EXCHANGE__API_SECRET": "s"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.emulator", "--port", "0", "--price", f"{BTC}=60000"],

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from strategies_for_tests import EnterOnce
 
-from bot.runner import paper_exchange, request_halt, save_paper
+from bot.exchange.paper import paper_exchange, save_paper
+from bot.runner import request_halt
 from bot.settings import Settings, load_settings
 from bot.state.store import Store
 from bot.strategies.base import BaseStrategy

@@ -16,11 +16,12 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from strategies_for_tests import EnterOnce
 
+from bot.exchange.paper import paper_exchange
 from bot.ops.logging import MASK, configure_logging
 from bot.ops.metrics import Metrics, TimedOrderStore
 from bot.ops.notify import Alert, Notifier
 from bot.ops.observe import LevelGate, Observer, error_class, install, uninstall
-from bot.runner import paper_exchange, request_halt
+from bot.runner import request_halt
 from bot.settings import load_settings
 from bot.state.store import Store
 from bot.trading.engine import Engine

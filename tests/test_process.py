@@ -18,7 +18,7 @@ from typing import Any
 from conftest_live import BTC, emulator
 
 from bot.emulator import Emulator
-from bot.runner import PAPER_SNAPSHOT_KEY
+from bot.exchange.paper import PAPER_SNAPSHOT_KEY
 from bot.state.heartbeat import check_health
 from bot.state.store import Store
 

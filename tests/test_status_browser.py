@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from bot.exchange.paper import paper_exchange
 from bot.ops.status import bound_port, make_app, start_status, stop_status
-from bot.runner import paper_exchange
 from bot.settings import load_settings
 from bot.state.store import Store
 from bot.trading.engine import Engine

@@ -1,10 +1,24 @@
 """The local exchange emulator (Binance USDⓈ-M today): a rehearsal and test tool.
 
 It serves an exchange's REST and stream protocol on 127.0.0.1, backed by the paper core, so a
-real ccxt client trades against it exactly as paper mode does. Start it with
-``guardbot emulator`` (or ``python -m bot.emulator``).
+real ccxt client trades against it exactly as paper mode does: ``server`` holds what every
+venue shares (HTTP and websocket plumbing, fault injection, the ``/_control`` API, the command
+line), ``binance`` speaks Binance. Start it with ``guardbot emulator`` (or
+``python -m bot.emulator``).
 """
 
-from bot.emulator.server import ApiError, Emulator, Fault, RequestRecord, main
+from bot.emulator.binance import BinanceEmulator
+from bot.emulator.server import ApiError, EmulatorServer, Fault, RequestRecord, main
 
-__all__ = ["ApiError", "Emulator", "Fault", "RequestRecord", "main"]
+#: The default venue.
+Emulator = BinanceEmulator
+
+__all__ = [
+    "ApiError",
+    "BinanceEmulator",
+    "Emulator",
+    "EmulatorServer",
+    "Fault",
+    "RequestRecord",
+    "main",
+]
