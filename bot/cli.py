@@ -571,7 +571,7 @@ def emulator(
     import asyncio
     import contextlib
 
-    from bot.emulator.server import parse_price, serve
+    from bot.emulator.run import parse_price, serve
 
     try:
         prices = [parse_price(p) for p in price or []]

@@ -2,13 +2,13 @@
 
 It serves an exchange's REST and stream protocol on 127.0.0.1, backed by the paper core, so a
 real ccxt client trades against it exactly as paper mode does: ``server`` holds what every
-venue shares (HTTP and websocket plumbing, fault injection, the ``/_control`` API, the command
-line), ``binance`` speaks Binance. Start it with ``guardbot emulator`` (or
+venue shares (HTTP and websocket plumbing, fault injection, the ``/_control`` API),
+``binance`` speaks Binance and ``run`` starts it by hand. Start it with ``guardbot emulator`` (or
 ``python -m bot.emulator``).
 """
 
 from bot.emulator.binance import BinanceEmulator
-from bot.emulator.server import ApiError, EmulatorServer, Fault, RequestRecord, main
+from bot.emulator.server import ApiError, EmulatorServer, Fault, RequestRecord
 
 #: The default venue.
 Emulator = BinanceEmulator
@@ -20,5 +20,4 @@ __all__ = [
     "EmulatorServer",
     "Fault",
     "RequestRecord",
-    "main",
 ]

@@ -1,5 +1,5 @@
 """``python -m bot.emulator``: serve the local exchange until interrupted."""
 
-from bot.emulator.server import main
+from bot.emulator.run import main
 
 main()

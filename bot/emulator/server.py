@@ -4,7 +4,7 @@
 venue shares: the request log, injected ``Fault``s (timeouts after the order was accepted,
 dropped connections, 429 with Retry-After, 5xx, rejections, partial fills, an order that shows
 as open then filled), websocket subscriptions, the unauthenticated ``/_control/`` API (price,
-fault, position, liquidation, state) and the command line (``guardbot emulator``). A venue
+fault, position, liquidation, state). A venue
 subclass (``bot.emulator.binance.BinanceEmulator``) supplies the routes, the request
 authentication, the JSON shapes and the stream events.
 
@@ -18,12 +18,9 @@ HTTP.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -427,102 +424,3 @@ class _Stream:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close()
-
-
-async def serve(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    balance: float = 10_000.0,
-    prices: Iterable[tuple[str, float]] = (),
-    withdrawals: bool = False,
-) -> None:
-    """Serve the emulator until cancelled (``guardbot emulator``, ``python -m bot.emulator``).
-
-    The API key and secret come from ``GUARDBOT_EXCHANGE__API_KEY`` / ``_API_SECRET`` (so the
-    bot's own settings sign its requests), else placeholders; ``prices`` also select the markets.
-    """
-    key = os.environ.get("GUARDBOT_EXCHANGE__API_KEY", "emulator-key")
-    secret = os.environ.get("GUARDBOT_EXCHANGE__API_SECRET", "emulator-secret")
-    chosen = list(prices)
-    symbols = sorted({s for s, _ in chosen}) or None
-    from bot.emulator.binance import BinanceEmulator
-
-    emulator = BinanceEmulator(
-        api_key=key,
-        api_secret=secret,
-        symbols=symbols,
-        balance=balance,
-        permissions={"enableWithdrawals": withdrawals},
-    )
-    for symbol, price in chosen:
-        emulator.set_price(symbol, price)
-    url = await emulator.start(host, port)
-    print(f"guardbot emulator (Binance USDⓈ-M subset) on {url}", flush=True)
-    print(f"  streams:  {emulator.ws_url}", flush=True)
-    print(f"  markets:  {', '.join(emulator.core.symbols)}", flush=True)
-    print(f"  api key:  {key}  (secret from GUARDBOT_EXCHANGE__API_SECRET)", flush=True)
-    for line in (
-        "  control:  POST /_control/price {symbol,last,mark?} | /_control/fault {...} |",
-        "            /_control/position {symbol,side,amount} | /_control/liquidation",
-        "            {symbol,side,amount,price} | GET /_control/state",
-    ):
-        print(line, flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await emulator.stop()
-
-
-def parse_price(text: str) -> tuple[str, float]:
-    """``SYMBOL=PRICE`` (e.g. ``BTC/USDT:USDT=60000``) as a pair."""
-    symbol, sep, value = text.rpartition("=")
-    if not sep or not symbol:
-        raise ValueError(f"--price needs SYMBOL=PRICE, got {text!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"--price needs SYMBOL=PRICE with a number, got {text!r}") from None
-    if not (number > 0 and math.isfinite(number)):
-        raise ValueError(f"--price must be a positive number, got {text!r}")
-    return symbol, number
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m bot.emulator``: serve the local exchange until interrupted."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bot.emulator",
-        description="Local exchange speaking Binance USDⓈ-M futures REST, backed by paper mode.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port (0 = any free port)")
-    parser.add_argument("--balance", type=float, default=10_000.0, help="USDT wallet balance")
-    parser.add_argument(
-        "--price",
-        type=_price_arg,
-        action="append",
-        help="starting price, e.g. BTC/USDT:USDT=60000 (repeat; also selects the markets)",
-    )
-    parser.add_argument(
-        "--withdrawals",
-        action="store_true",
-        help="report the API key as withdrawal-enabled (to see preflight's warning)",
-    )
-    args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve(
-                host=args.host,
-                port=args.port,
-                balance=args.balance,
-                prices=args.price or [],
-                withdrawals=args.withdrawals,
-            )
-        )
-
-
-def _price_arg(text: str) -> tuple[str, float]:
-    try:
-        return parse_price(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
