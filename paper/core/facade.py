@@ -13,16 +13,21 @@ fills: ``paper.core.matching``), the ``Ledger`` (wallet, fees, funding, margins:
 ``on_price`` itself stays here, as direct as it can be: it is called four times per replayed
 candle and does nothing but compare prices with the book's thresholds unless one is crossed.
 
-History
-  ``trades`` holds one ``Trade`` per closing fill (partial closes included) and
-  ``liquidations`` one ``LiquidationEvent`` per engine action; ``stats()`` gives the totals.
+What happened
+  ``on_price`` returns what the price point caused (``CoreEvent``s: funding payments, fills,
+  the trades they closed, liquidation actions), the empty tuple when nothing. The history keeps
+  all of it: ``fills`` (one ``Fill`` per execution, market orders filled in ``create_order``
+  included; read new ones with ``fills_since(cursor)``), ``funding_payments``
+  (``funding_since``), ``trades`` (one ``Trade`` per closing fill, partial closes included) and
+  ``liquidations`` (one ``LiquidationEvent`` per engine action); ``stats()`` gives the totals.
   ``apply_funding`` charges one payment by hand (then runs the liquidation check at the last
   mark).
 
 Determinism and state
   Order ids are a counter; everything is a function of the inputs. ``snapshot()`` gives a
   JSON-safe dict (config, markets, ledger, books, orders, history) and ``PaperCore.restore``
-  rebuilds an identical core from it (``paper.core.snapshot``).
+  rebuilds an identical core from it (``paper.core.snapshot``). Fill and funding ids are
+  counters too, kept across a snapshot.
 """
 
 from __future__ import annotations
@@ -49,7 +54,16 @@ from paper.core.history import History
 from paper.core.ledger import Ledger
 from paper.core.liquidation import LiquidationEngine
 from paper.core.matching import Matcher
-from paper.core.records import EPS, LiquidationEvent, Trade, iso8601, next_funding_time
+from paper.core.records import (
+    EPS,
+    CoreEvent,
+    Fill,
+    FundingPayment,
+    LiquidationEvent,
+    Trade,
+    iso8601,
+    next_funding_time,
+)
 from paper.markets import PaperMarket
 
 
@@ -82,15 +96,28 @@ class PaperCore:
         self._engine = LiquidationEngine(self._ledger, self._history)
         self._matcher = Matcher(config, self._ledger, self._engine)
         self._auto_funding = config.auto_funding
+        #: What the current call added to the history (emptied when a call starts).
+        self._recent = self._history.recent
         #: One ``Trade`` per closing fill (partial closes included).
         self.trades: list[Trade] = self._history.trades
         #: One ``LiquidationEvent`` per liquidation-engine action.
         self.liquidations: list[LiquidationEvent] = self._history.liquidations
+        #: One ``Fill`` per execution (market orders in ``create_order`` included).
+        self.fills: list[Fill] = self._history.fills
+        #: One ``FundingPayment`` per funding charge.
+        self.funding_payments: list[FundingPayment] = self._history.funding
 
     # ------------------------------------------------------------------ driver API (hot path)
 
-    def on_price(self, symbol: str, price: float, ts_ms: int, mark: float | None = None) -> None:
-        """Process one price point of ``symbol``: funding, fills, triggers, liquidation."""
+    def on_price(
+        self, symbol: str, price: float, ts_ms: int, mark: float | None = None
+    ) -> tuple[CoreEvent, ...]:
+        """Process one price point of ``symbol``: funding, fills, triggers, liquidation.
+
+        Returns what it caused, in order: ``FundingPayment``s, then each ``Fill`` followed by
+        the ``Trade`` it closed (if any) and, for the liquidation engine's orders, the
+        ``LiquidationEvent``. Nothing happened: the empty tuple ``()`` (no allocation).
+        """
         b = self._books[symbol]
         if mark is None:
             mark = price
@@ -101,8 +128,8 @@ class PaperCore:
         self.now_ms = ts_ms
         if b.active:
             b.seq += 1
-            if b.pos is not None and ts_ms >= b.next_funding and self._auto_funding:
-                self._ledger.run_funding(b, ts_ms)
+            if ts_ms >= b.next_funding and b.pos is not None and self._auto_funding:
+                return self._funding_then_events(b, ts_ms)
             if (
                 price >= b.hi_last
                 or price <= b.lo_last
@@ -110,7 +137,35 @@ class PaperCore:
                 or mark <= b.lo_mark
                 or b.dynamic
             ):
+                # Something may happen: what it adds to the history collects in ``recent``.
+                recent = self._recent
+                if recent:
+                    recent.clear()
                 self._matcher.resolve(b, ts_ms, ts_ms)
+                if recent:
+                    events = tuple(recent)
+                    recent.clear()
+                    return events
+        return ()
+
+    def _funding_then_events(self, b: Book, ts_ms: int) -> tuple[CoreEvent, ...]:
+        """``on_price`` at or after a funding time: funding first (it moves the liquidation
+        trigger), then whatever the price crossed."""
+        recent = self._recent
+        recent.clear()
+        self._ledger.run_funding(b, ts_ms)
+        last, mark = b.last, b.mark
+        if (
+            last >= b.hi_last
+            or last <= b.lo_last
+            or mark >= b.hi_mark
+            or mark <= b.lo_mark
+            or b.dynamic
+        ):
+            self._matcher.resolve(b, ts_ms, ts_ms)
+        events = tuple(recent)
+        recent.clear()
+        return events
 
     def on_candle_volume(self, symbol: str, volume: float) -> None:
         """Volume of the candle being replayed, for the participation slippage term."""
@@ -145,9 +200,11 @@ class PaperCore:
         paid); 0 without a position.
         """
         b = self._book(symbol)
-        flow = self._ledger.charge_funding(b, rate, b.mark if mark is None else mark)
+        self._recent.clear()
+        ts = self.now_ms if ts_ms is None else ts_ms
+        flow = self._ledger.charge_funding(b, rate, b.mark if mark is None else mark, ts)
         if b.pos is not None and not math.isnan(b.mark):
-            self._matcher.resolve(b, self.now_ms if ts_ms is None else ts_ms, self.now_ms)
+            self._matcher.resolve(b, ts, self.now_ms)
         return flow
 
     # ------------------------------------------------------------------ ccxt-like API
@@ -163,6 +220,7 @@ class PaperCore:
     ) -> dict[str, Any]:
         """Place an order (ccxt ``create_order``); returns the ccxt order dict."""
         b = self._book(symbol)
+        self._recent.clear()
         o = self._matcher.create(b, type, side, amount, price, params or {}, self.now_ms)
         return views.order_dict(o, b.market.id, self.currency)
 
@@ -313,8 +371,35 @@ class PaperCore:
     @property
     def revision(self) -> int:
         """Changes with every change to a position, the resting orders or the wallet, so a
-        driver may reuse ``account()`` while it stays the same."""
+        driver may reuse ``account()`` while it stays the same.
+
+        Superseded by the events ``on_price`` returns (and ``fills_since``); kept while a
+        caller still reads it.
+        """
         return self._ledger.revision
+
+    # ------------------------------------------------------------------ history readers
+
+    @property
+    def fill_cursor(self) -> int:
+        """Id of the last fill so far (0: none): pass it to ``fills_since`` later."""
+        return self._history.fill_seq
+
+    def fills_since(self, cursor: int = 0) -> list[Fill]:
+        """The fills after ``cursor`` (a fill id, e.g. an earlier ``fill_cursor``), oldest first.
+
+        A slice of the history, found by arithmetic on the sequential ids: no scan.
+        """
+        return self._history.fills_since(cursor)
+
+    @property
+    def funding_cursor(self) -> int:
+        """Id of the last funding payment so far (0: none)."""
+        return self._history.funding_seq
+
+    def funding_since(self, cursor: int = 0) -> list[FundingPayment]:
+        """The funding payments after ``cursor`` (a payment id), oldest first."""
+        return self._history.funding_since(cursor)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -416,7 +501,7 @@ class PaperCore:
     # ------------------------------------------------------------------ snapshot
 
     def snapshot(self, history: bool = True) -> dict[str, Any]:
-        """JSON-safe state; ``history=False`` drops closed orders, trades and liquidations."""
+        """JSON-safe state; ``history=False`` drops closed orders and the history lists."""
         return snap_io.dump(
             self.config,
             self._books,

@@ -152,8 +152,12 @@ class Ledger:
         reason: str,
         tag: str,
         extra_fee: float = 0.0,
-    ) -> float:
-        """Close ``qty`` at ``price``; record the trade; returns the closing fee."""
+    ) -> tuple[float, Trade]:
+        """Close ``qty`` at ``price``; record the trade; returns the closing fee and the trade.
+
+        ``extra_fee`` (a partial liquidation's fee, debited by the caller) is booked to the
+        trade's fees.
+        """
         pos = b.pos
         assert pos is not None
         share = qty / pos.amount
@@ -164,22 +168,21 @@ class Ledger:
         self.realized_pnl += pnl
         entry_fees = pos.entry_fees * share
         funding = pos.funding * share
-        self.history.trades.append(
-            Trade(
-                b.symbol,
-                pos.side,
-                pos.entry,
-                price,
-                qty,
-                pnl,
-                entry_fees + fee + extra_fee,
-                funding,
-                pos.opened_at,
-                ts,
-                reason,
-                tag or pos.tag,
-            )
+        trade = Trade(
+            b.symbol,
+            pos.side,
+            pos.entry,
+            price,
+            qty,
+            pnl,
+            entry_fees + fee + extra_fee,
+            funding,
+            pos.opened_at,
+            ts,
+            reason,
+            tag or pos.tag,
         )
+        self.history.trades.append(trade)
         remaining = snap(pos.amount - qty, b.amount_step)
         if remaining <= 0.0:
             self.drop_position(b)
@@ -189,7 +192,7 @@ class Ledger:
             pos.entry_fees -= entry_fees
             pos.funding -= funding
         self.changed(b)
-        return fee
+        return fee, trade
 
     def drop_position(self, b: Book) -> None:
         """The position of ``b`` is flat: forget it (and its reduce-only orders)."""
@@ -221,7 +224,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ funding
 
-    def charge_funding(self, b: Book, rate: float, price: float) -> float:
+    def charge_funding(self, b: Book, rate: float, price: float, ts: int) -> float:
         """One funding payment of ``b``'s position at ``price``; the cash flow to the account."""
         pos = b.pos
         if pos is None:
@@ -232,6 +235,9 @@ class Ledger:
         pos.funding -= pay
         if pos.margin_mode == "isolated":
             pos.margin -= pay
+        self.history.add_funding(
+            b.symbol, ts, rate, price, pos.sign * pos.amount, -pay, self.currency
+        )
         self.changed(b)
         return -pay
 
@@ -239,7 +245,7 @@ class Ledger:
         """Charge every funding time of ``b`` up to ``ts`` at the current mark."""
         while b.pos is not None and b.next_funding <= ts:
             t = b.next_funding
-            self.charge_funding(b, b.funding_rate(t, self.default_funding_rate), b.mark)
+            self.charge_funding(b, b.funding_rate(t, self.default_funding_rate), b.mark, t)
             b.next_funding = t + FUNDING_PERIOD_MS
 
     # ------------------------------------------------------------------ liquidation triggers
@@ -261,7 +267,7 @@ class Ledger:
         if pos.margin_mode == "isolated":
             return pos.margin, 0.0, 0.0
         om, ou = self.other_cross(b)
-        return self.cross_wallet_balance, om, ou
+        return self.wallet_balance - self.isolated_margin, om, ou  # the cross wallet balance
 
     def other_cross(self, b: Book) -> tuple[float, float]:
         """Maintenance margin and uPnL of the cross positions on other symbols than ``b``."""

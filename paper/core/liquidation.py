@@ -30,10 +30,18 @@ from guards.liquidation import (
     margin_balance,
 )
 from guards.tiers import tier_index
+from guards.types import Side
 from paper.core.book import Book
 from paper.core.history import History
 from paper.core.ledger import Ledger
-from paper.core.records import LiquidationEvent, snap
+from paper.core.records import (
+    LIQUIDATION_CLIENT_PREFIX,
+    LIQUIDATION_ORDER_PREFIX,
+    Fill,
+    LiquidationEvent,
+    Trade,
+    snap,
+)
 
 
 class LiquidationEngine:
@@ -121,8 +129,9 @@ class LiquidationEngine:
         mode = pos.margin_mode
         before = led.wallet_balance
         led.total_liquidation_fees += fee
-        led.reduce(b, amount, price, 0.0, ts, "liquidation", "")
-        self.history.liquidations.append(
+        _, trade = led.reduce(b, amount, price, 0.0, ts, "liquidation", "")
+        self._fill(b, side, amount, price, 0.0, trade, ts)
+        self.history.add_liquidation(
             LiquidationEvent(
                 b.symbol,
                 ts,
@@ -158,12 +167,13 @@ class LiquidationEngine:
         led.wallet_balance -= fee
         led.total_liquidation_fees += fee
         side = pos.side
-        led.reduce(b, qty, mark, 0.0, ts, "liquidation", "", extra_fee=fee)
+        _, trade = led.reduce(b, qty, mark, 0.0, ts, "liquidation", "", extra_fee=fee)
+        self._fill(b, side, qty, mark, fee, trade, ts)
         if isolated and b.pos is not None:
             # the margin stays with the position: only the realised PnL and the fee settle
             b.pos.margin = margin + pnl - fee
             led.changed(b)
-        self.history.liquidations.append(
+        self.history.add_liquidation(
             LiquidationEvent(
                 b.symbol,
                 ts,
@@ -178,4 +188,32 @@ class LiquidationEngine:
                 pos.margin_mode,
                 b.profile,
             )
+        )
+
+    def _fill(
+        self, b: Book, side: Side, qty: float, price: float, fee: float, trade: Trade, ts: int
+    ) -> None:
+        """Record the fill of the engine's own order closing ``qty`` of a ``side`` position."""
+        history = self.history
+        fid = history.next_fill_id()
+        history.add_fill(
+            Fill(
+                fid,
+                f"{LIQUIDATION_ORDER_PREFIX}{fid}",
+                f"{LIQUIDATION_CLIENT_PREFIX}{fid}",
+                b.symbol,
+                "sell" if side == "long" else "buy",
+                qty,
+                price,
+                fee,
+                self.ledger.currency,
+                trade.pnl,
+                ts,
+                "liquidation",
+                "",
+                "taker",
+                True,
+                b.pos is None,
+            ),
+            trade,
         )

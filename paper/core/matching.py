@@ -62,7 +62,9 @@ from paper.core.records import (
     MARKET,
     STOP,
     TAKE,
+    Fill,
     OrderRecord,
+    Trade,
     default_reason,
     snap,
 )
@@ -83,6 +85,7 @@ class Matcher:
         "client_ids",
         "coef",
         "engine",
+        "history",
         "ledger",
         "orders",
         "seq",
@@ -92,6 +95,7 @@ class Matcher:
 
     def __init__(self, config: PaperConfig, ledger: Ledger, engine: LiquidationEngine) -> None:
         self.ledger = ledger
+        self.history = ledger.history
         self.engine = engine
         self.slip = config.slippage_bps / 1e4
         self.coef = config.participation_coef
@@ -198,7 +202,7 @@ class Matcher:
                 raise InvalidOrder(f"paper no price yet for {b.symbol}")
             pos = b.pos
             amount = pos.amount if o.close_position and pos is not None else o.amount
-            self._execute(b, o, self._slipped(b, o.sign, b.last, amount), b.taker, now)
+            self._execute(b, o, self._slipped(b, o.sign, b.last, amount), False, now)
         elif o.type == LIMIT:
             assert o.price is not None
             if not math.isnan(b.last) and o.sign * (b.last - o.price) <= 0:
@@ -206,7 +210,7 @@ class Matcher:
                     raise OrderImmediatelyFillable("paper post-only order would take liquidity")
                 fill = self._slipped(b, o.sign, b.last, o.amount)
                 fill = min(fill, o.price) if o.sign > 0 else max(fill, o.price)
-                self._execute(b, o, fill, b.taker, now)
+                self._execute(b, o, fill, False, now)
             else:
                 self._rest_limit(b, o)
         else:
@@ -310,8 +314,9 @@ class Matcher:
 
         ``ts`` stamps liquidations, ``now`` fills (the same on a price point).
         """
+        led = self.ledger
         if b.dynamic:
-            self.ledger.update_liq(b)
+            led.update_liq(b)
         skip_liq = False
         for _ in range(MAX_EVENTS_PER_PRICE):
             found = self._next_event(b, skip_liq)
@@ -322,7 +327,8 @@ class Matcher:
                 skip_liq = not self.engine.liquidate(b, ts)
             else:
                 self._trigger(b, o, gap, now)
-        self.ledger.rearm(b)
+        led.revision += 1
+        b.rearm(len(led.cross) > 1)
 
     @staticmethod
     def _next_event(b: Book, skip_liq: bool) -> tuple[OrderRecord | None, bool] | None:
@@ -375,23 +381,27 @@ class Matcher:
             return
         if o.type == LIMIT:
             assert o.price is not None
-            price, fee_rate = o.price, b.maker
+            price, maker = o.price, True
         else:
             assert o.trigger is not None
             amount = pos.amount if o.close_position and pos is not None else o.amount
             base = b.last if gap else o.trigger
-            price, fee_rate = self._slipped(b, o.sign, base, amount), b.taker
+            price, maker = self._slipped(b, o.sign, base, amount), False
         try:
-            self._execute(b, o, price, fee_rate, now)
+            self._execute(b, o, price, maker, now)
         except (InsufficientFunds, InvalidOrder):
             o.status = "rejected"
             led.release(o)
 
     # ------------------------------------------------------------------ fills
 
-    def _execute(self, b: Book, o: OrderRecord, price: float, fee_rate: float, ts: int) -> None:
-        """Fill ``o`` completely at ``price``: reduce the opposite position, then open the rest."""
+    def _execute(self, b: Book, o: OrderRecord, price: float, maker: bool, ts: int) -> None:
+        """Fill ``o`` completely at ``price``: reduce the opposite position, then open the rest.
+
+        Records one ``Fill`` (and the ``Trade`` its reducing part closed).
+        """
         led = self.ledger
+        fee_rate = b.maker if maker else b.taker
         pos = b.pos
         amount = o.amount
         if o.close_position:
@@ -415,9 +425,13 @@ class Matcher:
                     "paper Margin is insufficient: the position would be liquidated at once"
                 )
         led.release(o)
-        fee = 0.0
+        fee = pnl = 0.0
+        trade: Trade | None = None
+        closed = False
         if reduce > 0.0:
-            fee += led.reduce(b, reduce, price, fee_rate, ts, o.reason, o.tag)
+            fee, trade = led.reduce(b, reduce, price, fee_rate, ts, o.reason, o.tag)
+            pnl = trade.pnl
+            closed = b.pos is None
         if opening > 0.0:
             fee += led.open(b, o.sign, opening, price, fee_rate, ts, o.tag)
         filled = reduce + opening
@@ -428,3 +442,25 @@ class Matcher:
         o.average = price
         o.fee = fee
         o.last_trade_ts = ts
+        history = self.history
+        history.add_fill(
+            Fill(
+                history.next_fill_id(),
+                o.id,
+                o.client_id or None,
+                o.symbol,
+                "buy" if o.sign > 0 else "sell",
+                filled,
+                price,
+                fee,
+                led.currency,
+                pnl,
+                ts,
+                o.reason,
+                o.tag,
+                "maker" if maker else "taker",
+                o.reducing,
+                closed,
+            ),
+            trade,
+        )

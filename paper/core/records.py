@@ -1,9 +1,12 @@
 """Records of the paper core: what its history holds, and what its books hold.
 
-Public (history, JSON-safe through ``to_dict``): ``Trade``, one closed (part of a) round trip,
-and ``LiquidationEvent``, one action of the exchange's liquidation engine. Internal:
-``OrderRecord`` and ``PositionRecord``, the mutable slotted records a symbol's book keeps, plus
-the order-type names, ccxt's ``iso8601`` and the step-grid ``snap``.
+Public (frozen, JSON-safe through ``to_dict``): ``Fill``, one execution as the exchange reports
+it (``to_ccxt()``: ccxt's unified trade); ``FundingPayment``, one funding charge (``to_ccxt()``:
+ccxt's funding-history entry); ``Trade``, one closed (part of a) round trip; and
+``LiquidationEvent``, one action of the exchange's liquidation engine. ``CoreEvent`` is any of
+them: what ``PaperCore.on_price`` returns. Internal: ``OrderRecord`` and ``PositionRecord``, the
+mutable slotted records a symbol's book keeps, plus the order-type names, ccxt's ``iso8601``
+and the step-grid ``snap``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
 from guards.types import MarginMode, Side
 
@@ -26,6 +29,12 @@ INF: Final = math.inf
 EPS: Final = 1e-9
 
 OrderStatus = Literal["open", "closed", "canceled", "rejected"]
+OrderSide = Literal["buy", "sell"]
+TakerOrMaker = Literal["taker", "maker"]
+#: Order ids and client order ids of the liquidation engine's own orders start with these
+#: (Binance marks its liquidation orders' client ids ``autoclose-``).
+LIQUIDATION_ORDER_PREFIX: Final = "liquidation-"
+LIQUIDATION_CLIENT_PREFIX: Final = "autoclose-"
 
 
 def iso8601(ts_ms: int | None) -> str | None:
@@ -107,6 +116,134 @@ class LiquidationEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution on the account, as the exchange reports it (Binance's user trade).
+
+    A fill is one order's execution at one price; a flip (closing a position and opening the
+    other side) is one fill. ``fee`` is what the wallet was debited for it: the trading fee,
+    or for a partial liquidation the liquidation fee. A whole liquidation closes at the
+    bankruptcy price with ``fee`` 0: its liquidation fee is part of the margin lost (see
+    ``LiquidationEvent``), not a debit on top.
+    """
+
+    #: Trade id: 1, 2, ... in execution order, per core.
+    id: int
+    order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: OrderSide
+    amount: float
+    price: float
+    fee: float
+    fee_currency: str
+    #: Gross price PnL of the reducing part (Binance's ``realizedPnl``); 0 for an opening fill.
+    realized_pnl: float
+    timestamp: int
+    #: The order's ``reason`` (``"liquidation"`` for the engine's own orders) and ``tag``.
+    reason: str
+    tag: str
+    taker_or_maker: TakerOrMaker
+    reduce_only: bool
+    #: The position this fill reduced is gone after it (flat, or flipped to the other side).
+    closed: bool
+
+    @property
+    def cost(self) -> float:
+        return self.amount * self.price
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_ccxt(self) -> dict[str, Any]:
+        """ccxt's unified trade structure; ``info`` is shaped like Binance's ``userTrades``."""
+        fee = {"cost": self.fee, "currency": self.fee_currency}
+        cost = self.amount * self.price
+        return {
+            "info": {
+                "id": self.id,
+                "orderId": self.order_id,
+                "clientOrderId": self.client_order_id,
+                "side": self.side.upper(),
+                "price": self.price,
+                "qty": self.amount,
+                "quoteQty": cost,
+                "realizedPnl": self.realized_pnl,
+                "commission": self.fee,
+                "commissionAsset": self.fee_currency,
+                "time": self.timestamp,
+                "positionSide": "BOTH",
+                "buyer": self.side == "buy",
+                "maker": self.taker_or_maker == "maker",
+                "reduceOnly": self.reduce_only,
+                "reason": self.reason,
+                "tag": self.tag,
+                "closed": self.closed,
+            },
+            "id": str(self.id),
+            "order": self.order_id,
+            "timestamp": self.timestamp,
+            "datetime": iso8601(self.timestamp),
+            "symbol": self.symbol,
+            "type": None,
+            "side": self.side,
+            "takerOrMaker": self.taker_or_maker,
+            "price": self.price,
+            "amount": self.amount,
+            "cost": cost,
+            "fee": fee,
+            "fees": [fee],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """One funding charge on one position."""
+
+    #: 1, 2, ... per core.
+    id: int
+    symbol: str
+    #: The funding time it settles (or the time of a charge made by hand).
+    timestamp: int
+    rate: float
+    #: The mark it was charged at.
+    price: float
+    #: Signed position amount (positive long).
+    position: float
+    #: Cash flow to the account: negative when paid (longs pay a positive rate).
+    amount: float
+    currency: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_ccxt(self) -> dict[str, Any]:
+        """ccxt's funding-history entry (``fetch_funding_history``)."""
+        return {
+            "info": {
+                "symbol": self.symbol,
+                "incomeType": "FUNDING_FEE",
+                "income": self.amount,
+                "asset": self.currency,
+                "time": self.timestamp,
+                "tranId": self.id,
+                "fundingRate": self.rate,
+                "markPrice": self.price,
+                "positionAmt": self.position,
+            },
+            "symbol": self.symbol,
+            "code": self.currency,
+            "timestamp": self.timestamp,
+            "datetime": iso8601(self.timestamp),
+            "id": str(self.id),
+            "amount": self.amount,
+        }
+
+
+#: What one price point can cause, in the order it happened.
+CoreEvent: TypeAlias = Fill | Trade | FundingPayment | LiquidationEvent
 
 
 class OrderRecord:

@@ -18,10 +18,20 @@ from paper.core.book import Book
 from paper.core.history import History
 from paper.core.ledger import Ledger
 from paper.core.matching import Matcher
-from paper.core.records import LiquidationEvent, OrderRecord, PositionRecord, Trade
+from paper.core.records import (
+    Fill,
+    FundingPayment,
+    LiquidationEvent,
+    OrderRecord,
+    PositionRecord,
+    Trade,
+)
 from paper.markets import PaperMarket
 
-SNAPSHOT_VERSION: Final = 1
+#: 2: fills and funding payments (and their id counters) added. A version 1 snapshot still
+#: restores, with an empty fill and funding history.
+SNAPSHOT_VERSION: Final = 2
+_READABLE: Final = (1, 2)
 
 _ORDER_FIELDS: Final = (
     "amount",
@@ -57,7 +67,7 @@ def dump(
     now_ms: int,
     with_history: bool,
 ) -> dict[str, Any]:
-    """The state; ``with_history=False`` drops closed orders, trades and liquidations."""
+    """The state; ``with_history=False`` drops closed orders and the history lists."""
     orders = [
         _order_state(o) for o in matcher.orders.values() if with_history or o.status == "open"
     ]
@@ -78,11 +88,15 @@ def dump(
         "orders": orders,
         "trades": [t.to_dict() for t in history.trades] if with_history else [],
         "liquidations": [e.to_dict() for e in history.liquidations] if with_history else [],
+        "fill_seq": history.fill_seq,
+        "fills": [f.to_dict() for f in history.fills] if with_history else [],
+        "funding_seq": history.funding_seq,
+        "funding_payments": [p.to_dict() for p in history.funding] if with_history else [],
     }
 
 
 def check_version(state: Mapping[str, Any]) -> None:
-    if state.get("version") != SNAPSHOT_VERSION:
+    if state.get("version") not in _READABLE:
         raise ValueError(f"unsupported paper snapshot version {state.get('version')!r}")
 
 
@@ -119,6 +133,10 @@ def load(
                 ledger.cross[b.symbol] = b
     history.trades[:] = [Trade(**t) for t in state["trades"]]
     history.liquidations[:] = [LiquidationEvent(**e) for e in state["liquidations"]]
+    history.fills[:] = [Fill(**f) for f in state.get("fills", ())]
+    history.fill_seq = int(state.get("fill_seq", 0))
+    history.funding[:] = [FundingPayment(**p) for p in state.get("funding_payments", ())]
+    history.funding_seq = int(state.get("funding_seq", 0))
     for b in books.values():
         ledger.rearm(b)
     return int(state["now_ms"])
