@@ -352,6 +352,7 @@ class PaperCore:
 
     @property
     def total_fees(self) -> float:
+        """Every fee debited from the wallet: trading fees and partial-liquidation fees."""
         return self._ledger.total_fees
 
     @property
@@ -366,6 +367,8 @@ class PaperCore:
 
     @property
     def total_liquidation_fees(self) -> float:
+        """The liquidation fees the engine recorded: partial ones (debited, also in
+        ``total_fees``) and whole ones (part of the margin lost, not a debit)."""
         return self._ledger.total_liquidation_fees
 
     @property
@@ -485,7 +488,8 @@ class PaperCore:
         return None if pos is None else pos.liq
 
     def stats(self) -> dict[str, float | int]:
-        """Counters for the run report."""
+        """Counters for the run report (``total_fees`` includes partial-liquidation fees;
+        ``liquidation_fees`` reports the engine's fees apart, see ``total_liquidation_fees``)."""
         led = self._ledger
         return {
             "wallet_balance": led.wallet_balance,

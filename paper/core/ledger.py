@@ -8,6 +8,12 @@ Ledger
   - margin reserved by resting limit entries. ``equity`` = wallet + every position's uPnL.
   Changing leverage affects later fills only.
 
+  ``total_fees`` is every fee debited from the wallet: trading fees and partial-liquidation
+  fees (a whole liquidation's fee is part of the margin it takes, not a debit). So, with
+  ``realized_pnl`` the gross PnL of every closing fill and ``total_funding`` the funding
+  received, ``wallet = start + realized_pnl - total_fees + total_funding`` under both
+  liquidation profiles, and it equals ``start + sum(trade.net)`` once flat.
+
 Funding
   Every 8 h (00:00, 08:00, 16:00 UTC): when ``auto_funding`` is on, the first ``on_price`` of a
   symbol at or after a funding time charges ``amount * mark * rate`` (longs pay a positive rate)

@@ -15,6 +15,10 @@ isolated position loses its whole margin and a cross one the cross balance ``wal
 MM + other uPnL``; the engine then cancels the symbol's open orders. The recorded liquidation
 fee is what the position still had at the trigger and is part of that loss, never on top of
 it: binance profile ``max(balance at mark, 0)``; tiered ``min(fee rate * notional, that)``.
+So a whole liquidation debits nothing but its (negative) realised PnL, and its fill's fee is 0;
+a partial one debits its fee from the wallet, and that fee counts in ``total_fees`` (and in its
+fill's and trade's fees) like a trading fee. ``total_liquidation_fees`` adds up the recorded
+fees of both kinds.
 With two or more cross positions the trigger is re-solved on every price of a cross symbol, and
 only the symbol being priced is liquidated at that point.
 """
@@ -165,6 +169,7 @@ class LiquidationEngine:
         isolated = pos.margin_mode == "isolated"
         margin = pos.margin
         led.wallet_balance -= fee
+        led.total_fees += fee  # a debit like any fee: the ledger identity holds
         led.total_liquidation_fees += fee
         side = pos.side
         _, trade = led.reduce(b, qty, mark, 0.0, ts, "liquidation", "", extra_fee=fee)

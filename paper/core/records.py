@@ -106,7 +106,9 @@ class LiquidationEvent:
     price: float
     #: Margin the position lost to it (includes ``fee``).
     margin_lost: float
-    #: Liquidation fee (insurance-fund share), part of ``margin_lost``.
+    #: Liquidation fee (insurance-fund share), part of ``margin_lost``: debited from the wallet
+    #: (and counted in ``total_fees``) for a partial liquidation; for a whole one, what the
+    #: position still had at the trigger, taken with the margin rather than on top of it.
     fee: float
     #: Margin balance at the trigger.
     margin_balance: float

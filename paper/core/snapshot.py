@@ -28,8 +28,9 @@ from paper.core.records import (
 )
 from paper.markets import PaperMarket
 
-#: 2: fills and funding payments (and their id counters) added. A version 1 snapshot still
-#: restores, with an empty fill and funding history.
+#: 2: fills and funding payments (and their id counters) added; ``totals.fees`` includes the
+#: partial-liquidation fees. A version 1 snapshot still restores, with an empty fill and
+#: funding history and the partial-liquidation fees of its history added to its fees.
 SNAPSHOT_VERSION: Final = 2
 _READABLE: Final = (1, 2)
 
@@ -112,6 +113,8 @@ def load(
     matcher.seq = int(state["seq"])
     totals = state["totals"]
     ledger.total_fees = float(totals["fees"])
+    if state["version"] == 1:  # its fees left out the partial-liquidation fees
+        ledger.total_fees += sum(float(e["fee"]) for e in state["liquidations"] if e["partial"])
     ledger.total_funding = float(totals["funding"])
     ledger.realized_pnl = float(totals["realized_pnl"])
     ledger.total_liquidation_fees = float(totals["liquidation_fees"])
