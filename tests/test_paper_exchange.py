@@ -113,4 +113,4 @@ async def test_add_margin_moves_liquidation_price() -> None:
 def test_snapshot_of_the_facade_core_is_json() -> None:
     ex = make()
     text = json.dumps(ex.core.snapshot(), allow_nan=False)
-    assert json.loads(text)["version"] == 1
+    assert json.loads(text)["version"] == 2

@@ -2,7 +2,8 @@
 
 - rounding equals ccxt's own ``amount_to_precision`` / ``price_to_precision`` (binanceusdm,
   TICK_SIZE mode, fed our market dicts) -- ccxt is the oracle here;
-- money is conserved: wallet = start + realised PnL - fees + funding - partial liquidation fees;
+- money is conserved: wallet = start + realised PnL - fees + funding (fees include partial
+  liquidation fees), from the accumulators and from the fill and funding records alike;
 - no position is left liquidatable after a price point (checked with the guards' math);
 - refused orders leave no trace; reduce-only orders never grow or flip a position;
 - same inputs give the same state, and a snapshot restored mid-way ends in the same state.
@@ -150,15 +151,25 @@ def step(core: PaperCore, act: tuple[Any, ...], i: int) -> None:
         assert after is None or (after.side == pos.side and after.amount < pos.amount)
 
 
-def check_invariants(core: PaperCore) -> None:
-    partial_fees = sum(e.fee for e in core.liquidations if e.partial)
+def check_money(core: PaperCore) -> None:
+    """The ledger reconciles with the trade, fill and funding records."""
     pnl = sum(t.pnl for t in core.trades)
-    expected = START + pnl - core.total_fees + core.total_funding - partial_fees
+    expected = START + pnl - core.total_fees + core.total_funding
     assert core.wallet_balance == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    fill_fees = sum(f.fee for f in core.fills)
+    funding = sum(p.amount for p in core.funding_payments)
+    from_records = START + sum(f.realized_pnl for f in core.fills) - fill_fees + funding
+    assert core.wallet_balance == pytest.approx(from_records, rel=1e-9, abs=1e-6)
+    assert fill_fees == pytest.approx(core.total_fees, rel=1e-9, abs=1e-6)
+    assert funding == pytest.approx(core.total_funding, rel=1e-9, abs=1e-6)
     open_entry_fees = sum(p["info"]["entryFees"] for p in core.positions())
     assert sum(t.fees for t in core.trades) + open_entry_fees == pytest.approx(
-        core.total_fees + partial_fees, rel=1e-9, abs=1e-6
+        fill_fees, rel=1e-9, abs=1e-6
     )
+
+
+def check_invariants(core: PaperCore) -> None:
+    check_money(core)
     rules = core.market_rules(BTC)
     for p in core.positions():
         assert p["contracts"] > 0
@@ -287,10 +298,7 @@ def test_two_cross_positions_share_the_wallet(
 
 
 def check_invariants_cross(core: PaperCore, priced: str) -> None:
-    partial_fees = sum(e.fee for e in core.liquidations if e.partial)
-    pnl = sum(t.pnl for t in core.trades)
-    expected = START + pnl - core.total_fees + core.total_funding - partial_fees
-    assert core.wallet_balance == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    check_money(core)
     positions = {p["symbol"]: p for p in core.positions()}
     p = positions.get(priced)
     if p is None:

@@ -1,0 +1,195 @@
+"""One symbol's book: its market and fees, prices, open orders, position and crossing thresholds.
+
+The hot path (``PaperCore.on_price``) reads only a book's plain attributes: it compares the new
+last and mark prices with four thresholds (``hi_last``, ``lo_last``, ``hi_mark``, ``lo_mark``)
+and does nothing more unless one is crossed. ``rearm`` recomputes them whenever the orders or
+the position change: the nearest resting limit on each side (last price), the nearest trigger
+of each direction on its basis price (mark or last), and the position's liquidation trigger
+(mark). A book with no position and no order is inactive and skipped entirely.
+
+Amounts are truncated to the amount step and prices rounded to the tick with ccxt's
+``decimal_to_precision`` (as ccxt's ``amount_to_precision`` / ``price_to_precision`` do for
+TICK_SIZE markets); below the step, the minimum amount or above the maximum -> ``InvalidOrder``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ccxt.base.decimal_to_precision import ROUND, TICK_SIZE, TRUNCATE, decimal_to_precision
+from ccxt.base.errors import InvalidOrder
+
+from guards.liquidation import profile_maintenance_margin
+from guards.tiers import tier_index
+from guards.types import MarginMode, MarketRules, Tier
+from paper.config import PaperConfig
+from paper.core.records import EPS, INF, LIMIT, STOP, OrderRecord, PositionRecord
+from paper.markets import PaperMarket
+
+
+class Book:
+    """Everything about one symbol; the hot path reads only its plain attributes."""
+
+    __slots__ = (
+        "active",
+        "amount_step",
+        "dynamic",
+        "funding_rates",
+        "hi_last",
+        "hi_mark",
+        "last",
+        "leverage",
+        "liq_fee",
+        "lo_last",
+        "lo_mark",
+        "maker",
+        "margin_mode",
+        "mark",
+        "market",
+        "next_funding",
+        "orders",
+        "pos",
+        "prev_last",
+        "prev_mark",
+        "price_step",
+        "profile",
+        "rules",
+        "seq",
+        "symbol",
+        "taker",
+        "tiers",
+        "volume",
+    )
+
+    def __init__(self, market: PaperMarket, config: PaperConfig) -> None:
+        symbol = market.symbol
+        self.profile = config.profile_for(symbol)
+        self.liq_fee = config.liquidation_fee_rate if self.profile == "tiered" else 0.0
+        r = market.rules
+        self.taker = r.taker_fee if config.taker_fee is None else config.taker_fee
+        self.maker = r.maker_fee if config.maker_fee is None else config.maker_fee
+        #: The guards' view: fees as charged and the profile's liquidation fee rate.
+        self.rules = MarketRules(
+            symbol=r.symbol,
+            tiers=r.tiers,
+            amount_step=r.amount_step,
+            price_step=r.price_step,
+            min_amount=r.min_amount,
+            min_notional=r.min_notional,
+            taker_fee=self.taker,
+            maker_fee=self.maker,
+            liquidation_fee_rate=self.liq_fee,
+        )
+        self.market = market
+        self.symbol = symbol
+        self.tiers: tuple[Tier, ...] = r.tiers
+        self.amount_step = r.amount_step
+        self.price_step = r.price_step
+        self.leverage = config.default_leverage
+        self.margin_mode: MarginMode = config.default_margin_mode
+        self.last = math.nan
+        self.mark = math.nan
+        self.prev_last = math.nan
+        self.prev_mark = math.nan
+        #: Counts the price points seen while active (a trigger armed at seq n gaps at n + 1).
+        self.seq = 0
+        self.pos: PositionRecord | None = None
+        #: Open orders, oldest first.
+        self.orders: list[OrderRecord] = []
+        #: A position or an order: the price must be looked at.
+        self.active = False
+        #: Two or more cross positions: the liquidation trigger is re-solved on every price.
+        self.dynamic = False
+        self.hi_last = INF
+        self.lo_last = -INF
+        self.hi_mark = INF
+        self.lo_mark = -INF
+        self.next_funding = 0
+        self.volume = 0.0
+        self.funding_rates: dict[int, float] = {}
+
+    def rearm(self, multi_cross: bool) -> None:
+        """Recompute the crossing thresholds (only when the orders or the position change).
+
+        ``multi_cross``: the account holds two or more cross positions.
+        """
+        hi_l = hi_m = INF
+        lo_l = lo_m = -INF
+        for o in self.orders:
+            if o.type == LIMIT:
+                assert o.price is not None
+                if o.sign > 0:
+                    lo_l = max(lo_l, o.price)
+                else:
+                    hi_l = min(hi_l, o.price)
+                continue
+            assert o.trigger is not None
+            up = (o.sign > 0) == (o.type == STOP)
+            if o.on_mark:
+                if up:
+                    hi_m = min(hi_m, o.trigger)
+                else:
+                    lo_m = max(lo_m, o.trigger)
+            elif up:
+                hi_l = min(hi_l, o.trigger)
+            else:
+                lo_l = max(lo_l, o.trigger)
+        pos = self.pos
+        if pos is not None and pos.liq is not None:
+            if pos.sign > 0:
+                lo_m = max(lo_m, pos.liq)
+            else:
+                hi_m = min(hi_m, pos.liq)
+        self.hi_last, self.lo_last, self.hi_mark, self.lo_mark = hi_l, lo_l, hi_m, lo_m
+        self.active = pos is not None or bool(self.orders)
+        self.dynamic = pos is not None and pos.margin_mode == "cross" and multi_cross
+
+    def ref_price(self) -> float:
+        """The mark, else (before any price) the position's entry, else NaN."""
+        if not math.isnan(self.mark):
+            return self.mark
+        pos = self.pos
+        return pos.entry if pos is not None else math.nan
+
+    def maint(self, notional: float) -> float:
+        """Maintenance margin of ``notional`` under the book's profile (the guards' figure)."""
+        return profile_maintenance_margin(notional, self.tiers, self.liq_fee)
+
+    def max_leverage(self, notional: float) -> float:
+        """The leverage the tier of ``notional`` allows."""
+        return self.tiers[tier_index(notional, self.tiers)].max_leverage
+
+    def funding_rate(self, ts_ms: int, default: float) -> float:
+        """Rate charged at funding time ``ts_ms``: the series' value there, else ``default``."""
+        rate = self.funding_rates.get(round(ts_ms / 60_000) * 60_000)
+        return default if rate is None else rate
+
+    def amount_to_precision(self, amount: float) -> float:
+        """``amount`` truncated to the step as ccxt does; below step or minimum -> InvalidOrder."""
+        if not (amount > 0 and math.isfinite(amount)):
+            raise InvalidOrder(f"paper amount must be positive, not {amount}")
+        text = decimal_to_precision(amount, TRUNCATE, self.amount_step, TICK_SIZE)
+        qty = float(text)
+        if qty <= 0.0:
+            raise InvalidOrder(
+                f"paper amount of {self.symbol} must be greater than minimum amount precision of "
+                f"{self.amount_step}"
+            )
+        if qty < self.rules.min_amount - EPS * self.amount_step:
+            raise InvalidOrder(f"paper amount of {self.symbol} must be >= {self.rules.min_amount}")
+        mx = self.market.max_amount
+        if mx is not None and qty > mx:
+            raise InvalidOrder(f"paper amount of {self.symbol} must be <= {mx}")
+        return qty
+
+    def price_to_precision(self, price: float) -> float:
+        """``price`` rounded to the tick as ccxt does; zero after rounding -> InvalidOrder."""
+        if not (price > 0 and math.isfinite(price)):
+            raise InvalidOrder(f"paper price must be positive, not {price}")
+        px = float(decimal_to_precision(price, ROUND, self.price_step, TICK_SIZE))
+        if px <= 0.0:
+            raise InvalidOrder(
+                f"paper price of {self.symbol} must be greater than minimum price precision of "
+                f"{self.price_step}"
+            )
+        return px
