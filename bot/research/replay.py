@@ -1,139 +1,53 @@
-"""The replay driver: candles → strategy → GuardEngine → paper core, and the run report.
+"""The replay driver: candles → strategy → GuardEngine → the execution flows → paper core.
 
 Per candle: the open is priced first; intents the strategy returned at the previous close are
 then checked by the guards (mark = the open, now = the open time) and executed; then the rest of
 the intrabar path (nearer extreme, other extreme, close) is priced, the paper core firing stops,
-take-profits and its own liquidation engine along the way. At the close the guard engine gets
-the candle (trend, breaker, equity), the sweep runs and its actions are executed, and the
-strategy sees the closed candle. Inside a candle the sweep also runs whenever the mark enters the
-liquidation rule's reduce zone.
+take-profits and its own liquidation engine along the way. At the close the scheduled jobs that
+are due run (the no-overnight flatten, the daily reset: the live bot's triggers on the replay
+clock), the guard engine gets the candle, the sweep runs and its actions are executed, and the
+strategy sees the closed candle. Inside a candle the sweep also runs whenever the mark enters
+the liquidation rule's reduce zone.
 
-Every number in the report comes from the paper ledger or from the decisions recorded here.
+Orders go out through ``bot.trading.router.Router``, which interprets the very execution flows
+the live executor runs (``bot.trading.flows``): replay keeps no order or action logic of its
+own. What the paper core did comes back as events (``PaperCore.on_price`` and
+``order_events``): closes feed the guards' stop-out accounting with their real reason and net
+PnL, liquidations are logged. Every number in the report comes from the paper ledger or from the
+decisions recorded here.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
-from ccxt.base.errors import BaseError as CcxtError
 
+from bot.research.feeds import Feed, ReplayError, enabled_rules, guards_off, load_feeds
 from bot.research.report import EquityCurve, Report, utc
 from bot.settings import Settings
 from bot.state.heartbeat import write_heartbeat
 from bot.strategies import load_strategy
 from bot.strategies.base import Strategy
 from bot.trading.jobs import JobFunc, SimScheduler, job_specs, job_triggers
+from bot.trading.planning import ExitPlan, is_risk_reducing
+from bot.trading.router import Router
 from guards.config import GuardsConfig
 from guards.engine import GuardEngine
-from guards.types import (
-    Account,
-    Action,
-    Decision,
-    GuardContext,
-    Mark,
-    MarketRules,
-    OrderIntent,
-    Position,
-)
-from paper.core import PaperCore
-from paper.feed import (
-    Candles,
-    FeedError,
-    bundled_candles_path,
-    bundled_funding_path,
-    intrabar_path,
-    load_candles,
-    load_funding,
-    merge,
-)
+from guards.types import Account, Action, Decision, GuardContext, Mark, MarketRules, Position
+from paper.core import CoreEvent, LiquidationEvent, PaperCore, Trade
+from paper.feed import Candles, intrabar_path, merge
 from paper.markets import bundled_symbols, load_markets
 
 log = structlog.get_logger("replay")
 
-_CLOSE_REASONS = {"stop", "guard", "liquidation", "take_profit", "strategy", "manual"}
+_CLOSE_REASONS = frozenset({"stop", "guard", "liquidation", "take_profit", "strategy", "manual"})
 
-
-class ReplayError(Exception):
-    """A replay that cannot run (bad data, unknown market, bad strategy): one readable message."""
-
-
-def guards_off(config: GuardsConfig) -> GuardsConfig:
-    """The same config with every rule disabled (the engine still refuses unknown markets)."""
-    update = {}
-    for name in type(config).model_fields:
-        sub = getattr(config, name)
-        if hasattr(sub, "enabled"):
-            update[name] = sub.model_copy(update={"enabled": False})
-    return config.model_copy(update=update)
-
-
-def enabled_rules(config: GuardsConfig) -> list[str]:
-    return [
-        name
-        for name in type(config).model_fields
-        if getattr(getattr(config, name), "enabled", False) is True
-    ]
-
-
-def load_feeds(settings: Settings) -> list[Feed]:
-    """Every candle file the settings name (``feed.path`` then ``feed.paths``), each with its
-    mark candles and funding rates where given (or the bundled set when nothing is named)."""
-    first = load_feed(settings)
-    feeds = [Feed(*first)]
-    for extra in settings.feed.paths:
-        try:
-            candles = load_candles(extra, allow_gaps=settings.feed.allow_gaps)
-        except (FeedError, OSError) as exc:
-            raise ReplayError(str(exc)) from None
-        for gap in candles.gaps:
-            log.warning("data_gap", file=str(extra), gap=str(gap))
-        if len(candles) == 0:
-            raise ReplayError(f"no candles in {extra}")
-        feeds.append(Feed(candles, None, []))
-    symbols = [f.candles.symbol for f in feeds]
-    if len(set(symbols)) != len(symbols):
-        raise ReplayError(f"two candle files of the same symbol: {symbols}")
-    return feeds
-
-
-class Feed(NamedTuple):
-    """One symbol's replay data."""
-
-    candles: Candles
-    marks: Candles | None
-    rates: list[tuple[int, float]]
-
-
-def load_feed(settings: Settings) -> tuple[Candles, Candles | None, list[tuple[int, float]]]:
-    """Candles, optional mark candles and funding rates the settings name (or the bundled set)."""
-    feed = settings.feed
-    try:
-        if feed.path is None:
-            candles = load_candles(bundled_candles_path(), symbol=feed.symbol)
-            funding_path: Path | None = feed.funding_path or bundled_funding_path()
-        else:
-            candles = load_candles(feed.path, symbol=feed.symbol, allow_gaps=feed.allow_gaps)
-            funding_path = feed.funding_path
-        for gap in candles.gaps:
-            log.warning("data_gap", file=str(feed.path), gap=str(gap))
-        marks = None
-        if feed.mark_path is not None:
-            marks = load_candles(feed.mark_path, symbol=candles.symbol, allow_gaps=True)
-        rates: list[tuple[int, float]] = []
-        if funding_path is not None:
-            series = load_funding(funding_path, symbol=candles.symbol)
-            rates = series.between(candles.ts[0], candles.ts[-1] + candles.timeframe_ms)
-    except (FeedError, OSError) as exc:
-        raise ReplayError(str(exc)) from None
-    if len(candles) == 0:
-        raise ReplayError(f"no candles in {feed.path}")
-    return candles, marks, rates
+__all__ = ["Feed", "ReplayError", "enabled_rules", "guards_off", "load_feeds", "run_replay"]
 
 
 def run_replay(
@@ -145,10 +59,12 @@ def run_replay(
     heartbeat: bool = True,
     progress: Callable[[int, int], None] | None = None,
     record_curve: bool = False,
+    record_decisions: bool = False,
 ) -> Report:
     """Replay the configured data (or ``candles``) and return the report.
 
     ``progress(done, total)`` is called every 4,096 candles and once at the end.
+    ``record_decisions`` keeps every guard decision on ``Report.decisions`` (tests, exports).
     """
     started = time.perf_counter()
     feeds = load_feeds(settings) if candles is None else [Feed(candles, None, [])]
@@ -177,9 +93,11 @@ def run_replay(
         if f.rates:
             core.set_funding_rates(symbol, f.rates)
     rules = {s: core.market_rules(s) for s in symbols}
-    run = _Run(settings, core, GuardEngine(gcfg), strategy, rules)
+    run = Replay(settings, core, GuardEngine(gcfg), strategy, rules)
     if record_curve:
         run.curve = EquityCurve()
+    if record_decisions:
+        run.decisions = []
     label = ",".join(symbols)
     if heartbeat:
         write_heartbeat(settings.state.dir, status="running", mode="replay", symbol=label)
@@ -188,14 +106,16 @@ def run_replay(
         write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=label)
     report = run.report([f.candles for f in feeds], gcfg, time.perf_counter() - started)
     if run.curve is not None:
-        for event in run.core.liquidations:
+        for event in core.liquidations:
             run.curve.mark(event.ts / 1000.0, "liquidation", "exchange")
         report.curve = run.curve
+    if run.decisions is not None:
+        report.decisions = tuple(run.decisions)
     return report
 
 
-class _Run:
-    """State of one replay: the engine, the core, the strategy and the tallies."""
+class Replay:
+    """One replay: the guard engine, the paper core and its router, the strategy, the tallies."""
 
     def __init__(
         self,
@@ -208,11 +128,12 @@ class _Run:
         self.settings = settings
         self.core = core
         self.engine = engine
+        self.router = Router(core)
         self.strategy = strategy
         self.symbols = list(markets)
         self.markets = markets
         #: Intents decided at a symbol's candle close, executed at its next open.
-        self.pending: dict[str, list[OrderIntent]] = {s: [] for s in markets}
+        self.pending: dict[str, list[Any]] = {s: [] for s in markets}
         #: The last mark seen per symbol and its time (epoch s), for the guards' context.
         self.last_mark: dict[str, tuple[float, float]] = {}
         #: Candle length per symbol in seconds (set by ``replay``).
@@ -221,16 +142,14 @@ class _Run:
         self.checked = 0
         self.refused = 0
         self.resized = 0
-        self.exchange_rejects = 0
         self.peak = core.equity()
         self.max_dd = 0.0
-        self.trades_seen = 0
-        self.client_seq = 0
         self.curve: EquityCurve | None = None
+        self.decisions: list[Decision] | None = None
         self.now_s = 0.0
-        #: The last account snapshot and the core revision it was taken at (see ``_ctx``).
+        #: The guards' view of the account, rebuilt only after the core reported a change.
         self.account: Account = core.account()
-        self.account_rev = core.revision
+        self.dirty = False
         liq = engine.config.liquidation
         breaker = engine.config.circuit_breaker
         zone = liq.reduce_at_pct if liq.enabled else 0.0
@@ -250,18 +169,16 @@ class _Run:
         return self.jobs
 
     def _job_flatten(self) -> None:
-        """At ``flat_by``: cancel resting entries and close the position (no_overnight)."""
-        core = self.core
+        """At ``flat_by``: cancel resting entries and close every position (no_overnight)."""
+        router = self.router
         for sym in self.symbols:
-            for o in core.open_orders(sym):
-                if not o.get("reduceOnly"):
-                    core.cancel_order(o["id"], sym)
-            pos = core.position(sym)
-            if pos is not None:
+            router.cancel_entries(sym)
+            if self.core.position(sym) is not None:
                 self.interventions["no_overnight"] += 1
                 if self.curve is not None:
                     self.curve.mark(self.now_s, "close", "no_overnight")
-                self._reduce(sym, pos.side, pos.amount, "guard", "no_overnight:flatten")
+                router.run(ExitPlan(sym, None, "guard", "no_overnight:flatten"))
+        self._order_events()
 
     def _job_daily(self) -> None:
         log.debug("daily_reset", day=self.engine.state.day_key)
@@ -300,12 +217,13 @@ class _Run:
         beat_every = self.settings.state.heartbeat_s
         next_beat = time.monotonic() + beat_every
         curve = self.curve
-        trades = core.trades
         on_price = core.on_price
-        after_price = self._after_price
+        happened = self._happened
+        danger = self._danger
         pending = self.pending
         last_mark = self.last_mark
         watch_danger = self.danger_zone > 0.0
+        volume_matters = self.settings.paper.participation_coef > 0.0
         for done, (_, k, i) in enumerate(events, 1):
             symbol, (ts_a, op_a, hi_a, lo_a, cl_a, vo_a), (tf, t1, t2, t3), marks, mark_index = (
                 series[k]
@@ -315,7 +233,8 @@ class _Run:
             h = hi_a[i]
             lo = lo_a[i]
             c = cl_a[i]
-            core.on_candle_volume(symbol, vo_a[i])
+            if volume_matters:
+                core.on_candle_volume(symbol, vo_a[i])
             if (o - lo) <= (h - o):
                 p1 = lo
                 p2 = h
@@ -329,22 +248,30 @@ class _Run:
                 )
             else:
                 m0, m1, m2, m3 = o, p1, p2, c
-            # After each price: closes done by the core, and the liquidation danger zone.
-            on_price(symbol, o, ts, m0)
+            # After each price: what the core did, and the liquidation danger zone.
+            ev = on_price(symbol, o, ts, m0)
+            if ev:
+                happened(ev)
             last_mark[symbol] = (m0, ts / 1000.0)
-            if watch_danger or len(trades) != self.trades_seen:
-                after_price(symbol, ts, m0)
+            if watch_danger:
+                danger(symbol, ts, m0)
             if pending[symbol]:
                 self._execute_pending(symbol, ts, m0)
-            on_price(symbol, p1, ts + t1, m1)
-            if watch_danger or len(trades) != self.trades_seen:
-                after_price(symbol, ts + t1, m1)
-            on_price(symbol, p2, ts + t2, m2)
-            if watch_danger or len(trades) != self.trades_seen:
-                after_price(symbol, ts + t2, m2)
-            on_price(symbol, c, ts + t3, m3)
-            if watch_danger or len(trades) != self.trades_seen:
-                after_price(symbol, ts + t3, m3)
+            ev = on_price(symbol, p1, ts + t1, m1)
+            if ev:
+                happened(ev)
+            if watch_danger:
+                danger(symbol, ts + t1, m1)
+            ev = on_price(symbol, p2, ts + t2, m2)
+            if ev:
+                happened(ev)
+            if watch_danger:
+                danger(symbol, ts + t2, m2)
+            ev = on_price(symbol, c, ts + t3, m3)
+            if ev:
+                happened(ev)
+            if watch_danger:
+                danger(symbol, ts + t3, m3)
             close_s = (ts + tf) / 1000.0
             last_mark[symbol] = (m3, close_s)
             if close_s >= jobs.next_due:
@@ -375,48 +302,50 @@ class _Run:
         if progress is not None:
             progress(n, n)
 
-    def _after_price(self, symbol: str, ts_ms: int, mark: float) -> None:
-        """Notice closes done by the core (stops, take-profits, liquidations) and danger.
-
-        ``mark`` is the mark price just fed to the core for the symbol.
-        """
+    # -- what the core did ------------------------------------------------------------------
+    def _happened(self, events: Sequence[CoreEvent]) -> None:
+        """Events of the paper core: closes go to the guards, liquidations are logged."""
+        self.dirty = True
         core = self.core
-        if len(core.trades) != self.trades_seen:
-            self._closed_by_exchange()
-        if self.danger_zone > 0.0:
-            liq = core.liquidation_price(symbol)
-            if liq is not None and mark > 0 and abs(mark - liq) / mark <= self.danger_zone:
-                self.last_mark[symbol] = (mark, ts_ms / 1000.0)
-                self._sweep(ts_ms / 1000.0, symbol, mark)
-
-    def _closed_by_exchange(self) -> None:
-        core = self.core
-        new = core.trades[self.trades_seen :]
-        self.trades_seen = len(core.trades)
-        for trade in new:
-            if trade.reason == "liquidation":
+        for event in events:
+            if type(event) is Trade:
+                if event.reason in _CLOSE_REASONS and core.position(event.symbol) is None:
+                    self.engine.on_position_closed(
+                        event.symbol,
+                        event.reason,  # type: ignore[arg-type]
+                        event.net,
+                        event.closed_at / 1000.0,
+                    )
+            elif type(event) is LiquidationEvent:
                 log.warning(
                     "liquidated",
-                    symbol=trade.symbol,
-                    side=trade.side,
-                    amount=trade.amount,
-                    price=trade.exit_price,
+                    symbol=event.symbol,
+                    side=event.side,
+                    amount=event.amount,
+                    price=event.price,
+                    partial=event.partial,
                 )
-            if core.position(trade.symbol) is None and trade.reason in _CLOSE_REASONS:
-                self.engine.on_position_closed(
-                    trade.symbol,
-                    trade.reason,  # type: ignore[arg-type]
-                    trade.net,
-                    trade.closed_at / 1000.0,
-                )
+
+    def _order_events(self) -> None:
+        """What the router's orders caused (its flows may place several)."""
+        events = self.router.take_events()
+        if events:
+            self._happened(events)
+        self.dirty = True
+
+    def _danger(self, symbol: str, ts_ms: int, mark: float) -> None:
+        """Sweep inside the candle when the mark is within the reduce zone of liquidation."""
+        liq = self.core.liquidation_price(symbol)
+        if liq is not None and mark > 0 and abs(mark - liq) / mark <= self.danger_zone:
+            self.last_mark[symbol] = (mark, ts_ms / 1000.0)
+            self._sweep(ts_ms / 1000.0, symbol, mark)
 
     # -- guards -----------------------------------------------------------------------------
     def _ctx(self, now_s: float, symbol: str, mark: float) -> GuardContext:
         """The guards' view now: ``symbol`` at ``mark``, every other symbol at its last mark."""
-        core = self.core
-        if core.revision != self.account_rev:  # the account snapshot is reused until it changes
-            self.account = core.account()
-            self.account_rev = core.revision
+        if self.dirty:  # the account snapshot is reused until the core reports a change
+            self.account = self.core.account()
+            self.dirty = False
         if len(self.symbols) == 1:
             marks = {symbol: Mark(mark, now_s)}
         else:
@@ -431,6 +360,8 @@ class _Run:
 
     def _record(self, decision: Decision) -> None:
         self.checked += 1
+        if self.decisions is not None:
+            self.decisions.append(decision)
         if decision.outcome == "reject":
             self.refused += 1
         elif decision.outcome == "resize":
@@ -443,7 +374,7 @@ class _Run:
                         self.now_s, "refused" if v.outcome == "reject" else "resized", v.rule
                     )
         if decision.outcome != "allow":
-            log.info(
+            log.debug(
                 "guard_decision",
                 symbol=decision.intent.symbol,
                 outcome=decision.outcome,
@@ -456,93 +387,16 @@ class _Run:
         intents, self.pending[symbol] = self.pending[symbol], []
         now_s = ts_ms / 1000.0
         self.now_s = now_s
+        engine = self.engine
+        router = self.router
         for intent in intents:
-            decision = self.engine.check(intent, self._ctx(now_s, symbol, mark))
-            if not (intent.reduce_only or decision.code in ("reduce_only", "closing")):
+            decision = engine.check(intent, self._ctx(now_s, symbol, mark))
+            if not is_risk_reducing(decision):
                 self._record(decision)
             if not decision.allowed:
                 continue
-            approved = self.engine.approve(decision)
-            if decision.code in ("reduce_only", "closing"):
-                self._reduce(
-                    intent.symbol, approved.intent.side, approved.amount, "strategy", intent.tag
-                )
-            else:
-                self._open(approved.intent, approved.amount, approved.stop_price)
-
-    def _open(self, intent: OrderIntent, amount: float, stop: float | None) -> None:
-        core = self.core
-        sym = intent.symbol
-        side = "buy" if intent.side == "long" else "sell"
-        exit_side = "sell" if side == "buy" else "buy"
-        self.client_seq += 1
-        try:
-            if core.position(sym) is None:
-                if core.margin_mode(sym) != intent.margin_mode:
-                    core.set_margin_mode(intent.margin_mode, sym)
-                if core.leverage(sym) != intent.leverage:
-                    core.set_leverage(intent.leverage, sym)
-            core.create_order(
-                sym,
-                "market",
-                side,
-                amount,
-                None,
-                {"clientOrderId": f"gb-{self.client_seq}", "tag": intent.tag},
-            )
-        except CcxtError as exc:
-            self.exchange_rejects += 1
-            log.warning("order_rejected", symbol=sym, error=f"{type(exc).__name__}: {exc}")
-            return
-        if stop is None and intent.take_profit is None:
-            return
-        for o in core.open_orders(sym):  # one protective order set per position
-            if o.get("reduceOnly") and o.get("triggerPrice") is not None:
-                core.cancel_order(o["id"], sym)
-        try:
-            if stop is not None:
-                core.create_order(
-                    sym,
-                    "market",
-                    exit_side,
-                    amount,
-                    None,
-                    {"stopLossPrice": stop, "closePosition": True},
-                )
-            if intent.take_profit is not None:
-                core.create_order(
-                    sym,
-                    "market",
-                    exit_side,
-                    amount,
-                    None,
-                    {"takeProfitPrice": intent.take_profit, "closePosition": True},
-                )
-        except CcxtError as exc:
-            log.critical(
-                "stop_not_placed_closing", symbol=sym, error=f"{type(exc).__name__}: {exc}"
-            )
-            pos = core.position(sym)
-            if pos is not None:
-                self._reduce(sym, pos.side, pos.amount, "guard", "stop_not_placed")
-
-    def _reduce(self, symbol: str, side: str, amount: float, reason: str, tag: str) -> None:
-        core = self.core
-        pos: Position | None = core.position(symbol)
-        if pos is None or pos.side != side:
-            return
-        amount = min(amount, pos.amount)
-        order_side = "sell" if side == "long" else "buy"
-        params: dict[str, Any] = {"reduceOnly": True, "reason": reason, "tag": tag}
-        if amount >= pos.amount:
-            params["closePosition"] = True
-        try:
-            core.create_order(symbol, "market", order_side, amount, None, params)
-        except CcxtError as exc:
-            self.exchange_rejects += 1
-            log.error("reduce_failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
-        if len(core.trades) != self.trades_seen:
-            self._closed_by_exchange()
+            router.submit(engine.approve(decision))
+            self._order_events()
 
     def _sweep(self, now_s: float, symbol: str, mark: float) -> Position | None:
         """Run the guard sweep and its actions; return ``symbol``'s position after them."""
@@ -552,14 +406,14 @@ class _Run:
         if not actions:  # nothing changed since the context was built: reuse its position
             return ctx.account.positions.get(symbol)
         for action in actions:
-            self._act(action, symbol)
+            self._act(action)
         return self.core.position(symbol)
 
-    def _act(self, action: Action, default_symbol: str) -> None:
+    def _act(self, action: Action) -> None:
         self.interventions[action.rule] += 1
         if self.curve is not None:
             self.curve.mark(self.now_s, action.kind, action.rule)
-        log.info(
+        log.debug(
             "guard_action",
             kind=action.kind,
             symbol=action.symbol,
@@ -567,31 +421,8 @@ class _Run:
             code=action.code,
             reason=action.reason,
         )
-        core = self.core
-        sym = action.symbol or default_symbol
-        pos = core.position(sym)
-        if action.kind == "close" and pos is not None:
-            self._reduce(sym, pos.side, pos.amount, "guard", action.rule)
-        elif action.kind == "reduce" and pos is not None and action.amount:
-            self._reduce(sym, pos.side, action.amount, "guard", action.rule)
-        elif action.kind == "place_stop" and pos is not None and action.stop_price is not None:
-            exit_side = "sell" if pos.side == "long" else "buy"
-            try:
-                core.create_order(
-                    sym,
-                    "market",
-                    exit_side,
-                    pos.amount,
-                    None,
-                    {"stopLossPrice": action.stop_price, "closePosition": True},
-                )
-            except CcxtError as exc:
-                log.critical("stop_not_placed_closing", symbol=sym, error=str(exc))
-                self._reduce(sym, pos.side, pos.amount, "guard", action.rule)
-        elif action.kind == "cancel_entries":
-            for o in core.open_orders(sym):
-                if not o.get("reduceOnly"):
-                    core.cancel_order(o["id"], sym)
+        self.router.apply(action)
+        self._order_events()
 
     # -- report -----------------------------------------------------------------------------
     def report(self, series: list[Candles], gcfg: GuardsConfig, elapsed: float) -> Report:
@@ -620,7 +451,7 @@ class _Run:
             orders_checked=self.checked,
             orders_refused=self.refused,
             orders_resized=self.resized,
-            exchange_rejects=self.exchange_rejects,
+            exchange_rejects=self.router.rejects,
             elapsed_s=elapsed,
             exit_reasons=dict(reasons),
             closed_trades=tuple(trades),

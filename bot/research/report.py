@@ -7,6 +7,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from guards.types import Decision
 from paper.core import Trade
 
 
@@ -61,6 +62,8 @@ class Report:
     closed_trades: tuple[Trade, ...] = ()
     #: Equity per candle and guard/liquidation markers, when the replay recorded them.
     curve: EquityCurve | None = None
+    #: Every guard decision, in order, when the replay recorded them (not in ``to_dict``).
+    decisions: tuple[Decision, ...] = ()
 
     @property
     def win_rate(self) -> float:

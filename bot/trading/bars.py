@@ -1,8 +1,9 @@
 """Candles built from a stream of price updates (live and paper-on-live-data modes).
 
 ``BarBuilder`` aggregates prices into OHLC bars on a fixed UTC grid of ``timeframe_ms`` and hands
-back each bar once it has closed (the first price of the next period closes it). Volume is not
-known from mark updates and is reported as 0.
+back each bar once it has closed: the first price of the next period closes it (``update``), or
+the clock passing the period's end (``close_due``), whichever comes first. Volume is not known
+from mark updates and is reported as 0.
 """
 
 from __future__ import annotations
@@ -34,17 +35,21 @@ class Bar:
 class BarBuilder:
     """OHLC bars of one symbol from price updates."""
 
-    __slots__ = ("_close", "_high", "_low", "_open", "_start", "tf")
+    __slots__ = ("_close", "_done", "_high", "_low", "_open", "_start", "tf")
 
     def __init__(self, tf_ms: int) -> None:
         self.tf = tf_ms
         self._start: int | None = None
+        #: Start of the last bar closed by the clock (its late prices are ignored).
+        self._done: int | None = None
         self._open = self._high = self._low = self._close = 0.0
 
     def update(self, price: float, ts_ms: int) -> Bar | None:
         """Feed one price; returns the bar that this price closed, if any."""
         start = ts_ms - ts_ms % self.tf
         if self._start is None:
+            if self._done is not None and start <= self._done:
+                return None  # a late price of a bar the clock has closed
             self._begin(start, price)
             return None
         if start < self._start:  # out-of-order update: belongs to a closed bar, ignore
@@ -58,6 +63,19 @@ class BarBuilder:
             return None
         bar = Bar(self._start, self._open, self._high, self._low, self._close)
         self._begin(start, price)
+        return bar
+
+    def close_due(self, now_ms: int) -> Bar | None:
+        """The open bar, closed, if its period has ended by ``now_ms`` (else None).
+
+        The next price then starts a new bar; a late price of the closed period is ignored.
+        """
+        start = self._start
+        if start is None or now_ms < start + self.tf:
+            return None
+        bar = Bar(start, self._open, self._high, self._low, self._close)
+        self._start = None
+        self._done = start
         return bar
 
     def _begin(self, start: int, price: float) -> None:

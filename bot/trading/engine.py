@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -36,6 +36,7 @@ from bot.strategies.base import Strategy
 from bot.trading.bars import Bar, BarBuilder
 from bot.trading.planning import is_risk_reducing
 from bot.trading.results import ExecResult, describe_result, log_action
+from bot.trading.seatbelt import Seatbelt
 from guards.config import GuardsConfig
 from guards.engine import CloseReason, GuardEngine
 from guards.rules.base import account_view, position_liquidation
@@ -48,15 +49,11 @@ from guards.types import (
     Mark,
     MarketRules,
     OrderIntent,
-    Position,
 )
 
 log = structlog.get_logger("engine")
 
 CONTROL_KEY = "control.manual_halt"
-#: Refusals that say nothing about a position (data missing or a rule failing): seatbelt mode
-#: waits rather than cutting a position a person opened.
-SEATBELT_UNJUDGED = frozenset({"stale_price", "missing_market", "rule_error", "invalid_intent"})
 
 
 class Execution(Protocol):
@@ -134,14 +131,16 @@ class Engine:
         self.on_price_hook = on_price_hook
         self.marks: dict[str, Mark] = {}
         self.bars = {s: BarBuilder(timeframe_ms) for s in symbols}
+        #: Intents decided at a bar close, executed at the symbol's next price.
+        self.pending: dict[str, list[OrderIntent]] = {s: [] for s in symbols}
         self.view = AccountView(Account(0.0, {}))
         self.entries_stopped = False
         self.lock = asyncio.Lock()
         self.decisions = 0
         self.actions = 0
         self._saved_state = ""
-        #: Seatbelt mode: the positions as last judged (a change by hand shows against this).
-        self.belt_seen: dict[str, Position] = {}
+        #: Seatbelt mode: judges positions opened or enlarged by hand.
+        self.seatbelt = Seatbelt()
         #: Free margin as of the last equity snapshot (None until then).
         self.free_margin: float | None = None
         #: Heartbeat interval, written into the heartbeat so `guardbot health` knows its limit.
@@ -228,12 +227,18 @@ class Engine:
         self.heartbeat("running")
         if self.strategy is None:  # seatbelt: adopted positions are judged as if just opened
             async with self.lock:
-                await self._seatbelt(self.belt_seen, self.clock())
+                await self._seatbelt(self.clock())
         await self.sweep("start")
 
     # -- prices -----------------------------------------------------------------------------
     async def on_price(self, symbol: str, price: float, ts: float) -> None:
-        """One price update (mark) of ``symbol`` at ``ts`` (epoch s)."""
+        """One price update (mark) of ``symbol`` at ``ts`` (epoch s).
+
+        In order: the mark is kept and handed to the paper book (when paper) and the guards;
+        a bar this price closes goes to the strategy; intents decided at a bar close are
+        executed at this price; the guard sweep runs when the symbol has a position; the
+        strategy sees the tick.
+        """
         if symbol not in self.bars:
             return
         self.marks[symbol] = Mark(price, ts)
@@ -242,20 +247,31 @@ class Engine:
             if res is not None:
                 await res
         self.guard.on_price(symbol, price, ts)
-        if symbol in self.view.account.positions or self.strategy is None:
-            await self.sweep("price", symbol=symbol)
         bar = self.bars[symbol].update(price, int(ts * 1000))
         if bar is not None:
             await self.on_bar(symbol, bar)
-        elif self.strategy is not None:
+        await self._execute_pending(symbol)
+        if symbol in self.view.account.positions or self.strategy is None:
+            await self.sweep("price", symbol=symbol)
+        if bar is None and self.strategy is not None:
             pos = self.view.account.positions.get(symbol)
             for intent in self.strategy.on_tick(symbol, int(ts * 1000), price, pos):
                 await self.handle(intent)
+
+    async def on_clock(self, now: float) -> None:
+        """The clock at ``now`` (epoch s): bars whose period has ended close (``on_bar``)."""
+        now_ms = int(now * 1000)
+        for symbol, builder in self.bars.items():
+            bar = builder.close_due(now_ms)
+            if bar is not None:
+                await self.on_bar(symbol, bar)
 
     async def on_liquidations(self, symbol: str, notional: float, ts: float) -> None:
         self.guard.on_liquidations(symbol, notional, ts)
 
     async def on_bar(self, symbol: str, bar: Bar) -> None:
+        """A closed bar: the guards' candle feed, then the strategy, whose intents wait for
+        the symbol's next price (the moment an order can go out)."""
         close_s = (bar.ts_ms + self.bars[symbol].tf) / 1000.0
         self.guard.on_candle(symbol, bar.open, bar.high, bar.low, bar.close, close_s)
         if self.strategy is None:
@@ -264,7 +280,15 @@ class Engine:
         intents = self.strategy.on_candle(
             symbol, bar.ts_ms, bar.open, bar.high, bar.low, bar.close, bar.volume, pos
         )
-        for intent in intents:
+        if intents:
+            self.pending[symbol].extend(intents)
+
+    async def _execute_pending(self, symbol: str) -> None:
+        queued = self.pending.get(symbol)
+        if not queued:
+            return
+        self.pending[symbol] = []
+        for intent in queued:
             await self.handle(intent)
 
     # -- decisions --------------------------------------------------------------------------
@@ -318,7 +342,7 @@ class Engine:
             now = self.clock()
             if self.strategy is None and why != "price":
                 await self.refresh_account()
-                await self._seatbelt(self.belt_seen, now)
+                await self._seatbelt(now)
             actions = self.guard.sweep(self.ctx(now))
             if symbol is not None:
                 actions = [a for a in actions if a.symbol in (None, symbol)]
@@ -344,67 +368,11 @@ class Engine:
         log_action(log, action, result)
 
     # -- seatbelt ---------------------------------------------------------------------------
-    async def _seatbelt(self, before: Mapping[str, Position], now: float) -> None:
-        """Positions opened or enlarged by hand go through the guards as if they were orders.
-
-        A refusal about the data rather than the position (no fresh mark yet, no market rules, a
-        rule that raised) cuts nothing: the symbol is judged again at the next sweep.
-        """
-        unjudged: set[str] = set()
-        for sym, pos in self.view.account.positions.items():
-            old = before.get(sym)
-            grown = pos.amount - (old.amount if old is not None and old.side == pos.side else 0.0)
-            if grown <= 1e-12 or sym not in self.markets:
-                continue
-            base = self.view.account
-            others = {k: v for k, v in base.positions.items() if k != sym}
-            if old is not None and old.side == pos.side:
-                others[sym] = old
-            prior = replace(base, positions=others)
-            stop = pos.stop_price
-            if stop is None:  # judge it with the stop the sweep is about to attach
-                pct = self.guard.config.stop_loss.default_stop_pct / 100.0
-                stop = pos.entry_price * (1.0 - pct if pos.side == "long" else 1.0 + pct)
-            intent = OrderIntent(
-                symbol=sym,
-                side=pos.side,
-                amount=grown,
-                price=self.marks[sym].price if sym in self.marks else pos.entry_price,
-                leverage=pos.leverage,
-                margin_mode=pos.margin_mode,
-                stop_price=stop,
-                tag="seatbelt:manual",
-            )
-            ctx = GuardContext(prior, self.markets, self.marks, now, self.view.open_entry_orders)
-            decision = self.guard.check(intent, ctx)
-            self._record(decision, now)
-            if decision.code in SEATBELT_UNJUDGED:
-                unjudged.add(sym)
-                log.warning("seatbelt_deferred", symbol=sym, code=decision.code)
-                continue
-            cut = grown - (decision.amount if decision.allowed else 0.0)
-            if cut > 1e-12:
-                await self.executor.reduce(sym, cut, "guard", f"seatbelt:{decision.code}")
-                self.store.record_action(
-                    Action("reduce", sym, "seatbelt", decision.code, decision.reason, cut),
-                    now,
-                    True,
-                    f"cut {cut:g} of a manual {grown:g}",
-                    self.run_id,
-                )
-                log.warning(
-                    "seatbelt_cut",
-                    symbol=sym,
-                    amount=cut,
-                    code=decision.code,
-                    reason=decision.reason,
-                )
-            elif decision.allowed:
-                self.guard.approve(decision, now)
+    async def _seatbelt(self, now: float) -> None:
+        """Seatbelt mode: positions opened or enlarged by hand go through the guards."""
+        await self.seatbelt.judge(self, now)
         await self.refresh_account()
-        seen = {s: p for s, p in self.view.account.positions.items() if s not in unjudged}
-        seen.update({s: before[s] for s in unjudged if s in before})
-        self.belt_seen = seen
+        self.seatbelt.seen_now(self.view.account.positions)
 
     # -- control: manual halt / resume through the store -------------------------------------
     async def _apply_control(self) -> None:

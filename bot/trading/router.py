@@ -8,7 +8,8 @@ leaves out is what only a network needs (look-ups by client id, re-sends, fill p
 the paper core answers every request at once and never ambiguously, which keeps replay fast.
 
 The flows' notes are logged at debug level (critical ones at warning), so a replay stays quiet.
-Orders the paper core refused are counted in ``rejects`` (the report's ``exchange_rejects``).
+Orders the paper core refused are counted in ``rejects`` (the report's ``exchange_rejects``);
+what the orders it sent caused (fills, the trades they closed) is handed on by ``take_events``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from bot.trading.planning import (
 )
 from bot.trading.results import ExecResult
 from guards.types import Action, ApprovedOrder
-from paper.core import PaperCore
+from paper.core import CoreEvent, PaperCore
 
 log = structlog.get_logger("router")
 T = TypeVar("T")
@@ -62,6 +63,14 @@ class Router:
         self.rejects = 0
         self._seq = 0
         self._setup: dict[str, tuple[str, float]] = {}
+        self._events: list[CoreEvent] = []
+
+    def take_events(self) -> tuple[CoreEvent, ...]:
+        """What the orders sent since the last call caused (fills and the trades they closed),
+        read once."""
+        events = tuple(self._events)
+        self._events.clear()
+        return events
 
     def _next_seed(self) -> str:
         self._seq += 1
@@ -91,12 +100,16 @@ class Router:
         if isinstance(request, Place):
             req = self.venue.request(request.spec)
             params = {**req.params, "clientOrderId": request.client_id}
-            return core.create_order(req.symbol, req.type, req.side, req.amount, req.price, params)
+            order = core.create_order(req.symbol, req.type, req.side, req.amount, req.price, params)
+            events = core.order_events()
+            if events:
+                self._events.extend(events)
+            return order
         if isinstance(request, Cancel):
-            order = request.order
-            if order.get("status") not in (None, "open"):
+            standing = request.order
+            if standing.get("status") not in (None, "open"):
                 return False
-            core.cancel_order(str(order["id"]), str(order["symbol"]))
+            core.cancel_order(str(standing["id"]), str(standing["symbol"]))
             return True
         if isinstance(request, ReadPosition):
             pos = core.position(request.symbol)

@@ -224,6 +224,17 @@ class PaperCore:
         o = self._matcher.create(b, type, side, amount, price, params or {}, self.now_ms)
         return views.order_dict(o, b.market.id, self.currency)
 
+    def order_events(self) -> tuple[CoreEvent, ...]:
+        """What the last ``create_order`` caused (the fills of a market or marketable order,
+        the ``Trade`` each closed), read once: a sender that places orders itself (replay)
+        learns of its fills here, as ``on_price`` tells what a price caused."""
+        recent = self._recent
+        if not recent:
+            return ()
+        events = tuple(recent)
+        recent.clear()
+        return events
+
     def cancel_order(
         self, id: str, symbol: str | None = None, params: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
