@@ -2,8 +2,9 @@
 
 A rule answers two questions: ``check(intent, ctx) -> Verdict`` (may this order go out?) and
 ``sweep(ctx) -> list[Action]`` (must anything be done now?). Rules are built once per config by
-the engine with a ``RuleEnv`` (the whole guards config, the engine-owned ``GuardState`` and the
-trading-day clock); they read state but only the engine writes it.
+the engine with a ``RuleEnv`` (the peer rules' configs, looked up by config class, the
+engine-owned ``GuardState`` and the trading-day clock); they read state but only the engine
+writes it.
 
 The engine calls ``check`` only for opening or increasing orders of kind ``"order"`` (and, for
 rules that set ``handles_add_margin``, margin top-ups) after it has verified that the symbol's
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,9 +38,6 @@ from guards.types import (
     Position,
     Verdict,
 )
-
-if TYPE_CHECKING:
-    from guards.config import GuardsConfig
 
 #: Verdict figure keys through which a ``resize`` verdict changes the order for later rules.
 SET_STOP = "set_stop_price"
@@ -59,15 +57,28 @@ class RuleConfig(BaseModel):
 
 
 C = TypeVar("C", bound=RuleConfig)
+P = TypeVar("P", bound=RuleConfig)
+
+
+class PeerConfigs(Protocol):
+    """Where a rule finds another rule's config, by config class (``GuardsConfig`` is one)."""
+
+    def peer(self, model: type[P]) -> P:
+        """The config of type ``model`` (KeyError if there is none)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class RuleEnv:
     """What a rule is built with besides its own config."""
 
-    settings: GuardsConfig
+    settings: PeerConfigs
     state: GuardState
     day: DayClock
+
+    def peer(self, model: type[P]) -> P:
+        """A peer rule's config by its config class, e.g. ``env.peer(LiquidationConfig)``."""
+        return self.settings.peer(model)
 
 
 class Rule(Generic[C]):

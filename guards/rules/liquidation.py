@@ -29,6 +29,7 @@ from guards.liquidation import liquidation_price, profile_maintenance_margin
 from guards.rules.base import (
     Rule,
     RuleConfig,
+    RuleEnv,
     account_view,
     below_minimum,
     entry_price,
@@ -37,6 +38,7 @@ from guards.rules.base import (
     position_liquidation,
     position_margin,
 )
+from guards.rules.circuit_breaker import CircuitBreakerConfig
 from guards.types import Action, ActionKind, Figure, GuardContext, OrderIntent, Verdict
 
 
@@ -76,6 +78,11 @@ class LiquidationConfig(RuleConfig):
 class Liquidation(Rule[LiquidationConfig]):
     name = "liquidation"
     config_model = LiquidationConfig
+
+    def __init__(self, config: LiquidationConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        #: The circuit breaker's settings (its ``tighten_reduce_at_pct`` while it is open).
+        self.breaker = env.peer(CircuitBreakerConfig)
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
@@ -166,7 +173,7 @@ class Liquidation(Rule[LiquidationConfig]):
         cfg = self.config
         view = account_view(ctx)
         now = ctx.now
-        breaker = self.env.settings.circuit_breaker
+        breaker = self.breaker
         symbols = self.state.symbols
         tighten = breaker.tighten_reduce_at_pct if breaker.enabled else 0.0
         actions: list[Action] = []

@@ -41,6 +41,7 @@ from guards.rules.base import (
     STOP_INHERITED,
     Rule,
     RuleConfig,
+    RuleEnv,
     account_view,
     below_minimum,
     entry_price,
@@ -48,6 +49,7 @@ from guards.rules.base import (
     position_liquidation,
     round_price_away,
 )
+from guards.rules.liquidation import LiquidationConfig
 from guards.types import Action, Figure, GuardContext, OrderIntent, Position, Verdict
 
 _EPS = 1e-9
@@ -80,6 +82,11 @@ class StopLossConfig(RuleConfig):
 class StopLoss(Rule[StopLossConfig]):
     name = "stop_loss"
     config_model = StopLossConfig
+
+    def __init__(self, config: StopLossConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        #: How far a re-placed stop stays from liquidation (the liquidation rule's setting).
+        self.stop_buffer_pct = env.peer(LiquidationConfig).stop_buffer_pct
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
@@ -218,7 +225,7 @@ class StopLoss(Rule[StopLossConfig]):
         except (KeyError, ValueError):
             liq = None  # a stop without the liquidation bound still beats no stop
         if liq is not None:
-            buffer = self.env.settings.liquidation.stop_buffer_pct / 100.0
+            buffer = self.stop_buffer_pct / 100.0
             limit = liq * (1.0 + s * buffer)
             if s * (stop - limit) < 0.0:
                 stop = round_price_away(limit, price_step, -s)
