@@ -30,12 +30,17 @@ are computed once per ``GuardContext`` object and shared by the rules.
 approved entry that later fails to fill still counts (conservative).
 
 ``sweep(ctx)`` first expires halts and feeds the context's equity to the state (peak, daily
-baseline, day roll), then runs every enabled rule's sweep. Actions are de-duplicated per symbol
-(a close supersedes a reduce and a place_stop; the largest reduce wins) and sorted by urgency.
-An exception in one rule's sweep does not stop the others: it becomes a ``halt`` action with
-code ``rule_error`` and an entry in ``last_sweep_errors``. ``halt`` actions are notices for the
-shell (log, alert); the engine has already applied any halt to its state. Missing or stale
-marks of open positions are reported the same way (code ``stale_price``).
+baseline, day roll), then runs the sweep of every enabled rule that has one. Actions are
+de-duplicated per symbol (a close supersedes a reduce and a place_stop; the largest reduce wins)
+and sorted by urgency. An exception in one rule's sweep does not stop the others: it becomes a
+``halt`` action with code ``rule_error`` and an entry in ``last_sweep_errors``. ``halt`` actions
+are notices for the shell (log, alert); the engine has already applied any halt to its state.
+Missing or stale marks of open positions are reported the same way (code ``stale_price``).
+
+``on_price``, ``on_candle`` and ``on_liquidations`` feed market data to the enabled rules that
+override the matching observe hook of ``Rule``. Which rules override which hook (and which have
+a sweep) is worked out once per config, a capability list like freqtrade's protections' flags;
+the engine names no concrete rule.
 """
 
 from __future__ import annotations
@@ -53,10 +58,9 @@ from guards.rules.base import (
     Rule,
     RuleEnv,
     account_view,
+    overrides,
 )
-from guards.rules.circuit_breaker import CircuitBreaker
 from guards.rules.clock import DayClock
-from guards.rules.trend import Trend
 from guards.state import GuardState, Halt
 from guards.types import (
     ACTION_URGENCY,
@@ -85,11 +89,13 @@ class _Setup:
     day: DayClock
     before_data: tuple[Rule[Any], ...]
     after_data: tuple[Rule[Any], ...]
-    by_name: dict[str, Rule[Any]]
     skipped: tuple[Verdict, ...]
     not_evaluated: tuple[Verdict, ...]
-    trend: Trend | None
-    breaker: CircuitBreaker | None
+    #: Capabilities: the enabled rules, in evaluation order, that override each hook.
+    sweepers: tuple[Rule[Any], ...]
+    price_observers: tuple[Rule[Any], ...]
+    candle_observers: tuple[Rule[Any], ...]
+    liquidation_observers: tuple[Rule[Any], ...]
 
 
 class GuardEngine:
@@ -114,23 +120,25 @@ class GuardEngine:
             if rule_config.enabled:
                 rules.append(cls(rule_config, env))
         split = next((i + 1 for i, r in enumerate(rules) if r.name == _DATA_AFTER), 0)
-        by_name = {r.name: r for r in rules}
-        trend = by_name.get("trend")
-        breaker = by_name.get("circuit_breaker")
+
+        def having(hook: str) -> tuple[Rule[Any], ...]:
+            return tuple(r for r in rules if overrides(type(r), hook))
+
         return _Setup(
             config=config,
             day=day,
             before_data=tuple(rules[:split]),
             after_data=tuple(rules[split:]),
-            by_name=by_name,
             skipped=(
                 self.HALT_SKIP,
                 self.DATA_SKIP,
                 *(Verdict(r.name, "skip", "skip", "risk-reducing order") for r in rules),
             ),
             not_evaluated=tuple(r.not_evaluated for r in rules[split:]),
-            trend=trend if isinstance(trend, Trend) else None,
-            breaker=breaker if isinstance(breaker, CircuitBreaker) else None,
+            sweepers=having("sweep"),
+            price_observers=having("observe_price"),
+            candle_observers=having("observe_candle"),
+            liquidation_observers=having("observe_liquidations"),
         )
 
     @property
@@ -400,7 +408,7 @@ class GuardEngine:
             actions.append(
                 Action("halt", None, "engine", "rule_error", f"engine: {type(exc).__name__}: {exc}")
             )
-        for rule in (*setup.before_data, *setup.after_data):
+        for rule in setup.sweepers:
             try:
                 actions.extend(rule.sweep(ctx))
             except Exception as exc:
@@ -439,24 +447,30 @@ class GuardEngine:
                 sub.cooldown_reason = f"{reason} close"
 
     def on_price(self, symbol: str, price: float, ts: float) -> None:
-        """Feed a price to the circuit breaker's window (no-op when it is disabled)."""
-        breaker = self._setup.breaker
-        if breaker is not None:
-            breaker.observe_price(self.state.symbol(symbol), price, ts)
+        """Feed a price to the enabled rules that observe prices (the circuit breaker)."""
+        observers = self._setup.price_observers
+        if observers:
+            sub = self.state.symbol(symbol)
+            for rule in observers:
+                rule.observe_price(sub, price, ts)
 
     def on_liquidations(self, symbol: str, notional: float, ts: float) -> None:
-        """Feed market-wide liquidated notional to the circuit breaker."""
-        breaker = self._setup.breaker
-        if breaker is not None:
-            breaker.observe_liquidations(self.state.symbol(symbol), notional, ts)
+        """Feed market-wide liquidated notional to the rules that observe it (the breaker)."""
+        observers = self._setup.liquidation_observers
+        if observers:
+            sub = self.state.symbol(symbol)
+            for rule in observers:
+                rule.observe_liquidations(sub, notional, ts)
 
     def on_candle(
         self, symbol: str, open: float, high: float, low: float, close: float, ts: float
     ) -> None:
-        """Feed one closed candle (``ts`` = its close time) to the trend rule."""
-        trend = self._setup.trend
-        if trend is not None:
-            trend.observe_candle(self.state.symbol(symbol), high, close, ts)
+        """Feed one closed candle (``ts`` = its close time) to the rules that observe candles."""
+        observers = self._setup.candle_observers
+        if observers:
+            sub = self.state.symbol(symbol)
+            for rule in observers:
+                rule.observe_candle(sub, open, high, low, close, ts)
 
     def halt(self, reason: str, until: float | None = None, *, ts: float = 0.0) -> bool:
         """Manual kill switch: refuse entries until ``until`` (None: until ``resume()``).

@@ -6,6 +6,12 @@ the engine with a ``RuleEnv`` (the peer rules' configs, looked up by config clas
 engine-owned ``GuardState`` and the trading-day clock); they read state but only the engine
 writes it.
 
+Rules that keep memory of market data override the observe hooks — ``observe_price``,
+``observe_candle``, ``observe_liquidations`` — which the engine calls with the symbol's
+``SymbolState`` (the one place a rule writes state, on the engine's behalf). The engine works out
+once per config which rules override which hook or ``sweep`` (``HOOKS``, ``overrides``) and calls
+only those, so a rule without a sweep or a price window costs nothing there.
+
 The engine calls ``check`` only for opening or increasing orders of kind ``"order"`` (and, for
 rules that set ``handles_add_margin``, margin top-ups) after it has verified that the symbol's
 market rules and a fresh mark exist, so rules may index ``ctx.markets``/``ctx.marks`` directly.
@@ -20,13 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from guards.liquidation import liquidation_price, profile_maintenance_margin
 from guards.rules.clock import DayClock
-from guards.state import GuardState
+from guards.state import GuardState, SymbolState
 from guards.types import (
     EMPTY_FIGURES,
     Action,
@@ -105,6 +111,18 @@ class Rule(Generic[C]):
         """Actions that must be taken now (default: none)."""
         return []
 
+    # -- observe hooks (default: ignore) ---------------------------------------------------
+    def observe_price(self, sub: SymbolState, price: float, ts: float) -> None:
+        """One price of the symbol whose state is ``sub`` (``GuardEngine.on_price``)."""
+
+    def observe_candle(
+        self, sub: SymbolState, open: float, high: float, low: float, close: float, ts: float
+    ) -> None:
+        """One closed candle, ``ts`` its close time (``GuardEngine.on_candle``)."""
+
+    def observe_liquidations(self, sub: SymbolState, notional: float, ts: float) -> None:
+        """Market-wide liquidated notional of the symbol (``GuardEngine.on_liquidations``)."""
+
     # -- verdict and action builders ------------------------------------------------------
     def allow(self, figures: Mapping[str, Figure] = EMPTY_FIGURES, reason: str = "") -> Verdict:
         return Verdict(self.name, "allow", "ok", reason, None, figures)
@@ -130,6 +148,15 @@ class Rule(Generic[C]):
         figures: Mapping[str, Figure] = EMPTY_FIGURES,
     ) -> Action:
         return Action(kind, symbol, self.name, code, reason, amount, stop_price, figures)
+
+
+#: The methods a rule may override that the engine calls only on the rules that do.
+HOOKS = ("sweep", "observe_price", "observe_candle", "observe_liquidations")
+
+
+def overrides(rule_class: type[Rule[Any]], hook: str) -> bool:
+    """Does ``rule_class`` override ``hook`` (one of ``HOOKS``) of the base ``Rule``?"""
+    return getattr(rule_class, hook) is not getattr(Rule, hook)
 
 
 # -- small shared arithmetic --------------------------------------------------------------
