@@ -165,10 +165,9 @@ def main() -> None:
     its = iter(sweep_ctxs[1:])
     sweep = timed(lambda: engine.sweep(next(its)), runs=250, inner=1)
     cold_engine = GuardEngine(config)
-    from guards.rules import base
 
     def cold_sweep() -> None:
-        base._ISOLATED_LIQ.clear()
+        cold_engine.liquidations.clear()  # the engine's isolated liquidation-price memo
         cold_engine.sweep(context(markets, positions200, prices200, NOW))
 
     cold = timed(cold_sweep, runs=30, inner=1)

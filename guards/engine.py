@@ -49,6 +49,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from guards.account import LiquidationMemo, account_view
 from guards.config import GuardsConfig
 from guards.rules import REGISTRY
 from guards.rules.base import (
@@ -57,7 +58,6 @@ from guards.rules.base import (
     STOP_ONLY_CODES,
     Rule,
     RuleEnv,
-    account_view,
     overrides,
 )
 from guards.rules.clock import DayClock
@@ -108,12 +108,14 @@ class GuardEngine:
     def __init__(self, config: GuardsConfig, state: GuardState | None = None) -> None:
         self.state = state if state is not None else GuardState()
         self.last_sweep_errors: list[str] = []
+        #: Isolated liquidation prices, kept across sweeps and reloads (they depend on no config).
+        self.liquidations = LiquidationMemo()
         self._setup = self._build(config)
 
     # -- configuration ------------------------------------------------------------------
     def _build(self, config: GuardsConfig) -> _Setup:
         day = DayClock(config.loss_limit.timezone, config.loss_limit.day_reset)
-        env = RuleEnv(settings=config, state=self.state, day=day)
+        env = RuleEnv(settings=config, state=self.state, day=day, liquidations=self.liquidations)
         rules: list[Rule[Any]] = []
         for name, cls in REGISTRY.items():
             rule_config = config.rule_config(name)

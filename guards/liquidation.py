@@ -33,7 +33,7 @@ a long with mark <= liquidation price (a short with mark >= it) is liquidatable 
 that is liquidatable at every price gets ``0.0``; a long that cannot be liquidated at any
 positive price gets ``None``.
 
-Pure and float-only; tier lookup data is memoised per tiers tuple (``guards.tiers.tier_table``).
+Pure and float-only; tier lookup data is kept on the market's ``Tiers`` (``tiers.tier_table``).
 """
 
 from __future__ import annotations

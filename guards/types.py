@@ -1,17 +1,21 @@
 """Plain data the guard layer takes in and gives out.
 
-Inputs: ``OrderIntent``, ``Position``, ``Account``, ``MarketRules`` (with leverage ``Tier``s),
-``Mark`` prices and the ``GuardContext`` that bundles them with the current time.
+Inputs: ``OrderIntent``, ``Position``, ``Account``, ``MarketRules`` (with leverage ``Tier``s, held
+as ``Tiers``), ``Mark`` prices and the ``GuardContext`` that bundles them with the current time.
 Outputs: a ``Verdict`` per rule, a ``Decision`` per checked intent, ``Action``s from a sweep,
 and ``ApprovedOrder``, the only thing an exchange adapter accepts for an opening order.
 
-All of it is frozen, slotted and free of I/O. Times are epoch seconds (UTC), money is floats in
-the quote currency (USDT), amounts are in base units (contracts of size 1).
+All of it is frozen, slotted and free of I/O. Two memo slots hold figures derived from the
+immutable data, owned by the object they describe: ``Tiers`` keeps its lookup table
+(``guards.tiers.tier_table``), ``GuardContext`` its account view (``guards.account``).
+
+Times are epoch seconds (UTC), money is floats in the quote currency (USDT), amounts are in base
+units (contracts of size 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -42,9 +46,32 @@ class Tier:
     max_leverage: float
 
 
+class Tiers(tuple[Tier, ...]):
+    """A market's leverage tiers, sorted by ``min_notional``, that carry their lookup table.
+
+    Compares, hashes and prints as the plain tuple of ``Tier`` it is. ``_table`` is the
+    ``guards.tiers.TierTable`` built on first use by ``tier_table`` and kept here, so a market's
+    tiers are indexed once however many lookups follow.
+    """
+
+    _table: object
+
+    def __new__(cls, tiers: Iterable[Tier] = ()) -> Tiers:
+        self = super().__new__(cls, tiers)
+        self._table = None
+        return self
+
+    def __reduce__(self) -> tuple[type[Tiers], tuple[tuple[Tier, ...]]]:
+        return (Tiers, (tuple(self),))  # the table is rebuilt on demand, never pickled
+
+
 @dataclass(frozen=True, slots=True)
 class MarketRules:
-    """What the exchange says about one perpetual market (ccxt market + leverage tiers)."""
+    """What the exchange says about one perpetual market (ccxt market + leverage tiers).
+
+    ``tiers`` given as a plain tuple is held as ``Tiers`` (equal to it), so every market's tier
+    lookups are memoised on the market's own tiers.
+    """
 
     symbol: str
     tiers: tuple[Tier, ...]
@@ -56,6 +83,10 @@ class MarketRules:
     maker_fee: float = 0.0002
     #: Liquidation fee rate of the "tiered" liquidation profile (0 for Binance's model).
     liquidation_fee_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if type(self.tiers) is not Tiers:
+            object.__setattr__(self, "tiers", Tiers(self.tiers))
 
     @property
     def max_leverage(self) -> float:
@@ -141,6 +172,8 @@ class GuardContext:
     now: float
     #: Resting (unfilled) entry orders per symbol, for the session flatten.
     open_entry_orders: Mapping[str, int] = field(default_factory=dict)
+    #: ``guards.account.AccountView`` of this context, set once on first use (not compared).
+    _view: object = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

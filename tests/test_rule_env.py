@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -106,7 +107,8 @@ def test_a_rule_the_engine_does_not_know_gets_its_hooks(monkeypatch: pytest.Monk
         def observe_liquidations(self, sub: SymbolState, notional: float, ts: float) -> None:
             seen.append(("liqs", notional, ts))
 
-    monkeypatch.setitem(REGISTRY, "overtrading", Watching)
+    registry = {**REGISTRY, "overtrading": Watching}
+    monkeypatch.setattr("guards.engine.REGISTRY", MappingProxyType(registry))
     engine = GuardEngine(GuardsConfig())
     engine.on_price(SYM, 101.5, NOW)
     engine.on_candle(SYM, 1.0, 2.0, 0.5, 1.5, NOW + 60)

@@ -18,7 +18,8 @@ Sweep: for each open position, distance as above; ≤ ``close_at_pct`` → ``clo
 (``liq_close``); ≤ ``reduce_at_pct`` (or the circuit breaker's stricter
 ``tighten_reduce_at_pct`` while the symbol's breaker is open) → ``reduce`` by ``reduce_fraction``
 of the position, rounded down to the amount step (a close instead if that or the remainder would
-fall below the market minimum). Isolated liquidation prices are cached between sweeps.
+fall below the market minimum). Isolated liquidation prices are remembered between sweeps by
+the engine's ``LiquidationMemo``.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ class Liquidation(Rule[LiquidationConfig]):
         view = account_view(ctx)
         now = ctx.now
         breaker = self.breaker
+        memo = self.env.liquidations
         symbols = self.state.symbols
         tighten = breaker.tighten_reduce_at_pct if breaker.enabled else 0.0
         actions: list[Action] = []
@@ -183,7 +185,7 @@ class Liquidation(Rule[LiquidationConfig]):
             if mark_obj is None or market is None:
                 continue  # the engine reports missing data
             try:
-                liq = position_liquidation(p, ctx, view)
+                liq = position_liquidation(p, ctx, view, memo)
             except (KeyError, ValueError) as exc:
                 actions.append(
                     self.action(

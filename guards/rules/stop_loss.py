@@ -221,7 +221,7 @@ class StopLoss(Rule[StopLossConfig]):
                 p.entry_price * (1.0 - s * self.config.default_stop_pct / 100.0), price_step, s
             )
         try:
-            liq = position_liquidation(p, ctx, account_view(ctx))
+            liq = position_liquidation(p, ctx, account_view(ctx), self.env.liquidations)
         except (KeyError, ValueError):
             liq = None  # a stop without the liquidation bound still beats no stop
         if liq is not None:
