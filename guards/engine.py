@@ -37,6 +37,11 @@ and sorted by urgency. An exception in one rule's sweep does not stop the others
 are notices for the shell (log, alert); the engine has already applied any halt to its state.
 Missing or stale marks of open positions are reported the same way (code ``stale_price``).
 
+For the shell, with the sweep's own code: ``protective_stop(position, ctx)`` (the stop the
+stop_loss sweep would place, or the close when the mark is past it), ``missing_stops(ctx)``
+(that for every position without a live stop; both work with the stop_loss rule disabled) and
+``liquidation_price(position, ctx)``.
+
 ``on_price``, ``on_candle`` and ``on_liquidations`` feed market data to the enabled rules that
 override the matching observe hook of ``Rule``. Which rules override which hook (and which have
 a sweep) is worked out once per config, a capability list like freqtrade's protections' flags;
@@ -49,7 +54,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from guards.account import LiquidationMemo, account_view
+from guards.account import LiquidationMemo, account_view, position_liquidation
 from guards.config import GuardsConfig
 from guards.rules import REGISTRY
 from guards.rules.base import (
@@ -62,6 +67,7 @@ from guards.rules.base import (
 )
 from guards.rules.clock import DayClock
 from guards.state import GuardState, Halt
+from guards.stops import StopPolicy, missing_stops, protective_stop
 from guards.types import (
     ACTION_URGENCY,
     Action,
@@ -70,6 +76,7 @@ from guards.types import (
     Figure,
     GuardContext,
     OrderIntent,
+    Position,
     Verdict,
     approve,
 )
@@ -87,6 +94,8 @@ class _Setup:
 
     config: GuardsConfig
     day: DayClock
+    #: Where a missing stop goes (stop_loss and liquidation settings, enabled or not).
+    stops: StopPolicy
     before_data: tuple[Rule[Any], ...]
     after_data: tuple[Rule[Any], ...]
     skipped: tuple[Verdict, ...]
@@ -129,6 +138,10 @@ class GuardEngine:
         return _Setup(
             config=config,
             day=day,
+            stops=StopPolicy(
+                default_stop_pct=config.stop_loss.default_stop_pct,
+                stop_buffer_pct=config.liquidation.stop_buffer_pct,
+            ),
             before_data=tuple(rules[:split]),
             after_data=tuple(rules[split:]),
             skipped=(
@@ -419,6 +432,38 @@ class GuardEngine:
                 actions.append(Action("halt", None, rule.name, "rule_error", message))
         self.last_sweep_errors = errors
         return order_actions(actions)
+
+    # -- figures for the shell --------------------------------------------------------------
+    def protective_stop(self, position: Position, ctx: GuardContext) -> Action:
+        """The stop the stop_loss sweep would place for ``position`` at ``ctx``.
+
+        A ``place_stop`` action with the stop price (the planned stop of its last approved
+        entry if still on the losing side of the mark, else ``stop_loss.default_stop_pct`` from
+        entry, rounded to the tick away from entry and pushed clear of liquidation by
+        ``liquidation.stop_buffer_pct``), or the ``close`` action when the mark is already past
+        it; ``guards.stops.protective_stop``, the very code of the sweep. Works whether or not
+        the stop_loss rule is enabled (attaching a stop only reduces risk). Ignores any live
+        stop the position has. Raises KeyError without a mark or market rules for its symbol.
+        """
+        sub = self.state.symbols.get(position.symbol)
+        planned = None if sub is None else sub.planned_stop
+        return protective_stop(position, ctx, self._setup.stops, planned, self.liquidations)
+
+    def missing_stops(self, ctx: GuardContext) -> list[Action]:
+        """``protective_stop`` for every open position of ``ctx`` without a live stop.
+
+        In the account's position order; positions without a mark or market rules are skipped.
+        Works whether or not the stop_loss rule is enabled.
+        """
+        return missing_stops(ctx, self._setup.stops, self.state, self.liquidations)
+
+    def liquidation_price(self, position: Position, ctx: GuardContext) -> float | None:
+        """Liquidation price of an open position at ``ctx``, as the liquidation rule sees it.
+
+        ``None`` for a long that no positive price liquidates. Raises KeyError without the
+        position's market rules or, for cross, a cross position's mark.
+        """
+        return position_liquidation(position, ctx, account_view(ctx), self.liquidations)
 
     # -- state feeds (pure state mutations) -------------------------------------------------
     def on_equity(self, equity: float, ts: float) -> None:

@@ -41,6 +41,7 @@ from guards.account import (
 )
 from guards.rules.clock import DayClock
 from guards.state import GuardState, SymbolState
+from guards.stops import round_price_away
 from guards.types import (
     EMPTY_FIGURES,
     Action,
@@ -208,14 +209,6 @@ def floor_to_step(amount: float, step: float) -> float:
         return amount
     units = math.floor(amount / step + 1e-9)
     return round(units * step, 12) if units > 0 else 0.0
-
-
-def round_price_away(price: float, step: float, sign: int) -> float:
-    """Round a stop price to ``step`` away from entry (down for a long's stop, up for a short)."""
-    if step <= 0.0:
-        return price
-    units = math.floor(price / step + 1e-9) if sign > 0 else math.ceil(price / step - 1e-9)
-    return round(units * step, 12)
 
 
 def below_minimum(market: MarketRules, amount: float, price: float) -> bool:
