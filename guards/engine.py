@@ -230,7 +230,13 @@ class GuardEngine:
             verdicts = [first]
         cur = intent
         for rule in setup.before_data:
-            verdict = self._run(rule, cur, ctx, is_order)
+            if is_order or rule.handles_add_margin:
+                try:
+                    verdict = rule.check(cur, ctx)
+                except Exception as exc:
+                    verdict = _rule_error(rule, exc)
+            else:
+                verdict = rule.skip
             verdicts.append(verdict)
             if verdict.outcome == "reject" and first is None:
                 first = verdict
@@ -242,7 +248,13 @@ class GuardEngine:
         resized: Verdict | None = None
         stop_source: Verdict | None = None
         for rule in setup.after_data:
-            verdict = self._run(rule, cur, ctx, is_order)
+            if is_order or rule.handles_add_margin:
+                try:
+                    verdict = rule.check(cur, ctx)
+                except Exception as exc:
+                    verdict = _rule_error(rule, exc)
+            else:
+                verdict = rule.skip
             verdicts.append(verdict)
             outcome = verdict.outcome
             if outcome == "reject":
@@ -275,22 +287,6 @@ class GuardEngine:
         return Decision(
             "allow", cur, cur.amount, "ok", "all guards passed", tuple(verdicts), cur.stop_price
         )
-
-    @staticmethod
-    def _run(rule: Rule[Any], intent: OrderIntent, ctx: GuardContext, is_order: bool) -> Verdict:
-        if not is_order and not rule.handles_add_margin:
-            return rule.skip
-        try:
-            return rule.check(intent, ctx)
-        except Exception as exc:
-            return Verdict(
-                rule.name,
-                "reject",
-                "rule_error",
-                f"{rule.name} raised {type(exc).__name__}: {exc}",
-                None,
-                {"error": type(exc).__name__},
-            )
 
     def _pass(self, setup: _Setup, intent: OrderIntent, code: str, reason: str) -> Decision:
         return Decision(
@@ -544,7 +540,12 @@ class GuardEngine:
 
 
 def order_actions(actions: list[Action]) -> list[Action]:
-    """De-duplicate per symbol (close beats reduce/place_stop; largest reduce) and sort."""
+    """De-duplicate per symbol (close beats reduce/place_stop; largest reduce) and sort.
+
+    Zero or one action is returned as it is (in a new list): nothing to merge or order.
+    """
+    if len(actions) <= 1:
+        return list(actions)
     closing = {a.symbol for a in actions if a.kind == "close"}
     best: dict[tuple[str, str | None], Action] = {}
     for action in actions:
@@ -556,6 +557,18 @@ def order_actions(actions: list[Action]) -> list[Action]:
         if prev is None or (kind == "reduce" and (action.amount or 0.0) > (prev.amount or 0.0)):
             best[key] = action
     return sorted(best.values(), key=lambda a: ACTION_URGENCY[a.kind])
+
+
+def _rule_error(rule: Rule[Any], exc: Exception) -> Verdict:
+    """The refusal of a rule whose check raised (fail closed)."""
+    return Verdict(
+        rule.name,
+        "reject",
+        "rule_error",
+        f"{rule.name} raised {type(exc).__name__}: {exc}",
+        None,
+        {"error": type(exc).__name__},
+    )
 
 
 def _adjusted(intent: OrderIntent, verdict: Verdict) -> OrderIntent:

@@ -15,10 +15,10 @@ units (contracts of size 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 Side = Literal["long", "short"]
 MarginMode = Literal["isolated", "cross"]
@@ -188,6 +188,24 @@ class Verdict:
     amount: float | None = None
     figures: Mapping[str, Figure] = field(default_factory=lambda: EMPTY_FIGURES)
 
+    def __init__(
+        self,
+        rule: str,
+        outcome: VerdictOutcome,
+        code: str = "ok",
+        reason: str = "",
+        amount: float | None = None,
+        figures: Mapping[str, Figure] = EMPTY_FIGURES,
+    ) -> None:
+        # Same as the generated __init__, storing through the slots (see _slot_setters).
+        s = _VERDICT_SLOTS
+        s[0](self, rule)
+        s[1](self, outcome)
+        s[2](self, code)
+        s[3](self, reason)
+        s[4](self, amount)
+        s[5](self, figures)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -202,9 +220,44 @@ class Decision:
     #: Stop price the order must carry (the intent's, or one attached by the stop_loss rule).
     stop_price: float | None = None
 
+    def __init__(
+        self,
+        outcome: Outcome,
+        intent: OrderIntent,
+        amount: float,
+        code: str,
+        reason: str,
+        verdicts: tuple[Verdict, ...] = (),
+        stop_price: float | None = None,
+    ) -> None:
+        s = _DECISION_SLOTS  # as the generated __init__, storing through the slots
+        s[0](self, outcome)
+        s[1](self, intent)
+        s[2](self, amount)
+        s[3](self, code)
+        s[4](self, reason)
+        s[5](self, verdicts)
+        s[6](self, stop_price)
+
     @property
     def allowed(self) -> bool:
         return self.outcome != "reject"
+
+
+def _slot_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
+    """The ``__set__`` of each field's slot, in field order.
+
+    A check builds one ``Verdict`` per rule and a ``Decision``. The ``__init__`` a frozen
+    dataclass is given stores each field with ``object.__setattr__`` by name; storing through
+    the slot descriptors gives the same object for about half the cost. ``Verdict`` and
+    ``Decision`` spell out that ``__init__`` (same parameters and defaults, which
+    tests/test_types.py compares with the fields); assignment afterwards still raises.
+    """
+    return tuple(getattr(cls, f.name).__set__ for f in fields(cls))
+
+
+_VERDICT_SLOTS = _slot_setters(Verdict)
+_DECISION_SLOTS = _slot_setters(Decision)
 
 
 @dataclass(frozen=True, slots=True)
