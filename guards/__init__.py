@@ -27,8 +27,9 @@ from guards.account import (
     position_liquidation,
     position_margin,
 )
+from guards.actions import order_actions
 from guards.config import GuardsConfig
-from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine, order_actions
+from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine
 from guards.explain import (
     ExplainRow,
     decision_to_dict,

@@ -50,26 +50,19 @@ the engine names no concrete rule.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from guards.account import LiquidationMemo, account_view, position_liquidation
+from guards.actions import order_actions
 from guards.config import GuardsConfig
+from guards.intents import adjusted, invalid_reason
 from guards.rules import REGISTRY
-from guards.rules.base import (
-    SET_LEVERAGE,
-    SET_STOP,
-    STOP_ONLY_CODES,
-    Rule,
-    RuleEnv,
-    overrides,
-)
+from guards.rules.base import STOP_ONLY_CODES, Rule, RuleEnv, overrides
 from guards.rules.clock import DayClock
 from guards.state import GuardState, Halt
 from guards.stops import StopPolicy, missing_stops, protective_stop
 from guards.types import (
-    ACTION_URGENCY,
     Action,
     ApprovedOrder,
     Decision,
@@ -80,6 +73,8 @@ from guards.types import (
     Verdict,
     approve,
 )
+
+__all__ = ["RISK_REDUCING_CODES", "CloseReason", "GuardEngine", "order_actions"]
 
 CloseReason = Literal["stop", "guard", "liquidation", "take_profit", "strategy", "manual"]
 RISK_REDUCING_CODES = frozenset({"reduce_only", "closing"})
@@ -261,7 +256,7 @@ class GuardEngine:
                 if first is None:
                     first = verdict
             elif outcome == "resize":
-                cur = _adjusted(cur, verdict)
+                cur = adjusted(cur, verdict)
                 if verdict.code in STOP_ONLY_CODES:
                     stop_source = verdict
                 else:
@@ -335,7 +330,7 @@ class GuardEngine:
                 None,
                 {"symbol": symbol, "age_s": age, "stale_price_s": stale_s},
             )
-        problem = _invalid(intent, mark.price)
+        problem = invalid_reason(intent, mark.price)
         if problem:
             return Verdict("data", "reject", "invalid_intent", problem)
         view = account_view(ctx)
@@ -539,26 +534,6 @@ class GuardEngine:
         return lifted
 
 
-def order_actions(actions: list[Action]) -> list[Action]:
-    """De-duplicate per symbol (close beats reduce/place_stop; largest reduce) and sort.
-
-    Zero or one action is returned as it is (in a new list): nothing to merge or order.
-    """
-    if len(actions) <= 1:
-        return list(actions)
-    closing = {a.symbol for a in actions if a.kind == "close"}
-    best: dict[tuple[str, str | None], Action] = {}
-    for action in actions:
-        kind = action.kind
-        if kind in ("reduce", "place_stop") and action.symbol in closing:
-            continue
-        key = (f"halt:{action.rule}:{action.code}" if kind == "halt" else kind, action.symbol)
-        prev = best.get(key)
-        if prev is None or (kind == "reduce" and (action.amount or 0.0) > (prev.amount or 0.0)):
-            best[key] = action
-    return sorted(best.values(), key=lambda a: ACTION_URGENCY[a.kind])
-
-
 def _rule_error(rule: Rule[Any], exc: Exception) -> Verdict:
     """The refusal of a rule whose check raised (fail closed)."""
     return Verdict(
@@ -569,54 +544,6 @@ def _rule_error(rule: Rule[Any], exc: Exception) -> Verdict:
         None,
         {"error": type(exc).__name__},
     )
-
-
-def _adjusted(intent: OrderIntent, verdict: Verdict) -> OrderIntent:
-    """The order as a resize verdict leaves it (amount, and stop/leverage when set)."""
-    figures = verdict.figures
-    stop = figures.get(SET_STOP) if figures else None
-    leverage = figures.get(SET_LEVERAGE) if figures else None
-    return OrderIntent(
-        symbol=intent.symbol,
-        side=intent.side,
-        amount=intent.amount if verdict.amount is None else verdict.amount,
-        price=intent.price,
-        order_type=intent.order_type,
-        leverage=float(leverage) if isinstance(leverage, int | float) else intent.leverage,
-        margin_mode=intent.margin_mode,
-        stop_price=float(stop) if isinstance(stop, int | float) else intent.stop_price,
-        take_profit=intent.take_profit,
-        reduce_only=intent.reduce_only,
-        kind=intent.kind,
-        margin_amount=intent.margin_amount,
-        client_id=intent.client_id,
-        tag=intent.tag,
-    )
-
-
-def _finite_positive(value: float | None) -> bool:
-    return value is not None and value > 0.0 and math.isfinite(value)
-
-
-def _invalid(intent: OrderIntent, mark: float) -> str:
-    """Why the intent or mark cannot be judged ("" if fine)."""
-    if not _finite_positive(mark):
-        return f"mark price {mark!r} is not a positive number"
-    if intent.kind == "add_margin":
-        if not _finite_positive(intent.margin_amount):
-            return f"margin amount {intent.margin_amount!r} is not a positive number"
-        return ""
-    if not _finite_positive(intent.amount):
-        return f"amount {intent.amount!r} is not a positive number"
-    if not _finite_positive(intent.leverage):
-        return f"leverage {intent.leverage!r} is not a positive number"
-    if intent.order_type == "limit" and not _finite_positive(intent.price):
-        return f"limit price {intent.price!r} is not a positive number"
-    if intent.stop_price is not None and not _finite_positive(intent.stop_price):
-        return f"stop price {intent.stop_price!r} is not a positive number"
-    if intent.take_profit is not None and not _finite_positive(intent.take_profit):
-        return f"take-profit {intent.take_profit!r} is not a positive number"
-    return ""
 
 
 def _checked_at(decision: Decision) -> float:

@@ -39,6 +39,7 @@ from guards.account import (
     position_liquidation,
     position_margin,
 )
+from guards.intents import SET_LEVERAGE, SET_STOP
 from guards.rules.clock import DayClock
 from guards.state import GuardState, SymbolState
 from guards.stops import round_price_away
@@ -76,9 +77,6 @@ __all__ = [
     "round_price_away",
 ]
 
-#: Verdict figure keys through which a ``resize`` verdict changes the order for later rules.
-SET_STOP = "set_stop_price"
-SET_LEVERAGE = "set_leverage"
 #: Codes of ``resize`` verdicts that only supply the order's stop (the size is unchanged).
 STOP_ATTACHED = "stop_attached"
 STOP_INHERITED = "stop_inherited"
