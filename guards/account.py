@@ -174,7 +174,8 @@ class LiquidationMemo:
         """``isolated_liquidation(p, market)``, remembered."""
         tiers = market.tiers
         fee = market.liquidation_fee_rate
-        key = (p.side, p.amount, p.entry_price, position_margin(p), id(tiers), fee)
+        margin = p.margin if p.margin > 0.0 else position_margin(p)
+        key = (p.side, p.amount, p.entry_price, margin, id(tiers), fee)
         prices = self._prices
         hit = prices.get(key)
         if hit is not None and hit[0] is tiers:

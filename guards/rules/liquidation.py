@@ -185,7 +185,10 @@ class Liquidation(Rule[LiquidationConfig]):
             if mark_obj is None or market is None:
                 continue  # the engine reports missing data
             try:
-                liq = position_liquidation(p, ctx, view, memo)
+                if p.margin_mode == "isolated":  # the common case, straight to the memo
+                    liq = memo.isolated(p, market)
+                else:
+                    liq = position_liquidation(p, ctx, view, memo)
             except (KeyError, ValueError) as exc:
                 actions.append(
                     self.action(
