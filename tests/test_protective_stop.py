@@ -31,7 +31,9 @@ def btc(shared_data: Path) -> MarketRules:
     return MarketRules(BTC, tiers_from_ccxt(raw[BTC]), price_step=0.1, amount_step=0.001)
 
 
-def context(market: MarketRules, pos: Position, mark: float, wallet: float = 10_000.0) -> Any:
+def context(
+    market: MarketRules, pos: Position, mark: float, wallet: float = 10_000.0
+) -> GuardContext:
     return GuardContext(
         Account(wallet, {pos.symbol: pos}), {pos.symbol: market}, {pos.symbol: Mark(mark, NOW)}, NOW
     )
