@@ -8,6 +8,8 @@ at key ``guards`` (TOML ``[guards.position_cap]``, env
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guards.rules.anti_top_up import AntiTopUpConfig
@@ -20,6 +22,8 @@ from guards.rules.overtrading import OvertradingConfig
 from guards.rules.position_cap import PositionCapConfig
 from guards.rules.stop_loss import StopLossConfig
 from guards.rules.trend import TrendConfig
+
+P = TypeVar("P", bound=RuleConfig)
 
 
 class GuardsConfig(BaseModel):
@@ -80,3 +84,15 @@ class GuardsConfig(BaseModel):
         if not isinstance(value, RuleConfig):
             raise KeyError(name)
         return value
+
+    def peer(self, model: type[P]) -> P:
+        """The config of the rule whose config class is ``model`` (KeyError if none).
+
+        What rules read another rule's settings through (``RuleEnv.peer``), so the rule base
+        never needs to know this model.
+        """
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if type(value) is model and isinstance(value, model):  # exact class; narrows
+                return value
+        raise KeyError(model.__name__)

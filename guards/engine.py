@@ -30,45 +30,51 @@ are computed once per ``GuardContext`` object and shared by the rules.
 approved entry that later fails to fill still counts (conservative).
 
 ``sweep(ctx)`` first expires halts and feeds the context's equity to the state (peak, daily
-baseline, day roll), then runs every enabled rule's sweep. Actions are de-duplicated per symbol
-(a close supersedes a reduce and a place_stop; the largest reduce wins) and sorted by urgency.
-An exception in one rule's sweep does not stop the others: it becomes a ``halt`` action with
-code ``rule_error`` and an entry in ``last_sweep_errors``. ``halt`` actions are notices for the
-shell (log, alert); the engine has already applied any halt to its state. Missing or stale
-marks of open positions are reported the same way (code ``stale_price``).
+baseline, day roll), then runs the sweep of every enabled rule that has one. Actions are
+de-duplicated per symbol (a close supersedes a reduce and a place_stop; the largest reduce wins)
+and sorted by urgency. An exception in one rule's sweep does not stop the others: it becomes a
+``halt`` action with code ``rule_error`` and an entry in ``last_sweep_errors``. ``halt`` actions
+are notices for the shell (log, alert); the engine has already applied any halt to its state.
+Missing or stale marks of open positions are reported the same way (code ``stale_price``).
+
+For the shell, with the sweep's own code: ``protective_stop(position, ctx)`` (the stop the
+stop_loss sweep would place, or the close when the mark is past it), ``missing_stops(ctx)``
+(that for every position without a live stop; both work with the stop_loss rule disabled) and
+``liquidation_price(position, ctx)``.
+
+``on_price``, ``on_candle`` and ``on_liquidations`` feed market data to the enabled rules that
+override the matching observe hook of ``Rule``. Which rules override which hook (and which have
+a sweep) is worked out once per config, a capability list like freqtrade's protections' flags;
+the engine names no concrete rule.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from guards.account import LiquidationMemo, account_view, position_liquidation
+from guards.actions import order_actions
 from guards.config import GuardsConfig
+from guards.intents import adjusted, invalid_reason
 from guards.rules import REGISTRY
-from guards.rules.base import (
-    SET_LEVERAGE,
-    SET_STOP,
-    STOP_ONLY_CODES,
-    Rule,
-    RuleEnv,
-    account_view,
-)
-from guards.rules.circuit_breaker import CircuitBreaker
+from guards.rules.base import STOP_ONLY_CODES, Rule, RuleEnv, overrides
 from guards.rules.clock import DayClock
-from guards.rules.trend import Trend
 from guards.state import GuardState, Halt
+from guards.stops import StopPolicy, missing_stops, protective_stop
 from guards.types import (
-    ACTION_URGENCY,
     Action,
     ApprovedOrder,
     Decision,
     Figure,
     GuardContext,
     OrderIntent,
+    Position,
     Verdict,
     approve,
 )
+
+__all__ = ["RISK_REDUCING_CODES", "CloseReason", "GuardEngine", "order_actions"]
 
 CloseReason = Literal["stop", "guard", "liquidation", "take_profit", "strategy", "manual"]
 RISK_REDUCING_CODES = frozenset({"reduce_only", "closing"})
@@ -83,13 +89,17 @@ class _Setup:
 
     config: GuardsConfig
     day: DayClock
+    #: Where a missing stop goes (stop_loss and liquidation settings, enabled or not).
+    stops: StopPolicy
     before_data: tuple[Rule[Any], ...]
     after_data: tuple[Rule[Any], ...]
-    by_name: dict[str, Rule[Any]]
     skipped: tuple[Verdict, ...]
     not_evaluated: tuple[Verdict, ...]
-    trend: Trend | None
-    breaker: CircuitBreaker | None
+    #: Capabilities: the enabled rules, in evaluation order, that override each hook.
+    sweepers: tuple[Rule[Any], ...]
+    price_observers: tuple[Rule[Any], ...]
+    candle_observers: tuple[Rule[Any], ...]
+    liquidation_observers: tuple[Rule[Any], ...]
 
 
 class GuardEngine:
@@ -102,35 +112,43 @@ class GuardEngine:
     def __init__(self, config: GuardsConfig, state: GuardState | None = None) -> None:
         self.state = state if state is not None else GuardState()
         self.last_sweep_errors: list[str] = []
+        #: Isolated liquidation prices, kept across sweeps and reloads (they depend on no config).
+        self.liquidations = LiquidationMemo()
         self._setup = self._build(config)
 
     # -- configuration ------------------------------------------------------------------
     def _build(self, config: GuardsConfig) -> _Setup:
         day = DayClock(config.loss_limit.timezone, config.loss_limit.day_reset)
-        env = RuleEnv(settings=config, state=self.state, day=day)
+        env = RuleEnv(settings=config, state=self.state, day=day, liquidations=self.liquidations)
         rules: list[Rule[Any]] = []
         for name, cls in REGISTRY.items():
             rule_config = config.rule_config(name)
             if rule_config.enabled:
                 rules.append(cls(rule_config, env))
         split = next((i + 1 for i, r in enumerate(rules) if r.name == _DATA_AFTER), 0)
-        by_name = {r.name: r for r in rules}
-        trend = by_name.get("trend")
-        breaker = by_name.get("circuit_breaker")
+
+        def having(hook: str) -> tuple[Rule[Any], ...]:
+            return tuple(r for r in rules if overrides(type(r), hook))
+
         return _Setup(
             config=config,
             day=day,
+            stops=StopPolicy(
+                default_stop_pct=config.stop_loss.default_stop_pct,
+                stop_buffer_pct=config.liquidation.stop_buffer_pct,
+            ),
             before_data=tuple(rules[:split]),
             after_data=tuple(rules[split:]),
-            by_name=by_name,
             skipped=(
                 self.HALT_SKIP,
                 self.DATA_SKIP,
                 *(Verdict(r.name, "skip", "skip", "risk-reducing order") for r in rules),
             ),
             not_evaluated=tuple(r.not_evaluated for r in rules[split:]),
-            trend=trend if isinstance(trend, Trend) else None,
-            breaker=breaker if isinstance(breaker, CircuitBreaker) else None,
+            sweepers=having("sweep"),
+            price_observers=having("observe_price"),
+            candle_observers=having("observe_candle"),
+            liquidation_observers=having("observe_liquidations"),
         )
 
     @property
@@ -207,7 +225,13 @@ class GuardEngine:
             verdicts = [first]
         cur = intent
         for rule in setup.before_data:
-            verdict = self._run(rule, cur, ctx, is_order)
+            if is_order or rule.handles_add_margin:
+                try:
+                    verdict = rule.check(cur, ctx)
+                except Exception as exc:
+                    verdict = _rule_error(rule, exc)
+            else:
+                verdict = rule.skip
             verdicts.append(verdict)
             if verdict.outcome == "reject" and first is None:
                 first = verdict
@@ -219,14 +243,20 @@ class GuardEngine:
         resized: Verdict | None = None
         stop_source: Verdict | None = None
         for rule in setup.after_data:
-            verdict = self._run(rule, cur, ctx, is_order)
+            if is_order or rule.handles_add_margin:
+                try:
+                    verdict = rule.check(cur, ctx)
+                except Exception as exc:
+                    verdict = _rule_error(rule, exc)
+            else:
+                verdict = rule.skip
             verdicts.append(verdict)
             outcome = verdict.outcome
             if outcome == "reject":
                 if first is None:
                     first = verdict
             elif outcome == "resize":
-                cur = _adjusted(cur, verdict)
+                cur = adjusted(cur, verdict)
                 if verdict.code in STOP_ONLY_CODES:
                     stop_source = verdict
                 else:
@@ -252,22 +282,6 @@ class GuardEngine:
         return Decision(
             "allow", cur, cur.amount, "ok", "all guards passed", tuple(verdicts), cur.stop_price
         )
-
-    @staticmethod
-    def _run(rule: Rule[Any], intent: OrderIntent, ctx: GuardContext, is_order: bool) -> Verdict:
-        if not is_order and not rule.handles_add_margin:
-            return rule.skip
-        try:
-            return rule.check(intent, ctx)
-        except Exception as exc:
-            return Verdict(
-                rule.name,
-                "reject",
-                "rule_error",
-                f"{rule.name} raised {type(exc).__name__}: {exc}",
-                None,
-                {"error": type(exc).__name__},
-            )
 
     def _pass(self, setup: _Setup, intent: OrderIntent, code: str, reason: str) -> Decision:
         return Decision(
@@ -316,7 +330,7 @@ class GuardEngine:
                 None,
                 {"symbol": symbol, "age_s": age, "stale_price_s": stale_s},
             )
-        problem = _invalid(intent, mark.price)
+        problem = invalid_reason(intent, mark.price)
         if problem:
             return Verdict("data", "reject", "invalid_intent", problem)
         view = account_view(ctx)
@@ -400,7 +414,7 @@ class GuardEngine:
             actions.append(
                 Action("halt", None, "engine", "rule_error", f"engine: {type(exc).__name__}: {exc}")
             )
-        for rule in (*setup.before_data, *setup.after_data):
+        for rule in setup.sweepers:
             try:
                 actions.extend(rule.sweep(ctx))
             except Exception as exc:
@@ -409,6 +423,38 @@ class GuardEngine:
                 actions.append(Action("halt", None, rule.name, "rule_error", message))
         self.last_sweep_errors = errors
         return order_actions(actions)
+
+    # -- figures for the shell --------------------------------------------------------------
+    def protective_stop(self, position: Position, ctx: GuardContext) -> Action:
+        """The stop the stop_loss sweep would place for ``position`` at ``ctx``.
+
+        A ``place_stop`` action with the stop price (the planned stop of its last approved
+        entry if still on the losing side of the mark, else ``stop_loss.default_stop_pct`` from
+        entry, rounded to the tick away from entry and pushed clear of liquidation by
+        ``liquidation.stop_buffer_pct``), or the ``close`` action when the mark is already past
+        it; ``guards.stops.protective_stop``, the very code of the sweep. Works whether or not
+        the stop_loss rule is enabled (attaching a stop only reduces risk). Ignores any live
+        stop the position has. Raises KeyError without a mark or market rules for its symbol.
+        """
+        sub = self.state.symbols.get(position.symbol)
+        planned = None if sub is None else sub.planned_stop
+        return protective_stop(position, ctx, self._setup.stops, planned, self.liquidations)
+
+    def missing_stops(self, ctx: GuardContext) -> list[Action]:
+        """``protective_stop`` for every open position of ``ctx`` without a live stop.
+
+        In the account's position order; positions without a mark or market rules are skipped.
+        Works whether or not the stop_loss rule is enabled.
+        """
+        return missing_stops(ctx, self._setup.stops, self.state, self.liquidations)
+
+    def liquidation_price(self, position: Position, ctx: GuardContext) -> float | None:
+        """Liquidation price of an open position at ``ctx``, as the liquidation rule sees it.
+
+        ``None`` for a long that no positive price liquidates. Raises KeyError without the
+        position's market rules or, for cross, a cross position's mark.
+        """
+        return position_liquidation(position, ctx, account_view(ctx), self.liquidations)
 
     # -- state feeds (pure state mutations) -------------------------------------------------
     def on_equity(self, equity: float, ts: float) -> None:
@@ -439,24 +485,30 @@ class GuardEngine:
                 sub.cooldown_reason = f"{reason} close"
 
     def on_price(self, symbol: str, price: float, ts: float) -> None:
-        """Feed a price to the circuit breaker's window (no-op when it is disabled)."""
-        breaker = self._setup.breaker
-        if breaker is not None:
-            breaker.observe_price(self.state.symbol(symbol), price, ts)
+        """Feed a price to the enabled rules that observe prices (the circuit breaker)."""
+        observers = self._setup.price_observers
+        if observers:
+            sub = self.state.symbol(symbol)
+            for rule in observers:
+                rule.observe_price(sub, price, ts)
 
     def on_liquidations(self, symbol: str, notional: float, ts: float) -> None:
-        """Feed market-wide liquidated notional to the circuit breaker."""
-        breaker = self._setup.breaker
-        if breaker is not None:
-            breaker.observe_liquidations(self.state.symbol(symbol), notional, ts)
+        """Feed market-wide liquidated notional to the rules that observe it (the breaker)."""
+        observers = self._setup.liquidation_observers
+        if observers:
+            sub = self.state.symbol(symbol)
+            for rule in observers:
+                rule.observe_liquidations(sub, notional, ts)
 
     def on_candle(
         self, symbol: str, open: float, high: float, low: float, close: float, ts: float
     ) -> None:
-        """Feed one closed candle (``ts`` = its close time) to the trend rule."""
-        trend = self._setup.trend
-        if trend is not None:
-            trend.observe_candle(self.state.symbol(symbol), high, close, ts)
+        """Feed one closed candle (``ts`` = its close time) to the rules that observe candles."""
+        observers = self._setup.candle_observers
+        if observers:
+            sub = self.state.symbol(symbol)
+            for rule in observers:
+                rule.observe_candle(sub, open, high, low, close, ts)
 
     def halt(self, reason: str, until: float | None = None, *, ts: float = 0.0) -> bool:
         """Manual kill switch: refuse entries until ``until`` (None: until ``resume()``).
@@ -482,67 +534,16 @@ class GuardEngine:
         return lifted
 
 
-def order_actions(actions: list[Action]) -> list[Action]:
-    """De-duplicate per symbol (close beats reduce/place_stop; largest reduce) and sort."""
-    closing = {a.symbol for a in actions if a.kind == "close"}
-    best: dict[tuple[str, str | None], Action] = {}
-    for action in actions:
-        kind = action.kind
-        if kind in ("reduce", "place_stop") and action.symbol in closing:
-            continue
-        key = (f"halt:{action.rule}:{action.code}" if kind == "halt" else kind, action.symbol)
-        prev = best.get(key)
-        if prev is None or (kind == "reduce" and (action.amount or 0.0) > (prev.amount or 0.0)):
-            best[key] = action
-    return sorted(best.values(), key=lambda a: ACTION_URGENCY[a.kind])
-
-
-def _adjusted(intent: OrderIntent, verdict: Verdict) -> OrderIntent:
-    """The order as a resize verdict leaves it (amount, and stop/leverage when set)."""
-    figures = verdict.figures
-    stop = figures.get(SET_STOP) if figures else None
-    leverage = figures.get(SET_LEVERAGE) if figures else None
-    return OrderIntent(
-        symbol=intent.symbol,
-        side=intent.side,
-        amount=intent.amount if verdict.amount is None else verdict.amount,
-        price=intent.price,
-        order_type=intent.order_type,
-        leverage=float(leverage) if isinstance(leverage, int | float) else intent.leverage,
-        margin_mode=intent.margin_mode,
-        stop_price=float(stop) if isinstance(stop, int | float) else intent.stop_price,
-        take_profit=intent.take_profit,
-        reduce_only=intent.reduce_only,
-        kind=intent.kind,
-        margin_amount=intent.margin_amount,
-        client_id=intent.client_id,
-        tag=intent.tag,
+def _rule_error(rule: Rule[Any], exc: Exception) -> Verdict:
+    """The refusal of a rule whose check raised (fail closed)."""
+    return Verdict(
+        rule.name,
+        "reject",
+        "rule_error",
+        f"{rule.name} raised {type(exc).__name__}: {exc}",
+        None,
+        {"error": type(exc).__name__},
     )
-
-
-def _finite_positive(value: float | None) -> bool:
-    return value is not None and value > 0.0 and math.isfinite(value)
-
-
-def _invalid(intent: OrderIntent, mark: float) -> str:
-    """Why the intent or mark cannot be judged ("" if fine)."""
-    if not _finite_positive(mark):
-        return f"mark price {mark!r} is not a positive number"
-    if intent.kind == "add_margin":
-        if not _finite_positive(intent.margin_amount):
-            return f"margin amount {intent.margin_amount!r} is not a positive number"
-        return ""
-    if not _finite_positive(intent.amount):
-        return f"amount {intent.amount!r} is not a positive number"
-    if not _finite_positive(intent.leverage):
-        return f"leverage {intent.leverage!r} is not a positive number"
-    if intent.order_type == "limit" and not _finite_positive(intent.price):
-        return f"limit price {intent.price!r} is not a positive number"
-    if intent.stop_price is not None and not _finite_positive(intent.stop_price):
-        return f"stop price {intent.stop_price!r} is not a positive number"
-    if intent.take_profit is not None and not _finite_positive(intent.take_profit):
-        return f"take-profit {intent.take_profit!r} is not a positive number"
-    return ""
 
 
 def _checked_at(decision: Decision) -> float:

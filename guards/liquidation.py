@@ -33,7 +33,7 @@ a long with mark <= liquidation price (a short with mark >= it) is liquidatable 
 that is liquidatable at every price gets ``0.0``; a long that cannot be liquidated at any
 positive price gets ``None``.
 
-Pure and float-only; tier lookup data is memoised per tiers tuple (``guards.tiers.tier_table``).
+Pure and float-only; tier lookup data is kept on the market's ``Tiers`` (``tiers.tier_table``).
 """
 
 from __future__ import annotations
@@ -259,9 +259,15 @@ def _solve(
     fee_rate: float,
     whole: bool,
 ) -> float | None:
-    s = _sign(side)
-    _check_position(amount, entry_price)
-    w = _balance_term(margin_mode, wallet_balance, other_maint_margin, other_unrealized_pnl)
+    # _sign, _check_position and _balance_term inline on the hot path (they raise otherwise)
+    s = 1 if side == "long" else -1 if side == "short" else _sign(side)
+    isfinite = math.isfinite
+    if not (amount > 0.0 and isfinite(amount) and entry_price > 0.0 and isfinite(entry_price)):
+        _check_position(amount, entry_price)
+    if margin_mode == "isolated":
+        w = wallet_balance
+    else:
+        w = _balance_term(margin_mode, wallet_balance, other_maint_margin, other_unrealized_pnl)
     base = w - s * amount * entry_price
     if not math.isfinite(base):
         raise ValueError("wallet balance and other positions' figures must be finite")

@@ -1,10 +1,13 @@
 """Leverage tiers (maintenance-margin brackets): parsing from ccxt and lookup by notional.
 
 ``tiers_from_ccxt`` turns one symbol's ccxt ``fetch_leverage_tiers`` list into validated, sorted
-``Tier``s; ``tiers_by_symbol`` does it for a whole ``{symbol: [...]}`` mapping; ``tier_index``
-finds the bracket of a notional. The maintenance amount (Binance's ``cum``) is read from
-``info.cum`` (Binance) or ``maintAmt`` (freqtrade's fixtures); when neither is given it is derived
-from continuity of the maintenance margin across brackets, as Binance documents it:
+``Tiers``; ``tiers_by_symbol`` does it for a whole ``{symbol: [...]}`` mapping; ``tier_index``
+finds the bracket of a notional. ``tier_table`` gives the lookup data of a tiers tuple, kept on a
+``Tiers`` object (every ``MarketRules`` holds one) and rebuilt per call for any other sequence.
+
+The maintenance amount (Binance's ``cum``) is read from ``info.cum`` (Binance) or ``maintAmt``
+(freqtrade's fixtures); when neither is given it is derived from continuity of the maintenance
+margin across brackets, as Binance documents it:
 ``cum_i = cum_{i-1} + min_notional_i * (mmr_i - mmr_{i-1})`` with ``cum_1 = 0``.
 
 Pure: no I/O. Reading the bundled tier file is the caller's job.
@@ -18,9 +21,16 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from guards.types import Tier
+from guards.types import Tier, Tiers
 
-__all__ = ["TierTable", "tier_index", "tier_table", "tiers_by_symbol", "tiers_from_ccxt"]
+__all__ = [
+    "TierTable",
+    "Tiers",
+    "tier_index",
+    "tier_table",
+    "tiers_by_symbol",
+    "tiers_from_ccxt",
+]
 
 _REL_TOL = 1e-9
 
@@ -46,7 +56,7 @@ def _given_maint_amount(entry: Mapping[str, Any]) -> float | None:
     return None
 
 
-def tiers_from_ccxt(entries: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
+def tiers_from_ccxt(entries: Sequence[Mapping[str, Any]]) -> Tiers:
     """Validated ``Tier``s, sorted by ``min_notional``, from one symbol's ccxt tier list.
 
     A missing or ``None`` ``maxNotional`` (open-ended last bracket) becomes ``inf``. Raises
@@ -85,15 +95,15 @@ def tiers_from_ccxt(entries: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
         if not math.isfinite(amount):
             raise ValueError(f"maintenance amount {amount} not finite at notional {low}")
         tiers.append(Tier(low, high, mmr, amount, leverage))
-    return tuple(tiers)
+    return Tiers(tiers)
 
 
-def tiers_by_symbol(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, tuple[Tier, ...]]:
+def tiers_by_symbol(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Tiers]:
     """``tiers_from_ccxt`` for each symbol of a ``fetch_leverage_tiers`` result.
 
     The ``ValueError`` of a bad list names its symbol.
     """
-    result: dict[str, tuple[Tier, ...]] = {}
+    result: dict[str, Tiers] = {}
     for symbol, entries in data.items():
         try:
             result[symbol] = tiers_from_ccxt(entries)
@@ -103,7 +113,7 @@ def tiers_by_symbol(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str
 
 
 class TierTable:
-    """Per-tiers lookup data, built once per tiers tuple (see ``tier_table``).
+    """Per-tiers lookup data, built once per ``Tiers`` object (see ``tier_table``).
 
     Tier ``j`` covers notionals ``[lows[j], highs[j])`` with ``lows[0] = 0`` and
     ``highs[-1] = inf``, the same split ``index`` uses, so a notional below the first bracket
@@ -137,25 +147,19 @@ class TierTable:
         return bisect_right(self.uppers, notional)
 
 
-_TABLES: dict[int, TierTable] = {}
-_TABLES_MAX = 4096
-
-
 def tier_table(tiers: Sequence[Tier]) -> TierTable:
-    """The ``TierTable`` of ``tiers``, memoised by identity for tuples.
+    """The ``TierTable`` of ``tiers``: kept on a ``Tiers`` object, else built for this call.
 
-    ``MarketRules.tiers`` lives as long as its market, so a hot-path lookup costs one dict hit,
+    ``MarketRules.tiers`` is always a ``Tiers``, so a hot-path lookup costs an attribute read,
     not a pass over the tiers. Tiers must already be sorted (as ``tiers_from_ccxt`` returns
-    them); they are never re-sorted. A non-tuple sequence gets a fresh table on every call.
+    them); they are never re-sorted.
     """
-    if type(tiers) is tuple:
-        table = _TABLES.get(id(tiers))
-        if table is not None and table.tiers is tiers:
+    if type(tiers) is Tiers:
+        table = tiers._table
+        if type(table) is TierTable:
             return table
         table = TierTable(tiers)
-        if len(_TABLES) >= _TABLES_MAX:
-            _TABLES.clear()
-        _TABLES[id(tiers)] = table
+        tiers._table = table
         return table
     return TierTable(tuple(tiers))
 

@@ -1,20 +1,24 @@
 """Plain data the guard layer takes in and gives out.
 
-Inputs: ``OrderIntent``, ``Position``, ``Account``, ``MarketRules`` (with leverage ``Tier``s),
-``Mark`` prices and the ``GuardContext`` that bundles them with the current time.
+Inputs: ``OrderIntent``, ``Position``, ``Account``, ``MarketRules`` (with leverage ``Tier``s, held
+as ``Tiers``), ``Mark`` prices and the ``GuardContext`` that bundles them with the current time.
 Outputs: a ``Verdict`` per rule, a ``Decision`` per checked intent, ``Action``s from a sweep,
 and ``ApprovedOrder``, the only thing an exchange adapter accepts for an opening order.
 
-All of it is frozen, slotted and free of I/O. Times are epoch seconds (UTC), money is floats in
-the quote currency (USDT), amounts are in base units (contracts of size 1).
+All of it is frozen, slotted and free of I/O. Two memo slots hold figures derived from the
+immutable data, owned by the object they describe: ``Tiers`` keeps its lookup table
+(``guards.tiers.tier_table``), ``GuardContext`` its account view (``guards.account``).
+
+Times are epoch seconds (UTC), money is floats in the quote currency (USDT), amounts are in base
+units (contracts of size 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 Side = Literal["long", "short"]
 MarginMode = Literal["isolated", "cross"]
@@ -42,9 +46,32 @@ class Tier:
     max_leverage: float
 
 
+class Tiers(tuple[Tier, ...]):
+    """A market's leverage tiers, sorted by ``min_notional``, that carry their lookup table.
+
+    Compares, hashes and prints as the plain tuple of ``Tier`` it is. ``_table`` is the
+    ``guards.tiers.TierTable`` built on first use by ``tier_table`` and kept here, so a market's
+    tiers are indexed once however many lookups follow.
+    """
+
+    _table: object
+
+    def __new__(cls, tiers: Iterable[Tier] = ()) -> Tiers:
+        self = super().__new__(cls, tiers)
+        self._table = None
+        return self
+
+    def __reduce__(self) -> tuple[type[Tiers], tuple[tuple[Tier, ...]]]:
+        return (Tiers, (tuple(self),))  # the table is rebuilt on demand, never pickled
+
+
 @dataclass(frozen=True, slots=True)
 class MarketRules:
-    """What the exchange says about one perpetual market (ccxt market + leverage tiers)."""
+    """What the exchange says about one perpetual market (ccxt market + leverage tiers).
+
+    ``tiers`` given as a plain tuple is held as ``Tiers`` (equal to it), so every market's tier
+    lookups are memoised on the market's own tiers.
+    """
 
     symbol: str
     tiers: tuple[Tier, ...]
@@ -56,6 +83,10 @@ class MarketRules:
     maker_fee: float = 0.0002
     #: Liquidation fee rate of the "tiered" liquidation profile (0 for Binance's model).
     liquidation_fee_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if type(self.tiers) is not Tiers:
+            object.__setattr__(self, "tiers", Tiers(self.tiers))
 
     @property
     def max_leverage(self) -> float:
@@ -141,6 +172,8 @@ class GuardContext:
     now: float
     #: Resting (unfilled) entry orders per symbol, for the session flatten.
     open_entry_orders: Mapping[str, int] = field(default_factory=dict)
+    #: ``guards.account.AccountView`` of this context, set once on first use (not compared).
+    _view: object = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +187,24 @@ class Verdict:
     #: Target amount when ``outcome == "resize"``.
     amount: float | None = None
     figures: Mapping[str, Figure] = field(default_factory=lambda: EMPTY_FIGURES)
+
+    def __init__(
+        self,
+        rule: str,
+        outcome: VerdictOutcome,
+        code: str = "ok",
+        reason: str = "",
+        amount: float | None = None,
+        figures: Mapping[str, Figure] = EMPTY_FIGURES,
+    ) -> None:
+        # Same as the generated __init__, storing through the slots (see _slot_setters).
+        s = _VERDICT_SLOTS
+        s[0](self, rule)
+        s[1](self, outcome)
+        s[2](self, code)
+        s[3](self, reason)
+        s[4](self, amount)
+        s[5](self, figures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +220,44 @@ class Decision:
     #: Stop price the order must carry (the intent's, or one attached by the stop_loss rule).
     stop_price: float | None = None
 
+    def __init__(
+        self,
+        outcome: Outcome,
+        intent: OrderIntent,
+        amount: float,
+        code: str,
+        reason: str,
+        verdicts: tuple[Verdict, ...] = (),
+        stop_price: float | None = None,
+    ) -> None:
+        s = _DECISION_SLOTS  # as the generated __init__, storing through the slots
+        s[0](self, outcome)
+        s[1](self, intent)
+        s[2](self, amount)
+        s[3](self, code)
+        s[4](self, reason)
+        s[5](self, verdicts)
+        s[6](self, stop_price)
+
     @property
     def allowed(self) -> bool:
         return self.outcome != "reject"
+
+
+def _slot_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
+    """The ``__set__`` of each field's slot, in field order.
+
+    A check builds one ``Verdict`` per rule and a ``Decision``. The ``__init__`` a frozen
+    dataclass is given stores each field with ``object.__setattr__`` by name; storing through
+    the slot descriptors gives the same object for about half the cost. ``Verdict`` and
+    ``Decision`` spell out that ``__init__`` (same parameters and defaults, which
+    tests/test_types.py compares with the fields); assignment afterwards still raises.
+    """
+    return tuple(getattr(cls, f.name).__set__ for f in fields(cls))
+
+
+_VERDICT_SLOTS = _slot_setters(Verdict)
+_DECISION_SLOTS = _slot_setters(Decision)
 
 
 @dataclass(frozen=True, slots=True)

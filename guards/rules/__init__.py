@@ -8,6 +8,8 @@ its config + one line here + one field in ``guards.config.GuardsConfig``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from guards.rules.anti_top_up import AntiTopUp
@@ -21,16 +23,18 @@ from guards.rules.position_cap import PositionCap
 from guards.rules.stop_loss import StopLoss
 from guards.rules.trend import Trend
 
-REGISTRY: dict[str, type[Rule[Any]]] = {
-    "loss_limit": LossLimit,
-    "no_overnight": NoOvernight,
-    "overtrading": Overtrading,
-    "anti_top_up": AntiTopUp,
-    "trend": Trend,
-    "circuit_breaker": CircuitBreaker,
-    "stop_loss": StopLoss,
-    "position_cap": PositionCap,
-    "liquidation": Liquidation,
-}
+REGISTRY: Mapping[str, type[Rule[Any]]] = MappingProxyType(
+    {
+        "loss_limit": LossLimit,
+        "no_overnight": NoOvernight,
+        "overtrading": Overtrading,
+        "anti_top_up": AntiTopUp,
+        "trend": Trend,
+        "circuit_breaker": CircuitBreaker,
+        "stop_loss": StopLoss,
+        "position_cap": PositionCap,
+        "liquidation": Liquidation,
+    }
+)
 
 __all__ = ["REGISTRY", "Rule"]

@@ -2,30 +2,47 @@
 
 A rule answers two questions: ``check(intent, ctx) -> Verdict`` (may this order go out?) and
 ``sweep(ctx) -> list[Action]`` (must anything be done now?). Rules are built once per config by
-the engine with a ``RuleEnv`` (the whole guards config, the engine-owned ``GuardState`` and the
-trading-day clock); they read state but only the engine writes it.
+the engine with a ``RuleEnv`` (the peer rules' configs, looked up by config class, the
+engine-owned ``GuardState`` and the trading-day clock); they read state but only the engine
+writes it.
+
+Rules that keep memory of market data override the observe hooks — ``observe_price``,
+``observe_candle``, ``observe_liquidations`` — which the engine calls with the symbol's
+``SymbolState`` (the one place a rule writes state, on the engine's behalf). The engine works out
+once per config which rules override which hook or ``sweep`` (``HOOKS``, ``overrides``) and calls
+only those, so a rule without a sweep or a price window costs nothing there.
 
 The engine calls ``check`` only for opening or increasing orders of kind ``"order"`` (and, for
 rules that set ``handles_add_margin``, margin top-ups) after it has verified that the symbol's
 market rules and a fresh mark exist, so rules may index ``ctx.markets``/``ctx.marks`` directly.
 
-Shared per-context figures (equity, total margin, open positions, cross-margin totals) are
-computed once per ``GuardContext`` object (``account_view``), so nine rules looking at the same
-context pay for one pass over the positions.
+Shared per-context figures (equity, total margin, open positions, cross-margin totals) come
+from ``guards.account`` (``account_view``, ``position_liquidation``, re-exported here): computed
+once per ``GuardContext`` object and kept on it; isolated liquidation prices are remembered by the
+engine's ``LiquidationMemo`` (``RuleEnv.liquidations``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guards.liquidation import liquidation_price, profile_maintenance_margin
+from guards.account import (
+    AccountView,
+    LiquidationMemo,
+    account_view,
+    liq_distance_pct,
+    position_liquidation,
+    position_margin,
+)
+from guards.intents import SET_LEVERAGE, SET_STOP
 from guards.rules.clock import DayClock
-from guards.state import GuardState
+from guards.state import GuardState, SymbolState
+from guards.stops import round_price_away
 from guards.types import (
     EMPTY_FIGURES,
     Action,
@@ -34,16 +51,32 @@ from guards.types import (
     GuardContext,
     MarketRules,
     OrderIntent,
-    Position,
     Verdict,
 )
 
-if TYPE_CHECKING:
-    from guards.config import GuardsConfig
+__all__ = [
+    "HOOKS",
+    "SET_LEVERAGE",
+    "SET_STOP",
+    "STOP_ATTACHED",
+    "STOP_INHERITED",
+    "STOP_ONLY_CODES",
+    "AccountView",
+    "PeerConfigs",
+    "Rule",
+    "RuleConfig",
+    "RuleEnv",
+    "account_view",
+    "below_minimum",
+    "entry_price",
+    "floor_to_step",
+    "liq_distance_pct",
+    "overrides",
+    "position_liquidation",
+    "position_margin",
+    "round_price_away",
+]
 
-#: Verdict figure keys through which a ``resize`` verdict changes the order for later rules.
-SET_STOP = "set_stop_price"
-SET_LEVERAGE = "set_leverage"
 #: Codes of ``resize`` verdicts that only supply the order's stop (the size is unchanged).
 STOP_ATTACHED = "stop_attached"
 STOP_INHERITED = "stop_inherited"
@@ -59,15 +92,30 @@ class RuleConfig(BaseModel):
 
 
 C = TypeVar("C", bound=RuleConfig)
+P = TypeVar("P", bound=RuleConfig)
+
+
+class PeerConfigs(Protocol):
+    """Where a rule finds another rule's config, by config class (``GuardsConfig`` is one)."""
+
+    def peer(self, model: type[P]) -> P:
+        """The config of type ``model`` (KeyError if there is none)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class RuleEnv:
     """What a rule is built with besides its own config."""
 
-    settings: GuardsConfig
+    settings: PeerConfigs
     state: GuardState
     day: DayClock
+    #: Isolated liquidation prices between sweeps (the engine passes its own).
+    liquidations: LiquidationMemo = field(default_factory=LiquidationMemo)
+
+    def peer(self, model: type[P]) -> P:
+        """A peer rule's config by its config class, e.g. ``env.peer(LiquidationConfig)``."""
+        return self.settings.peer(model)
 
 
 class Rule(Generic[C]):
@@ -93,6 +141,18 @@ class Rule(Generic[C]):
     def sweep(self, ctx: GuardContext) -> list[Action]:
         """Actions that must be taken now (default: none)."""
         return []
+
+    # -- observe hooks (default: ignore) ---------------------------------------------------
+    def observe_price(self, sub: SymbolState, price: float, ts: float) -> None:
+        """One price of the symbol whose state is ``sub`` (``GuardEngine.on_price``)."""
+
+    def observe_candle(
+        self, sub: SymbolState, open: float, high: float, low: float, close: float, ts: float
+    ) -> None:
+        """One closed candle, ``ts`` its close time (``GuardEngine.on_candle``)."""
+
+    def observe_liquidations(self, sub: SymbolState, notional: float, ts: float) -> None:
+        """Market-wide liquidated notional of the symbol (``GuardEngine.on_liquidations``)."""
 
     # -- verdict and action builders ------------------------------------------------------
     def allow(self, figures: Mapping[str, Figure] = EMPTY_FIGURES, reason: str = "") -> Verdict:
@@ -121,6 +181,15 @@ class Rule(Generic[C]):
         return Action(kind, symbol, self.name, code, reason, amount, stop_price, figures)
 
 
+#: The methods a rule may override that the engine calls only on the rules that do.
+HOOKS = ("sweep", "observe_price", "observe_candle", "observe_liquidations")
+
+
+def overrides(rule_class: type[Rule[Any]], hook: str) -> bool:
+    """Does ``rule_class`` override ``hook`` (one of ``HOOKS``) of the base ``Rule``?"""
+    return getattr(rule_class, hook) is not getattr(Rule, hook)
+
+
 # -- small shared arithmetic --------------------------------------------------------------
 
 
@@ -140,168 +209,6 @@ def floor_to_step(amount: float, step: float) -> float:
     return round(units * step, 12) if units > 0 else 0.0
 
 
-def round_price_away(price: float, step: float, sign: int) -> float:
-    """Round a stop price to ``step`` away from entry (down for a long's stop, up for a short)."""
-    if step <= 0.0:
-        return price
-    units = math.floor(price / step + 1e-9) if sign > 0 else math.ceil(price / step - 1e-9)
-    return round(units * step, 12)
-
-
-def position_margin(p: Position) -> float:
-    """Margin a position holds: its recorded margin, else notional at entry / leverage."""
-    if p.margin > 0.0:
-        return p.margin
-    return p.amount * p.entry_price / (p.leverage if p.leverage > 0.0 else 1.0)
-
-
 def below_minimum(market: MarketRules, amount: float, price: float) -> bool:
     """True if ``amount`` is under the market's minimum amount or minimum notional."""
     return amount <= 0.0 or amount < market.min_amount or amount * price < market.min_notional
-
-
-# -- per-context account figures ----------------------------------------------------------
-
-
-class AccountView:
-    """Figures derived from one ``GuardContext``'s account and marks, computed once."""
-
-    __slots__ = (
-        "_cross",
-        "ctx",
-        "equity",
-        "missing_mark",
-        "oldest_mark_ts",
-        "oldest_symbol",
-        "open_count",
-        "total_margin",
-        "upnl",
-    )
-
-    def __init__(self, ctx: GuardContext) -> None:
-        self.ctx = ctx
-        marks = ctx.marks
-        upnl = 0.0
-        margin = 0.0
-        oldest = math.inf
-        oldest_symbol: str | None = None
-        missing: str | None = None
-        positions = ctx.account.positions
-        for symbol, p in positions.items():
-            m = marks.get(symbol)
-            if p.margin > 0.0:
-                margin += p.margin
-            else:
-                margin += p.amount * p.entry_price / (p.leverage if p.leverage > 0.0 else 1.0)
-            if m is None:
-                if missing is None:
-                    missing = symbol
-                continue
-            if p.side == "long":
-                upnl += p.amount * (m.price - p.entry_price)
-            else:
-                upnl += p.amount * (p.entry_price - m.price)
-            if m.ts < oldest:
-                oldest = m.ts
-                oldest_symbol = symbol
-        self.upnl = upnl
-        self.equity = ctx.account.wallet_balance + upnl
-        self.total_margin = margin
-        self.open_count = len(positions)
-        self.missing_mark = missing
-        self.oldest_mark_ts = oldest
-        self.oldest_symbol = oldest_symbol
-        self._cross: tuple[float, float, float] | None = None
-
-    def cross_totals(self) -> tuple[float, float, float]:
-        """(maintenance margin of cross positions, their uPnL, isolated margin held elsewhere).
-
-        Raises KeyError if a cross position has no market rules or mark.
-        """
-        totals = self._cross
-        if totals is None:
-            ctx = self.ctx
-            mm = 0.0
-            upnl = 0.0
-            isolated = 0.0
-            for symbol, p in ctx.account.positions.items():
-                if p.margin_mode == "isolated":
-                    isolated += position_margin(p)
-                    continue
-                mark = ctx.marks[symbol].price
-                market = ctx.markets[symbol]
-                mm += profile_maintenance_margin(
-                    p.amount * mark, market.tiers, market.liquidation_fee_rate
-                )
-                upnl += p.unrealized_pnl(mark)
-            totals = self._cross = (mm, upnl, isolated)
-        return totals
-
-
-_last_view: AccountView | None = None
-
-
-def account_view(ctx: GuardContext) -> AccountView:
-    """The ``AccountView`` of ``ctx`` (memoised for the most recent context object)."""
-    global _last_view
-    view = _last_view
-    if view is not None and view.ctx is ctx:
-        return view
-    view = _last_view = AccountView(ctx)
-    return view
-
-
-# -- liquidation price of an open position -------------------------------------------------
-
-_ISOLATED_LIQ: dict[tuple[object, ...], tuple[object, float | None]] = {}
-_ISOLATED_LIQ_MAX = 8192
-
-
-def position_liquidation(p: Position, ctx: GuardContext, view: AccountView) -> float | None:
-    """Liquidation price of an open position at this context (isolated results memoised).
-
-    An isolated position's liquidation price does not depend on the mark, so it is cached by
-    the position's figures and its tiers; a cross position's is recomputed (it depends on the
-    other positions' marks).
-    """
-    market = ctx.markets[p.symbol]
-    tiers = market.tiers
-    fee = market.liquidation_fee_rate
-    if p.margin_mode == "isolated":
-        margin = position_margin(p)
-        key = (p.side, p.amount, p.entry_price, margin, id(tiers), fee)
-        hit = _ISOLATED_LIQ.get(key)
-        if hit is not None and hit[0] is tiers:
-            return hit[1]
-        liq = liquidation_price(
-            side=p.side,
-            amount=p.amount,
-            entry_price=p.entry_price,
-            margin_mode="isolated",
-            wallet_balance=margin,
-            tiers=tiers,
-            liquidation_fee_rate=fee,
-        )
-        if len(_ISOLATED_LIQ) >= _ISOLATED_LIQ_MAX:
-            _ISOLATED_LIQ.clear()
-        _ISOLATED_LIQ[key] = (tiers, liq)
-        return liq
-    mark = ctx.marks[p.symbol].price
-    mm_all, upnl_all, isolated = view.cross_totals()
-    own_mm = profile_maintenance_margin(p.amount * mark, tiers, fee)
-    return liquidation_price(
-        side=p.side,
-        amount=p.amount,
-        entry_price=p.entry_price,
-        margin_mode="cross",
-        wallet_balance=ctx.account.wallet_balance - isolated,
-        tiers=tiers,
-        other_maint_margin=mm_all - own_mm,
-        other_unrealized_pnl=upnl_all - p.unrealized_pnl(mark),
-        liquidation_fee_rate=fee,
-    )
-
-
-def liq_distance_pct(side_sign: int, mark: float, liq: float) -> float:
-    """How far the mark is from the liquidation price, % of mark (negative once past it)."""
-    return side_sign * (mark - liq) / mark * 100.0

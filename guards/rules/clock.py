@@ -5,13 +5,22 @@ Times come in as epoch seconds (UTC) and are read on the local wall clock of an 
 instant the local clock reads 22:00 or later. On a spring-forward day a skipped time takes effect
 at the first instant after the gap; on a fall-back day a repeated time is matched on both passes.
 
-Conversions are cached per UTC minute: every zone in use today has a whole-minute UTC offset, so
-all instants of one UTC minute share one local minute.
+Every answer is the one for the start of the UTC minute holding the instant (every zone in use
+today has a whole-minute UTC offset, so all instants of one UTC minute share one local minute).
+``LocalClock`` caches its conversion per UTC minute. ``WallSegments`` goes further for answers
+that only change at a few wall-clock times a day (the trading-day key, a session window): it
+keeps the UTC interval over which the part of the local day stays the same — up to the next
+edge on the wall clock, or the next change of the zone's UTC offset (found with ``zoneinfo``),
+whichever comes first — so asking again until then is one comparison. It assumes a zone's
+offset does not change and change back within the day up to the next edge (true of tzdata).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_right
+from collections.abc import Iterable
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -74,31 +83,94 @@ class LocalClock:
         return wall.timestamp()
 
 
+class WallSegments:
+    """Which part of the local day an instant is in, the parts cut at fixed wall-clock minutes.
+
+    ``edges`` are minutes after local midnight (midnight is always one, so a part never spans
+    two local dates). ``at(now)`` is ``(ordinal of the local date, the edge that starts the
+    part)``, the same for every instant of the part; ``lo <= now < hi`` is the UTC interval over
+    which the last answer holds, so callers that derive something from it may keep that too.
+    """
+
+    __slots__ = ("_answer", "edges", "hi", "lo", "tz")
+
+    def __init__(self, tz_name: str, edges: Iterable[int]) -> None:
+        self.tz = ZoneInfo(tz_name)
+        self.edges = tuple(sorted({0, *edges}))
+        if not (self.edges[0] >= 0 and self.edges[-1] < MINUTES_PER_DAY):
+            raise ValueError(f"edges must be minutes of the day, got {self.edges}")
+        self.lo = math.inf  # empty interval: the first call computes
+        self.hi = -math.inf
+        self._answer = (0, 0)
+
+    def at(self, now: float) -> tuple[int, int]:
+        if self.lo <= now < self.hi:
+            return self._answer
+        return self.refresh(now)
+
+    def refresh(self, now: float) -> tuple[int, int]:
+        """Compute the answer at ``now`` and the interval it holds over."""
+        tz = self.tz
+        start = int(now // 60) * 60
+        dt = datetime.fromtimestamp(start, tz)
+        wall_s = (dt.hour * 60 + dt.minute) * 60 + dt.second
+        edges = self.edges
+        i = bisect_right(edges, wall_s // 60) - 1
+        following = edges[i + 1] if i + 1 < len(edges) else MINUTES_PER_DAY
+        # the first UTC minute whose wall clock reads the next edge, at the current offset
+        end = start + math.ceil((following * 60 - wall_s) / 60) * 60
+        offset = dt.utcoffset()
+        if datetime.fromtimestamp(end - 60, tz).utcoffset() != offset:
+            end = self._offset_change(start, end - 60, offset)
+        self.lo = start
+        self.hi = end
+        self._answer = (dt.toordinal(), edges[i])
+        return self._answer
+
+    def _offset_change(self, start: int, last: int, offset: object) -> int:
+        """The first UTC minute in (start, last] whose UTC offset is not ``offset``."""
+        tz = self.tz
+        low, high = start // 60, last // 60  # offset(low) == offset, offset(high) != offset
+        while high - low > 1:
+            mid = (low + high) // 2
+            if datetime.fromtimestamp(mid * 60, tz).utcoffset() == offset:
+                low = mid
+            else:
+                high = mid
+        return high * 60
+
+
 class DayClock:
     """Trading days that start at a local reset time (e.g. 00:00 Europe/Berlin).
 
-    The day key is the ISO local date on which the trading day began. ``next_reset`` is the
-    start of the following trading day (fold=0 where the reset time is ambiguous or skipped,
-    which on a skipped time falls after the gap: a halt then lasts slightly longer, never less).
+    The day key is the ISO local date on which the trading day began; it is kept until the
+    next reset (or change of UTC offset), so ``key`` is one comparison nearly always.
+    ``next_reset`` is the start of the following trading day (fold=0 where the reset time is
+    ambiguous or skipped, which on a skipped time falls after the gap: a halt then lasts
+    slightly longer, never less).
     """
 
-    __slots__ = ("_clock", "_key", "_key_ordinal", "reset_minute")
+    __slots__ = ("_clock", "_hi", "_key", "_lo", "_wall", "reset_minute")
 
     def __init__(self, tz_name: str, reset_hhmm: str) -> None:
         self._clock = LocalClock(tz_name)
         self.reset_minute = parse_hhmm(reset_hhmm)
-        self._key_ordinal = -1
+        self._wall = WallSegments(tz_name, (self.reset_minute,))
+        self._lo = math.inf
+        self._hi = -math.inf
         self._key = ""
 
     def _ordinal(self, now: float) -> int:
-        ordinal, minute = self._clock.local(now)
-        return ordinal - 1 if minute < self.reset_minute else ordinal
+        ordinal, part = self._wall.at(now)
+        return ordinal - 1 if part < self.reset_minute else ordinal
 
     def key(self, now: float) -> str:
-        ordinal = self._ordinal(now)
-        if ordinal != self._key_ordinal:
-            self._key = date.fromordinal(ordinal).isoformat()
-            self._key_ordinal = ordinal
+        if self._lo <= now < self._hi:
+            return self._key
+        self._key = date.fromordinal(self._ordinal(now)).isoformat()
+        wall = self._wall
+        self._lo = wall.lo
+        self._hi = wall.hi
         return self._key
 
     def next_reset(self, now: float) -> float:
@@ -119,6 +191,7 @@ __all__ = [
     "MINUTES_PER_DAY",
     "DayClock",
     "LocalClock",
+    "WallSegments",
     "check_timezone",
     "in_daily_window",
     "local_text",

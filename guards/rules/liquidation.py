@@ -18,7 +18,8 @@ Sweep: for each open position, distance as above; ≤ ``close_at_pct`` → ``clo
 (``liq_close``); ≤ ``reduce_at_pct`` (or the circuit breaker's stricter
 ``tighten_reduce_at_pct`` while the symbol's breaker is open) → ``reduce`` by ``reduce_fraction``
 of the position, rounded down to the amount step (a close instead if that or the remainder would
-fall below the market minimum). Isolated liquidation prices are cached between sweeps.
+fall below the market minimum). Isolated liquidation prices are remembered between sweeps by
+the engine's ``LiquidationMemo``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from guards.liquidation import liquidation_price, profile_maintenance_margin
 from guards.rules.base import (
     Rule,
     RuleConfig,
+    RuleEnv,
     account_view,
     below_minimum,
     entry_price,
@@ -37,6 +39,7 @@ from guards.rules.base import (
     position_liquidation,
     position_margin,
 )
+from guards.rules.circuit_breaker import CircuitBreakerConfig
 from guards.types import Action, ActionKind, Figure, GuardContext, OrderIntent, Verdict
 
 
@@ -76,6 +79,11 @@ class LiquidationConfig(RuleConfig):
 class Liquidation(Rule[LiquidationConfig]):
     name = "liquidation"
     config_model = LiquidationConfig
+
+    def __init__(self, config: LiquidationConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        #: The circuit breaker's settings (its ``tighten_reduce_at_pct`` while it is open).
+        self.breaker = env.peer(CircuitBreakerConfig)
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
@@ -166,7 +174,8 @@ class Liquidation(Rule[LiquidationConfig]):
         cfg = self.config
         view = account_view(ctx)
         now = ctx.now
-        breaker = self.env.settings.circuit_breaker
+        breaker = self.breaker
+        memo = self.env.liquidations
         symbols = self.state.symbols
         tighten = breaker.tighten_reduce_at_pct if breaker.enabled else 0.0
         actions: list[Action] = []
@@ -176,7 +185,10 @@ class Liquidation(Rule[LiquidationConfig]):
             if mark_obj is None or market is None:
                 continue  # the engine reports missing data
             try:
-                liq = position_liquidation(p, ctx, view)
+                if p.margin_mode == "isolated":  # the common case, straight to the memo
+                    liq = memo.isolated(p, market)
+                else:
+                    liq = position_liquidation(p, ctx, view, memo)
             except (KeyError, ValueError) as exc:
                 actions.append(
                     self.action(

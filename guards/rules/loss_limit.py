@@ -105,7 +105,6 @@ class LossLimit(Rule[LossLimitConfig]):
             equity = view.equity
             daily = loss_pct(state.day_start_equity, equity)
             drawdown = loss_pct(state.equity_peak, equity)
-            figures = {"equity": equity, "daily_loss_pct": daily, "drawdown_pct": drawdown}
             halt = None
             if drawdown > cfg.max_drawdown_pct:
                 reason = f"drawdown {drawdown:.2f}% beyond {cfg.max_drawdown_pct:g}%"
@@ -115,11 +114,13 @@ class LossLimit(Rule[LossLimitConfig]):
                 halt = Halt("daily", reason, now, self.env.day.next_reset(now))
             if halt is not None and state.set_halt(halt):
                 code = "drawdown_limit" if halt.kind == "drawdown" else "daily_loss_limit"
-                actions.append(
-                    self.action(
-                        "halt", None, code, halt.reason, figures={**figures, "until": halt.until}
-                    )
-                )
+                figures = {
+                    "equity": equity,
+                    "daily_loss_pct": daily,
+                    "drawdown_pct": drawdown,
+                    "until": halt.until,
+                }
+                actions.append(self.action("halt", None, code, halt.reason, figures=figures))
         active = state.active_halt(now)
         if active is not None and active.kind in ("daily", "drawdown"):
             reason = f"halted ({active.kind}): {active.reason}"

@@ -12,10 +12,13 @@ All times are read on the local wall clock of ``timezone`` (IANA name, ``zoneinf
 DST: comparisons are on the wall clock, so on a spring-forward day a skipped ``flat_by`` takes
 effect at the first instant after the gap, and on a fall-back day the window follows the clock
 (a repeated hour is inside the window on both passes if its wall time is). "Minutes before" are
-wall-clock minutes.
+wall-clock minutes. Both answers are kept until the next of the three times (or change of UTC
+offset) on the wall clock (``WallSegments``), so the hot path does no time-zone arithmetic.
 """
 
 from __future__ import annotations
+
+import math
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,6 +27,7 @@ from guards.rules.clock import (
     HHMM_PATTERN,
     MINUTES_PER_DAY,
     LocalClock,
+    WallSegments,
     check_timezone,
     in_daily_window,
     local_text,
@@ -80,12 +84,30 @@ class NoOvernight(Rule[NoOvernightConfig]):
         self.flat = parse_hhmm(config.flat_by)
         self.resume = parse_hhmm(config.resume_at)
         self.cutoff = (self.flat - config.no_entries_before) % MINUTES_PER_DAY
+        #: The local day cut at the three times the answers change; answers kept until then.
+        self.wall = WallSegments(config.timezone, (self.cutoff, self.flat, self.resume))
+        self._lo = math.inf
+        self._hi = -math.inf
+        self._closed = False
+        self._flat = False
+
+    def _refresh(self, now: float) -> None:
+        wall = self.wall
+        part = wall.at(now)[1]
+        self._closed = in_daily_window(part, self.cutoff, self.resume)
+        self._flat = in_daily_window(part, self.flat, self.resume)
+        self._lo = wall.lo
+        self._hi = wall.hi
 
     def entries_closed(self, now: float) -> bool:
-        return in_daily_window(self.clock.minute_of_day(now), self.cutoff, self.resume)
+        if not self._lo <= now < self._hi:
+            self._refresh(now)
+        return self._closed
 
     def flat_window(self, now: float) -> bool:
-        return in_daily_window(self.clock.minute_of_day(now), self.flat, self.resume)
+        if not self._lo <= now < self._hi:
+            self._refresh(now)
+        return self._flat
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         if not self.entries_closed(ctx.now):

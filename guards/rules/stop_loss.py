@@ -26,7 +26,9 @@ Sweep: every open position must have a live stop (``Position.stop_price``). For 
 ``place_stop`` action carries the planned stop of its last approved entry (if still on the losing
 side of the mark) or ``default_stop_pct`` from the entry price, moved no closer to liquidation
 than ``liquidation.stop_buffer_pct``. If the mark has already passed that stop the action is
-``close`` (``stop_passed``). If the shell cannot place a stop it must close the position.
+``close`` (``stop_passed``). If the shell cannot place a stop it must close the position. The
+placement is ``guards.stops.protective_stop``, the same code ``GuardEngine.protective_stop`` and
+``GuardEngine.missing_stops`` run for the shell.
 """
 
 from __future__ import annotations
@@ -41,14 +43,15 @@ from guards.rules.base import (
     STOP_INHERITED,
     Rule,
     RuleConfig,
+    RuleEnv,
     account_view,
     below_minimum,
     entry_price,
     floor_to_step,
-    position_liquidation,
-    round_price_away,
 )
-from guards.types import Action, Figure, GuardContext, OrderIntent, Position, Verdict
+from guards.rules.liquidation import LiquidationConfig
+from guards.stops import STOP_LOSS, StopPolicy, default_stop_price, missing_stops
+from guards.types import Action, Figure, GuardContext, OrderIntent, Verdict
 
 _EPS = 1e-9
 
@@ -78,8 +81,16 @@ class StopLossConfig(RuleConfig):
 
 
 class StopLoss(Rule[StopLossConfig]):
-    name = "stop_loss"
+    name = STOP_LOSS
     config_model = StopLossConfig
+
+    def __init__(self, config: StopLossConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        #: Where a missing stop goes; the buffer is the liquidation rule's setting.
+        self.policy = StopPolicy(
+            default_stop_pct=config.default_stop_pct,
+            stop_buffer_pct=env.peer(LiquidationConfig).stop_buffer_pct,
+        )
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
@@ -95,9 +106,7 @@ class StopLoss(Rule[StopLossConfig]):
         elif stop is None:
             if cfg.missing == "reject":
                 return self.reject("stop_missing", "an opening order must carry a stop-loss")
-            stop = round_price_away(
-                price * (1.0 - s * cfg.default_stop_pct / 100.0), market.price_step, s
-            )
+            stop = default_stop_price(price, s, cfg.default_stop_pct, market.price_step)
             adjust = STOP_ATTACHED
         distance = s * (price - stop)
         if distance <= 0.0 or stop <= 0.0:
@@ -187,57 +196,4 @@ class StopLoss(Rule[StopLossConfig]):
         )
 
     def sweep(self, ctx: GuardContext) -> list[Action]:
-        actions: list[Action] = []
-        positions = ctx.account.positions
-        for symbol, p in positions.items():
-            if p.stop_price is not None:
-                continue
-            mark = ctx.marks.get(symbol)
-            market = ctx.markets.get(symbol)
-            if mark is None or market is None:
-                continue  # no data to place a stop at; the engine reports the missing data
-            actions.append(self._restore_stop(p, mark.price, market.price_step, ctx))
-        return actions
-
-    def _restore_stop(
-        self, p: Position, mark: float, price_step: float, ctx: GuardContext
-    ) -> Action:
-        s = p.sign
-        planned = None
-        sub = self.state.symbols.get(p.symbol)
-        if sub is not None and sub.planned_stop is not None and s * (mark - sub.planned_stop) > 0:
-            planned = sub.planned_stop
-        if planned is not None:
-            stop = planned
-        else:
-            stop = round_price_away(
-                p.entry_price * (1.0 - s * self.config.default_stop_pct / 100.0), price_step, s
-            )
-        try:
-            liq = position_liquidation(p, ctx, account_view(ctx))
-        except (KeyError, ValueError):
-            liq = None  # a stop without the liquidation bound still beats no stop
-        if liq is not None:
-            buffer = self.env.settings.liquidation.stop_buffer_pct / 100.0
-            limit = liq * (1.0 + s * buffer)
-            if s * (stop - limit) < 0.0:
-                stop = round_price_away(limit, price_step, -s)
-        figures: dict[str, Figure] = {"mark": mark, "stop": stop, "liq_price": liq}
-        if s * (mark - stop) <= 0.0:
-            return self.action(
-                "close",
-                p.symbol,
-                "stop_passed",
-                f"no live stop and the mark {mark:g} is already past the stop {stop:g}",
-                amount=p.amount,
-                figures=figures,
-            )
-        return self.action(
-            "place_stop",
-            p.symbol,
-            "stop_missing",
-            f"no live stop: place one at {stop:g}",
-            amount=p.amount,
-            stop_price=stop,
-            figures=figures,
-        )
+        return missing_stops(ctx, self.policy, self.state, self.env.liquidations)

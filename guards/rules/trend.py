@@ -43,7 +43,9 @@ class Trend(Rule[TrendConfig]):
     name = "trend"
     config_model = TrendConfig
 
-    def observe_candle(self, sub: SymbolState, high: float, close: float, ts: float) -> None:
+    def observe_candle(
+        self, sub: SymbolState, open: float, high: float, low: float, close: float, ts: float
+    ) -> None:
         """Fold one closed candle into the symbol's EMA and window high."""
         last = sub.last_candle_ts
         if last is not None and ts <= last:
