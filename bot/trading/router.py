@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import structlog
 from ccxt.base.errors import BaseError as CcxtError
+from ccxt.base.errors import OrderNotFound
 
 from bot.exchange.venue import PaperVenue
 from bot.trading.flows import (
@@ -107,9 +108,10 @@ class Router:
             return order
         if isinstance(request, Cancel):
             standing = request.order
-            if standing.get("status") not in (None, "open"):
+            try:
+                core.cancel_order(str(standing["id"]), str(standing["symbol"]))
+            except OrderNotFound:  # gone already (filled, or cancelled with its position)
                 return False
-            core.cancel_order(str(standing["id"]), str(standing["symbol"]))
             return True
         if isinstance(request, ReadPosition):
             pos = core.position(request.symbol)
