@@ -93,7 +93,7 @@ def run_replay(
         if f.rates:
             core.set_funding_rates(symbol, f.rates)
     rules = {s: core.market_rules(s) for s in symbols}
-    run = Replay(settings, core, GuardEngine(gcfg), strategy, rules)
+    run = Replay(settings, core, GuardEngine(gcfg), strategy, rules, guards_on=guards_on)
     if record_curve:
         run.curve = EquityCurve()
     if record_decisions:
@@ -124,11 +124,14 @@ class Replay:
         engine: GuardEngine,
         strategy: Strategy | None,
         markets: dict[str, MarketRules],
+        *,
+        guards_on: bool = True,
     ) -> None:
         self.settings = settings
         self.core = core
         self.engine = engine
-        self.router = Router(core)
+        # with the guards off nothing attaches a stop: the replay shows an unguarded bot
+        self.router = Router(core, allow_unprotected=not guards_on)
         self.strategy = strategy
         self.symbols = list(markets)
         self.markets = markets

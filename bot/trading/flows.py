@@ -8,7 +8,8 @@ the synchronous replay ``Router`` are thin interpreters of the same flows, so a 
 the same orders, in the same order, with the same failure handling, in replay, paper and live.
 
 - ``entry_flow``: set up margin mode and leverage, send the entry, then protect it: the stop on
-  the mark price for the whole position (``planning.protection``), then the take-profit. A stop
+  the mark price for the whole position (``planning.protection``; none only for the unprotected
+  entries of a replay with the guards off), then the take-profit. A stop
   that cannot be placed cancels a resting entry and closes what filled (``naked``), unless a
   position-wide stop already stands and still covers it. Any unexpected failure while
   protecting does the same: a filled entry is never left without its stop.
@@ -152,20 +153,17 @@ def _protect_entry(
     if resting:  # a reduce-only stop must also cover what the resting entry will add
         size += float(entry.get("remaining") or plan.entry.amount - filled)
     side = plan.exit_side
-    stop = protection("stop", symbol, side, plan.stop, size, standing)
-    stop_order: Mapping[str, Any] | None
-    try:
-        stop_order = yield from _protect(stop, ids["s"])
-    except Exception as exc:
-        if not any(closes_position(o) for o in stop.cancel):
-            return (yield from _unprotected(plan, entry, cid, seed, exc))
-        # the position-wide stop already standing still covers everything
-        yield Note(
-            "error",
-            "stop_not_moved",
-            {"symbol": symbol, "stop": plan.stop, "error": _describe(exc)},
-        )
-        stop_order = None
+    stop_order: Mapping[str, Any] | None = None
+    if plan.stop is not None:
+        stop = protection("stop", symbol, side, plan.stop, size, standing)
+        try:
+            stop_order = yield from _protect(stop, ids["s"])
+        except Exception as exc:
+            if not any(closes_position(o) for o in stop.cancel):
+                return (yield from _unprotected(plan, entry, cid, seed, exc))
+            # the position-wide stop already standing still covers everything
+            fields = {"symbol": symbol, "stop": plan.stop, "error": _describe(exc)}
+            yield Note("error", "stop_not_moved", fields)
     take_order = None
     if plan.take_profit is not None:
         take = protection("take_profit", symbol, side, plan.take_profit, size, standing)

@@ -45,7 +45,8 @@ class EntryPlan:
     margin_mode: MarginMode
     leverage: float
     entry: OrderSpec
-    stop: float
+    #: None only for an unprotected entry (a replay with the guards off).
+    stop: float | None
     take_profit: float | None
     #: The intent's own name, when it has one (seeds its client ids across restarts).
     client_id: str
@@ -116,12 +117,18 @@ def is_risk_reducing(decision: Decision) -> bool:
     return decision.intent.reduce_only or decision.code in RISK_REDUCING_CODES
 
 
-def plan_decision(approved: ApprovedOrder) -> EntryPlan | ExitPlan:
-    """The orders an approved decision becomes (see the module docstring)."""
+def plan_decision(
+    approved: ApprovedOrder, *, allow_unprotected: bool = False
+) -> EntryPlan | ExitPlan:
+    """The orders an approved decision becomes (see the module docstring).
+
+    An entry without a stop is refused (``ValueError``) unless ``allow_unprotected``: only a
+    replay with the guards switched off sends one, to show what an unguarded bot would do.
+    """
     intent = approved.intent
     if is_risk_reducing(approved.decision):
         return ExitPlan(intent.symbol, approved.amount, "strategy", intent.tag or "strategy")
-    if approved.stop_price is None:
+    if approved.stop_price is None and not allow_unprotected:
         raise ValueError(f"an entry on {intent.symbol} needs a stop (the guards attach one)")
     entry = OrderSpec(
         "entry",

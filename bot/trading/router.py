@@ -56,8 +56,12 @@ T = TypeVar("T")
 class Router:
     """Synchronous interpreter of the execution flows over one ``PaperCore``."""
 
-    def __init__(self, core: PaperCore, *, run_id: str = "replay") -> None:
+    def __init__(
+        self, core: PaperCore, *, run_id: str = "replay", allow_unprotected: bool = False
+    ) -> None:
         self.core = core
+        #: Send entries without a stop (a replay with the guards off shows an unguarded bot).
+        self.allow_unprotected = allow_unprotected
         self.venue = PaperVenue()
         self.run_id = run_id
         #: Orders the paper core refused (the replay report's ``exchange_rejects``).
@@ -140,7 +144,7 @@ class Router:
         if intent.kind != "order":
             return ExecResult("refused", symbol, reason="only orders are executed")
         try:
-            plan = plan_decision(approved)
+            plan = plan_decision(approved, allow_unprotected=self.allow_unprotected)
         except ValueError as exc:
             return ExecResult("refused", symbol, reason=str(exc))
         if isinstance(plan, ExitPlan):
