@@ -38,8 +38,7 @@ from bot.strategies import load_strategy
 from bot.trading.bars import timeframe_ms
 from bot.trading.engine import Engine
 from bot.trading.jobs import LiveScheduler, job_specs, job_triggers
-from guards.engine import GuardEngine
-from guards.state import GuardState
+from guards import GuardEngine, GuardState
 
 log = structlog.get_logger("runner")
 

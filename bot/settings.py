@@ -30,7 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from guards.config import GuardsConfig
+from guards import GuardsConfig
 from paper.config import PaperConfig
 
 ENV_PREFIX = "GUARDBOT_"

@@ -13,7 +13,7 @@ from typing import Any
 
 from ccxt.base.errors import ArgumentsRequired
 
-from guards.types import MarketRules
+from guards import MarketRules
 from paper.config import PaperConfig
 from paper.core import PaperCore
 from paper.markets import PaperMarket, load_markets

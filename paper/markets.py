@@ -15,8 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from guards.tiers import tiers_from_ccxt
-from guards.types import MarketRules
+from guards import MarketRules, tiers_from_ccxt
 from paper.config import PaperConfig
 
 MARKETS_FILE = "markets.json"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 ALLOWED = {"guards": set(), "paper": {"guards"}, "bot": {"guards", "paper"}}
 IMPURE = {
@@ -197,7 +195,6 @@ def test_the_package_face_is_the_submodules_objects() -> None:
             assert getattr(guards, name) is getattr(importlib.import_module(module), name)
 
 
-@pytest.mark.xfail(strict=True, reason="shell imports are switched to the package face by the lead")
 def test_shell_imports_only_the_package() -> None:
     deep = sorted(
         {f"{rel}: {module}" for rel, module, _ in shell_guards_imports() if module != "guards"}

@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.exchange.retry import describe
 from bot.ops.logging import get_logger
-from guards.types import Mark
+from guards import Mark
 
 Sleep = Callable[[float], Awaitable[None]]
 

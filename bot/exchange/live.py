@@ -48,7 +48,7 @@ from bot.exchange.retry import RetryPolicy, describe, retry_call
 from bot.exchange.shapes import market_rules
 from bot.ops.logging import get_logger
 from bot.settings import ExchangeSettings
-from guards.types import MarketRules
+from guards import MarketRules
 
 Params = dict[str, Any] | None
 Sleep = Callable[[float], Awaitable[None]]

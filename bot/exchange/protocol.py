@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from guards.types import Mark
+from guards import Mark
 
 Params = dict[str, Any] | None
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from guards.tiers import tiers_from_ccxt
-from guards.types import Account, MarginMode, MarketRules, Position, Side
+from guards import Account, MarginMode, MarketRules, Position, Side, tiers_from_ccxt
 
 OrderRole = Literal["entry", "reduce", "stop", "take_profit"]
 

@@ -19,8 +19,7 @@ from bot.exchange.protocol import fetch_marks
 from bot.exchange.retry import describe
 from bot.exchange.shapes import account_from_ccxt, wallet_balance
 from bot.settings import Settings
-from guards.engine import GuardEngine
-from guards.types import Action, GuardContext, MarketRules
+from guards import Action, GuardContext, GuardEngine, MarketRules
 
 CheckStatus = Literal["ok", "warn", "fail", "skip"]
 #: Clock drift (ms) above which preflight warns, and above which it fails.

@@ -18,10 +18,20 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.settings import Settings
-from guards.engine import GuardEngine
-from guards.explain import decision_to_dict, explain_rows
-from guards.liquidation import bankruptcy_price, liquidation_price
-from guards.types import Account, Decision, GuardContext, MarginMode, Mark, OrderIntent, Side
+from guards import (
+    Account,
+    Decision,
+    GuardContext,
+    GuardEngine,
+    MarginMode,
+    Mark,
+    OrderIntent,
+    Side,
+    bankruptcy_price,
+    decision_to_dict,
+    explain_rows,
+    liquidation_price,
+)
 from paper.markets import bundled_symbols, load_market
 
 

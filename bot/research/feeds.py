@@ -10,7 +10,7 @@ from typing import NamedTuple
 import structlog
 
 from bot.settings import Settings
-from guards.config import GuardsConfig
+from guards import GuardsConfig
 from paper.feed import (
     Candles,
     FeedError,

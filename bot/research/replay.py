@@ -36,9 +36,17 @@ from bot.strategies.base import Strategy
 from bot.trading.jobs import JobFunc, SimScheduler, job_specs, job_triggers
 from bot.trading.planning import ExitPlan, is_risk_reducing
 from bot.trading.router import Router
-from guards.config import GuardsConfig
-from guards.engine import GuardEngine
-from guards.types import Account, Action, Decision, GuardContext, Mark, MarketRules, Position
+from guards import (
+    Account,
+    Action,
+    Decision,
+    GuardContext,
+    GuardEngine,
+    GuardsConfig,
+    Mark,
+    MarketRules,
+    Position,
+)
 from paper.core import CoreEvent, LiquidationEvent, PaperCore, Trade
 from paper.feed import Candles, intrabar_path, merge
 from paper.markets import bundled_symbols, load_markets

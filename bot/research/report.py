@@ -7,7 +7,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from guards.types import Decision
+from guards import Decision
 from paper.core import Trade
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.state.store import FILENAME, ActionRow, DecisionRow, FillRow, Store, json_safe
-from guards.explain import decision_to_dict, format_figures
+from guards import decision_to_dict, format_figures
 
 KINDS = ("decisions", "trades", "actions")
 

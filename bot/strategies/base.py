@@ -18,7 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guards.types import OrderIntent, Position, Side
+from guards import OrderIntent, Position, Side
 
 #: The shared answer for "nothing to do".
 NO_INTENTS: tuple[OrderIntent, ...] = ()

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from bot.strategies.base import NO_INTENTS, BaseStrategy, EntryParams, entry_intent, exit_intent
 from bot.strategies.indicators import Atr, DonchianChannel
-from guards.types import OrderIntent, Position
+from guards import OrderIntent, Position
 
 
 class DonchianParams(EntryParams):

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from bot.strategies.base import NO_INTENTS, BaseStrategy, EntryParams, entry_intent, exit_intent
 from bot.strategies.indicators import Atr, Sma
-from guards.types import OrderIntent, Position, Side
+from guards import OrderIntent, Position, Side
 
 
 class SmaCrossParams(EntryParams):

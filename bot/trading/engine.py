@@ -37,15 +37,15 @@ from bot.trading.bars import Bar, BarBuilder
 from bot.trading.planning import is_risk_reducing
 from bot.trading.results import ExecResult, describe_result, log_action
 from bot.trading.seatbelt import Seatbelt
-from guards.config import GuardsConfig
-from guards.engine import CloseReason, GuardEngine
-from guards.rules.base import account_view, position_liquidation
-from guards.types import (
+from guards import (
     Account,
     Action,
     ApprovedOrder,
+    CloseReason,
     Decision,
     GuardContext,
+    GuardEngine,
+    GuardsConfig,
     Mark,
     MarketRules,
     OrderIntent,
@@ -477,7 +477,6 @@ class Engine:
         """
         now = self.clock()
         ctx = self.ctx(now)
-        view = account_view(ctx)
         cfg = self.guard.config
         state = self.guard.state
         positions = []
@@ -486,7 +485,7 @@ class Engine:
             mark = self.marks.get(sym)
             liq = None
             if sym in self.markets and mark is not None:
-                liq = position_liquidation(p, ctx, view)
+                liq = self.guard.liquidation_price(p, ctx)
             price = mark.price if mark is not None else None
             pnl = p.unrealized_pnl(price) if price is not None else None
             upnl += pnl or 0.0

@@ -76,13 +76,13 @@ from bot.trading.results import (
     describe_result,
     log_action,
 )
-from guards.config import GuardsConfig
-from guards.engine import GuardEngine
-from guards.types import (
+from guards import (
     Account,
     Action,
     ApprovedOrder,
     GuardContext,
+    GuardEngine,
+    GuardsConfig,
     Mark,
     MarketRules,
 )

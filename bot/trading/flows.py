@@ -43,7 +43,7 @@ from bot.trading.planning import (
     protection,
 )
 from bot.trading.results import ExecResult, ExecStatus
-from guards.types import MarginMode
+from guards import MarginMode
 
 _FILL_EPS = 1e-9
 

@@ -26,7 +26,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from guards.config import GuardsConfig
+from guards import GuardsConfig
 
 log = structlog.get_logger("jobs")
 

@@ -30,9 +30,15 @@ from typing import Any, Literal
 
 from bot.exchange.shapes import closes_position, order_role, trigger_price
 from bot.exchange.venue import ExitReason, OrderSide, OrderSpec
-from guards.engine import RISK_REDUCING_CODES
-from guards.rules.base import floor_to_step
-from guards.types import Action, ApprovedOrder, Decision, MarginMode, OrderIntent
+from guards import (
+    RISK_REDUCING_CODES,
+    Action,
+    ApprovedOrder,
+    Decision,
+    MarginMode,
+    OrderIntent,
+    floor_to_step,
+)
 
 MAX_CLIENT_ID = 36
 

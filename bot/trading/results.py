@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from guards.types import Action, Position
+from guards import Action, Position
 
 ExecStatus = Literal[
     "filled",

@@ -46,7 +46,7 @@ from bot.trading.planning import (
     plan_decision,
 )
 from bot.trading.results import ExecResult
-from guards.types import Action, ApprovedOrder
+from guards import Action, ApprovedOrder
 from paper.core import CoreEvent, PaperCore
 
 log = structlog.get_logger("router")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from guards.types import Action, GuardContext, OrderIntent, Position
+from guards import Action, GuardContext, OrderIntent, Position
 
 if TYPE_CHECKING:
     from bot.trading.engine import Engine

@@ -19,9 +19,7 @@ import math
 from ccxt.base.decimal_to_precision import ROUND, TICK_SIZE, TRUNCATE, decimal_to_precision
 from ccxt.base.errors import InvalidOrder
 
-from guards.liquidation import profile_maintenance_margin
-from guards.tiers import tier_index
-from guards.types import MarginMode, MarketRules, Tier
+from guards import MarginMode, MarketRules, Tier, profile_maintenance_margin, tier_index
 from paper.config import PaperConfig
 from paper.core.records import EPS, INF, LIMIT, STOP, OrderRecord, PositionRecord
 from paper.markets import PaperMarket

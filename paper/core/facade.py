@@ -45,7 +45,7 @@ from ccxt.base.errors import (
     OrderNotFound,
 )
 
-from guards.types import Account, MarginMode, MarketRules, Position
+from guards import Account, MarginMode, MarketRules, Position
 from paper.config import PaperConfig
 from paper.core import snapshot as snap_io
 from paper.core import views

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from guards.liquidation import liquidation_price, liquidation_stage
+from guards import liquidation_price, liquidation_stage
 from paper.core.book import Book
 from paper.core.history import History
 from paper.core.records import (

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 
-from guards.liquidation import (
+from guards import (
+    Side,
     bankruptcy_price,
     liquidation_price,
     liquidation_stage,
     margin_balance,
+    tier_index,
 )
-from guards.tiers import tier_index
-from guards.types import Side
 from paper.core.book import Book
 from paper.core.history import History
 from paper.core.ledger import Ledger

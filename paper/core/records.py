@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias
 
-from guards.types import MarginMode, Side
+from guards import MarginMode, Side
 
 #: Funding every 8 h (00:00, 08:00, 16:00 UTC).
 FUNDING_PERIOD_MS: Final = 8 * 3_600_000

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from guards.types import MarketRules, Tier
+from guards import MarketRules, Tier
 from paper.config import PaperConfig
 from paper.core.book import Book
 from paper.core.history import History

@@ -19,8 +19,7 @@ from bot.state.store.rows import (
     _dumps,
     _loads_obj,
 )
-from guards.explain import intent_to_dict
-from guards.types import (
+from guards import (
     Action,
     ActionKind,
     Decision,
@@ -28,6 +27,7 @@ from guards.types import (
     Outcome,
     Verdict,
     VerdictOutcome,
+    intent_to_dict,
 )
 
 

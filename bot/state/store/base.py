@@ -25,7 +25,7 @@ from typing import Any, Self, cast
 
 from bot.state.store.rows import StoreError, _dumps, _loads_obj
 from bot.state.store.schema import migrate, user_version
-from guards.types import MarginMode, Position, Side
+from guards import MarginMode, Position, Side
 
 FILENAME = "guardbot.sqlite"
 

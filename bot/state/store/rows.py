@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, cast
 
-from guards.types import Action, Decision, OrderIntent
+from guards import Action, Decision, OrderIntent
 
 OrderStatus = Literal[
     "intent", "sent", "acked", "open", "filled", "canceled", "rejected", "unknown"
