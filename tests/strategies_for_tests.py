@@ -120,3 +120,77 @@ class OnlyOn(BaseStrategy):
         if symbol != self.symbol:
             return NO_INTENTS
         return self.inner.on_candle(symbol, ts_ms, open, high, low, close, volume, position)
+
+
+class Scripted(BaseStrategy):
+    """Acts at given candle open times (UTC ``HH:MM``), deciding only from the candle and the
+    position it is shown, so two drivers that show it the same positions get the same intents.
+
+    Steps: ``("long", stop_pct)`` a long entry of ``amount`` with a stop ``stop_pct`` % below the
+    close; ``("short_close", 0)`` a *short market order* of the position's size (not
+    reduce-only): the opposite order that closes it.
+    """
+
+    name = "scripted"
+
+    def __init__(self, steps: dict[str, tuple[str, float]], amount: float = 0.01) -> None:
+        self.steps = steps
+        self.amount = amount
+
+    def on_candle(
+        self,
+        symbol: str,
+        ts_ms: int,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        position: Position | None,
+    ) -> Sequence[OrderIntent]:
+        import time
+
+        step = self.steps.get(time.strftime("%H:%M", time.gmtime(ts_ms / 1000)))
+        if step is None:
+            return NO_INTENTS
+        what, pct = step
+        if what == "long":
+            stop = close * (1 - pct / 100.0)
+            return (OrderIntent(symbol, "long", self.amount, leverage=3.0, stop_price=stop),)
+        if what == "short_close" and position is not None:
+            return (OrderIntent(symbol, "short", position.amount, leverage=3.0),)
+        return NO_INTENTS
+
+
+class OpenThenOppose(BaseStrategy):
+    """Opens a small long with a 2 % stop when flat, and ``hold`` candles later sends a *short*
+    market order of the same amount (not reduce-only): the opposite order that closes it."""
+
+    name = "open_then_oppose"
+
+    def __init__(self, amount: float = 0.002, hold: int = 6) -> None:
+        self.amount = amount
+        self.hold = hold
+        self.held = 0
+
+    def on_candle(
+        self,
+        symbol: str,
+        ts_ms: int,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        position: Position | None,
+    ) -> Sequence[OrderIntent]:
+        if position is None:
+            self.held = 0
+            return (
+                OrderIntent(symbol, "long", self.amount, leverage=2.0, stop_price=close * 0.98),
+            )
+        self.held += 1
+        if self.held < self.hold:
+            return NO_INTENTS
+        self.held = 0
+        return (OrderIntent(symbol, "short", position.amount, leverage=2.0),)

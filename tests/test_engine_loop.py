@@ -5,6 +5,7 @@ shutdown. Prices are fed by the test (a live-like feed double); nothing is mocke
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,42 @@ async def test_seatbelt_attaches_a_stop_and_cuts_a_manual_position_to_the_caps(
         assert pos.stop_price is not None
         cut = [a for a in store.recent_actions(20) if a.action.rule == "seatbelt"]
         assert cut and cut[0].action.kind == "reduce"
+
+
+async def test_seatbelt_judges_a_manual_position_with_the_stop_the_sweep_places(
+    tmp_path: Path,
+) -> None:
+    """A 40x position by hand, without a stop: its liquidation price is close, so the stop the
+    sweep attaches is not the raw 2 % default but one pushed clear of liquidation, and the
+    seatbelt sizes the position against that very stop.
+
+    The hand entry fills at 60,000 × (1 + 2 bps slippage) = 60,012. At 40x isolated the margin
+    is q × 60,012 / 40 and Binance's first bracket (mmr 0.4 %, cum 0) gives, for any size q,
+    liq = (M − q·E) / (q·mmr − q) = 60,012 × (1/40 − 1) / (0.004 − 1) = 58,746.69.
+    The stop must trigger 1 % (stop_buffer_pct) before it: 58,746.69 × 1.01 = 59,334.15,
+    rounded away from liquidation to the 0.1 tick: 59,334.2 — above the 2 % default
+    (60,012 × 0.98 = 58,811.76), so it is the stop placed.
+    """
+    s = settings(tmp_path, strategy={"path": "none"})
+    clock = Clock()
+    with Store.open(s.state.dir) as store:
+        engine, exchange = await build(s, store, None, clock)
+        await feed(engine, clock, [60_000.0])
+        exchange.core.set_leverage(40, BTC)
+        await exchange.create_order(BTC, "market", "buy", 0.01)
+        await engine.job_sweep()
+        judged = [
+            row.decision
+            for row in store.recent_decisions(10)
+            if row.decision.intent.tag == "seatbelt:manual"
+        ]
+        assert judged, "the manual position was judged"
+        liq = 60_012.0 * (1 / 40 - 1) / (0.004 - 1)
+        expected = math.ceil(liq * 1.01 * 10) / 10
+        assert expected == pytest.approx(59_334.2)
+        assert judged[0].intent.stop_price == pytest.approx(expected)
+        pos = exchange.core.position(BTC)
+        assert pos is not None and pos.stop_price == pytest.approx(expected)
 
 
 async def test_seatbelt_reduces_a_top_up_of_a_loser(tmp_path: Path) -> None:

@@ -142,3 +142,22 @@ def test_two_files_of_one_symbol_are_refused(clean_env: Path, shared_data: Path)
     result = CliRunner().invoke(app, ["replay", "--data", str(btc), "--data", str(btc)])
     assert result.exit_code == 1
     assert "same symbol" in result.output
+
+
+@pytest.mark.parametrize("guards", ["--no-guards", "--compare"])
+def test_an_opposite_order_closes_the_position_in_replay(
+    clean_env: Path, shared_data: Path, guards: str
+) -> None:
+    """A strategy's short market order of the long's size closes it (the guards call it
+    ``closing``), in replay as in the running bot: the closes are booked as strategy exits."""
+    data = shared_data / "candles" / "typhonun_DcaTpStrategy" / "BTC_USDT_USDT-5m-futures.feather"
+    args = ["replay", "--data", str(data), "--json", "--set"]
+    args.append("strategy.path=strategies_for_tests:OpenThenOppose")
+    result = CliRunner().invoke(app, [*args, guards])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    reports = [out] if guards == "--no-guards" else [out["guards_on"], out["guards_off"]]
+    for report in reports:
+        exits = report["exit_reasons"]
+        assert exits.get("strategy", 0) > 100, exits  # ~2,900 candles / 7 per round trip
+        assert exits.get("stop", 0) < exits["strategy"]

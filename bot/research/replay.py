@@ -371,8 +371,6 @@ class Replay:
 
     def _record(self, decision: Decision) -> None:
         self.checked += 1
-        if self.decisions is not None:
-            self.decisions.append(decision)
         if decision.outcome == "reject":
             self.refused += 1
         elif decision.outcome == "resize":
@@ -402,6 +400,8 @@ class Replay:
         router = self.router
         for intent in intents:
             decision = engine.check(intent, self._ctx(now_s, symbol, mark))
+            if self.decisions is not None:
+                self.decisions.append(decision)
             if not is_risk_reducing(decision):
                 self._record(decision)
             if not decision.allowed:

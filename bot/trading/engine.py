@@ -19,9 +19,10 @@ enlarged position that breaks anti-top-up or overtrading is reduced back, with t
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -115,7 +116,7 @@ class Engine:
         run_id: str,
         state_dir: Any = None,
         clock: Callable[[], float] = time.time,
-        on_price_hook: Callable[[str, float, float], Awaitable[None] | None] | None = None,
+        on_price_hook: Callable[[str, float, float], object] | None = None,
         heartbeat_s: float | None = None,
     ) -> None:
         self.exchange = exchange
@@ -244,7 +245,7 @@ class Engine:
         self.marks[symbol] = Mark(price, ts)
         if self.on_price_hook is not None:
             res = self.on_price_hook(symbol, price, ts)
-            if res is not None:
+            if inspect.isawaitable(res):
                 await res
         self.guard.on_price(symbol, price, ts)
         bar = self.bars[symbol].update(price, int(ts * 1000))

@@ -55,23 +55,27 @@ def job_triggers(
     markets_refresh_s: float = 6 * 3600.0,
     start: datetime | None = None,
 ) -> dict[str, BaseTrigger]:
-    """Name → trigger for every scheduled job (interval triggers anchored at ``start``)."""
+    """Name → trigger for every scheduled job (interval triggers anchored at ``start``).
+
+    In the order jobs due at the same instant run (``SimScheduler``): the flatten and the daily
+    reset first, then the sweep, so a position at ``flat_by`` is closed by the flatten job
+    itself in replay and in the running bot alike.
+    """
     anchor = start or datetime.now(UTC)
-    triggers: dict[str, BaseTrigger] = {
-        "sweep": IntervalTrigger(seconds=guards.sweep_s, start_date=anchor, timezone=UTC),
-        "heartbeat": IntervalTrigger(seconds=heartbeat_s, start_date=anchor, timezone=UTC),
-        "equity_snapshot": IntervalTrigger(seconds=equity_s, start_date=anchor, timezone=UTC),
-        "markets_refresh": IntervalTrigger(
-            seconds=markets_refresh_s, start_date=anchor, timezone=UTC
-        ),
-    }
-    ll = guards.loss_limit
-    hh, mm = _hh_mm(ll.day_reset)
-    triggers["daily_reset"] = CronTrigger(hour=hh, minute=mm, timezone=ll.timezone)
+    triggers: dict[str, BaseTrigger] = {}
     no = guards.no_overnight
     if no.enabled:
         hh, mm = _hh_mm(no.flat_by)
         triggers["flatten"] = CronTrigger(hour=hh, minute=mm, timezone=no.timezone)
+    ll = guards.loss_limit
+    hh, mm = _hh_mm(ll.day_reset)
+    triggers["daily_reset"] = CronTrigger(hour=hh, minute=mm, timezone=ll.timezone)
+    triggers["sweep"] = IntervalTrigger(seconds=guards.sweep_s, start_date=anchor, timezone=UTC)
+    triggers["heartbeat"] = IntervalTrigger(seconds=heartbeat_s, start_date=anchor, timezone=UTC)
+    triggers["equity_snapshot"] = IntervalTrigger(seconds=equity_s, start_date=anchor, timezone=UTC)
+    triggers["markets_refresh"] = IntervalTrigger(
+        seconds=markets_refresh_s, start_date=anchor, timezone=UTC
+    )
     return triggers
 
 
