@@ -28,6 +28,7 @@ from guards.account import (
     position_margin,
 )
 from guards.actions import order_actions
+from guards.calm import Calm
 from guards.config import GuardsConfig
 from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine
 from guards.explain import (
@@ -85,6 +86,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "ApprovedOrder",
+    "Calm",
     "CloseReason",
     "Decision",
     "ExplainRow",

@@ -50,11 +50,14 @@ the engine names no concrete rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from guards.account import LiquidationMemo, account_view, position_liquidation
 from guards.actions import order_actions
+from guards.calm import Calm
 from guards.config import GuardsConfig
 from guards.intents import adjusted, invalid_reason
 from guards.rules import REGISTRY
@@ -63,6 +66,7 @@ from guards.rules.clock import DayClock
 from guards.state import GuardState, Halt
 from guards.stops import StopPolicy, missing_stops, protective_stop
 from guards.types import (
+    Account,
     Action,
     ApprovedOrder,
     Decision,
@@ -423,6 +427,56 @@ class GuardEngine:
                 actions.append(Action("halt", None, rule.name, "rule_error", message))
         self.last_sweep_errors = errors
         return order_actions(actions)
+
+    # -- skipping what cannot change a decision -----------------------------------------------
+    def calm(self, ctx: GuardContext, refreshed: Collection[str] = ()) -> Calm | None:
+        """How far things may move before a sweep at ``ctx`` could act (``guards.calm``).
+
+        Ask it after a sweep that returned no action. ``refreshed``: symbols whose mark the
+        driver renews at every check (their age cannot make them stale). None when any
+        sweeping rule cannot promise anything, or a position's mark is missing.
+        """
+        setup = self._setup
+        if account_view(ctx).missing_mark is not None:
+            return None
+        until = math.inf
+        stale_s = setup.config.stale_price_s
+        for symbol in ctx.account.positions:
+            if symbol not in refreshed:
+                until = min(until, ctx.marks[symbol].ts + stale_s)
+        halt = self.state.halt
+        if halt is not None and halt.until is not None:
+            until = min(until, halt.until)
+        calm = Calm(until=until)
+        for rule in setup.sweepers:
+            part = rule.calm(ctx)
+            if part is None:
+                return None
+            calm = calm.merge(part)
+        return replace(calm, account=ctx.account)
+
+    def still_calm(
+        self, calm: Calm, account: Account, now: float, symbol: str, mark: float, equity: float
+    ) -> bool:
+        """May the sweep at ``now`` be skipped? ``account`` the guards' account now (the very
+        object ``calm`` was made for, or it changed), ``symbol``'s mark just renewed, ``equity``
+        the account's. The equity is fed to the state as the sweep would (peak, day)."""
+        if calm.account is not account or now >= calm.until:
+            return False
+        band = calm.bands.get(symbol)
+        if band is not None and not band[0] < mark < band[1]:
+            return False
+        self.on_equity(equity, now)
+        limits = calm.loss_limits
+        if limits is not None:
+            state = self.state
+            base = state.day_start_equity
+            peak = state.equity_peak
+            if base is not None and not equity > base * limits[0]:
+                return False
+            if peak is not None and not equity > peak * limits[1]:
+                return False
+        return True
 
     # -- figures for the shell --------------------------------------------------------------
     def protective_stop(self, position: Position, ctx: GuardContext) -> Action:

@@ -620,3 +620,42 @@ def test_a_year_of_1m_candles_loads_compactly(tmp_path: Path) -> None:
     nbytes = sum(a.buffer_info()[1] * a.itemsize for a in columns)
     assert nbytes <= 6 * 8 * n  # 8 bytes per value: ~25 MB for a year of 1m candles
     assert math.isclose(sum(c.volume), sum(i % 97 + 0.125 for i in range(n)))
+
+
+def test_the_pyarrow_fast_path_reads_what_the_python_reader_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain numeric CSVs (of 1 MiB and more) go through pyarrow.csv when it is installed; other
+    files, and any file it cannot read whole, through the Python reader. Both give the same
+    columns."""
+    pytest.importorskip("pyarrow")
+    import paper.feed.formats as formats
+
+    monkeypatch.setattr(formats, "FAST_MIN_BYTES", 0)
+    rows = ["timestamp_ms,open,high,low,close,volume"]
+    rows += [
+        f"{1_700_000_000_000 + i * 60_000},{100 + i * 0.1:.1f},{101 + i * 0.1:.1f},"
+        f"{99 + i * 0.1:.1f},{100.05 + i * 0.1:.2f},{i * 1.5}"
+        for i in range(500)
+    ]
+    plain = tmp_path / "AAA_USDT_USDT-1m-futures.csv"
+    plain.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    headerless = tmp_path / "BBB_USDT_USDT-1m-futures.csv"
+    headerless.write_text("\n".join(rows[1:]) + "\n", encoding="utf-8")
+    for path in (plain, headerless, formats.Path(bundled_candles_path())):
+        assert formats._read_csv_fast(path) is not None, path
+        fast = load_candles(path, symbol="BTC/USDT:USDT")
+        original = formats._read_csv_fast
+        formats._read_csv_fast = lambda p: None  # type: ignore[assignment]
+        try:
+            slow = load_candles(path, symbol="BTC/USDT:USDT")
+        finally:
+            formats._read_csv_fast = original  # type: ignore[assignment]
+        for column in ("ts", "open", "high", "low", "close", "volume"):
+            assert getattr(fast, column) == getattr(slow, column), (path, column)
+    # a malformed value: the fast path gives up, the Python reader names the row
+    bad = tmp_path / "CCC_USDT_USDT-1m-futures.csv"
+    bad.write_text("\n".join([*rows[:100], "1700005940000,1,x,1,1,1", *rows[101:]]) + "\n")
+    assert formats._read_csv_fast(bad) is None
+    with pytest.raises(FeedError, match="row 100"):
+        load_candles(bad)

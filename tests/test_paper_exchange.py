@@ -114,3 +114,22 @@ def test_snapshot_of_the_facade_core_is_json() -> None:
     ex = make()
     text = json.dumps(ex.core.snapshot(), allow_nan=False)
     assert json.loads(text)["version"] == 2
+
+
+def test_the_paper_core_raises_ccxt_classes_without_importing_every_exchange() -> None:
+    """paper.ccxt_base loads ccxt's errors and precision helpers alone; a later ``import ccxt``
+    reuses them, so ccxt's own clients raise the very classes the executor catches."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from paper.core import PaperCore\n"
+        "from ccxt.base.errors import InvalidOrder\n"
+        "assert 'ccxt' not in sys.modules, 'every exchange imported'\n"
+        "import ccxt, ccxt.async_support\n"
+        "assert ccxt.InvalidOrder is InvalidOrder and ccxt.async_support.InvalidOrder is InvalidOrder\n"
+        "assert ccxt.binanceusdm().id == 'binanceusdm'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

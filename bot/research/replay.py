@@ -19,6 +19,7 @@ decisions recorded here.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -39,6 +40,7 @@ from bot.trading.router import Router
 from guards import (
     Account,
     Action,
+    Calm,
     Decision,
     GuardContext,
     GuardEngine,
@@ -161,6 +163,15 @@ class Replay:
         #: The guards' view of the account, rebuilt only after the core reported a change.
         self.account: Account = core.account()
         self.dirty = False
+        #: What the last empty sweep left calm (``guards.calm``); None: sweep every time. The
+        #: loop checks each mark against ``(lo, hi)``, the calm's band of the symbol.
+        self.calm: Calm | None = None
+        self.lo = math.inf
+        self.hi = -math.inf
+        #: Did the last ``_sweep`` carry out actions?
+        self.changed = False
+        #: One symbol: its mark is renewed at every check, so the calm may be used.
+        self.single = len(markets) == 1
         liq = engine.config.liquidation
         breaker = engine.config.circuit_breaker
         zone = liq.reduce_at_pct if liq.enabled else 0.0
@@ -264,24 +275,24 @@ class Replay:
             if ev:
                 happened(ev)
             last_mark[symbol] = (m0, ts / 1000.0)
-            if watch_danger:
+            if watch_danger and not self.lo < m0 < self.hi:
                 danger(symbol, ts, m0)
             if pending[symbol]:
                 self._execute_pending(symbol, ts, m0)
             ev = on_price(symbol, p1, ts + t1, m1)
             if ev:
                 happened(ev)
-            if watch_danger:
+            if watch_danger and not self.lo < m1 < self.hi:
                 danger(symbol, ts + t1, m1)
             ev = on_price(symbol, p2, ts + t2, m2)
             if ev:
                 happened(ev)
-            if watch_danger:
+            if watch_danger and not self.lo < m2 < self.hi:
                 danger(symbol, ts + t2, m2)
             ev = on_price(symbol, c, ts + t3, m3)
             if ev:
                 happened(ev)
-            if watch_danger:
+            if watch_danger and not self.lo < m3 < self.hi:
                 danger(symbol, ts + t3, m3)
             close_s = (ts + tf) / 1000.0
             last_mark[symbol] = (m3, close_s)
@@ -290,8 +301,10 @@ class Replay:
                 jobs.run_sync(close_s)
             engine.on_candle(symbol, o, h, lo, c, close_s)
             engine.on_price(symbol, c, close_s)
-            position = self._sweep(close_s, symbol, m3)
             eq = core.equity()
+            position = self._sweep(close_s, symbol, m3, eq)
+            if self.changed:
+                eq = core.equity()
             if curve is not None:
                 curve.append(close_s, eq)
             if eq > self.peak:
@@ -317,6 +330,7 @@ class Replay:
     def _happened(self, events: Sequence[CoreEvent]) -> None:
         """Events of the paper core: closes go to the guards, liquidations are logged."""
         self.dirty = True
+        self.lo, self.hi = math.inf, -math.inf
         core = self.core
         for event in events:
             if type(event) is Trade:
@@ -343,13 +357,31 @@ class Replay:
         if events:
             self._happened(events)
         self.dirty = True
+        self.lo, self.hi = math.inf, -math.inf
 
     def _danger(self, symbol: str, ts_ms: int, mark: float) -> None:
-        """Sweep inside the candle when the mark is within the reduce zone of liquidation."""
-        liq = self.core.liquidation_price(symbol)
-        if liq is not None and mark > 0 and abs(mark - liq) / mark <= self.danger_zone:
-            self.last_mark[symbol] = (mark, ts_ms / 1000.0)
-            self._sweep(ts_ms / 1000.0, symbol, mark)
+        """Sweep inside the candle when the mark is within the reduce zone of liquidation.
+
+        The loop calls it only when the mark is outside ``(lo, hi)``: the band of the guards'
+        calm while it holds, else nothing (then this checks the liquidation price itself).
+        """
+        if self.calm is None or self.dirty:
+            liq = self.core.liquidation_price(symbol)
+            if liq is None or not (mark > 0 and abs(mark - liq) / mark <= self.danger_zone):
+                return
+        self.last_mark[symbol] = (mark, ts_ms / 1000.0)
+        self._sweep(ts_ms / 1000.0, symbol, mark)
+
+    def _set_calm(self, calm: Calm | None, symbol: str) -> None:
+        """Keep the guards' calm and the band the loop checks each mark against."""
+        self.calm = calm
+        band = None if calm is None else calm.bands.get(symbol)
+        if calm is None:
+            self.lo, self.hi = math.inf, -math.inf  # every mark: _danger decides
+        elif band is None:
+            self.lo, self.hi = -math.inf, math.inf  # no position near liquidation
+        else:
+            self.lo, self.hi = band
 
     # -- guards -----------------------------------------------------------------------------
     def _ctx(self, now_s: float, symbol: str, mark: float) -> GuardContext:
@@ -409,13 +441,33 @@ class Replay:
             router.submit(engine.approve(decision))
             self._order_events()
 
-    def _sweep(self, now_s: float, symbol: str, mark: float) -> Position | None:
-        """Run the guard sweep and its actions; return ``symbol``'s position after them."""
+    def _sweep(
+        self, now_s: float, symbol: str, mark: float, equity: float | None = None
+    ) -> Position | None:
+        """Run the guard sweep and its actions; return ``symbol``'s position after them
+        (``changed`` says whether anything was done).
+
+        Skipped while the guards' calm holds (``GuardEngine.still_calm``: the account as it
+        was, the time, the mark inside its band, the equity above the loss limits' floors),
+        since the sweep could then change nothing; a single-symbol replay only, whose one
+        mark is renewed at every check.
+        """
         self.now_s = now_s
+        self.changed = False
+        engine = self.engine
+        calm = self.calm
+        if calm is not None and not self.dirty:
+            if equity is None:
+                equity = self.core.equity()
+            if engine.still_calm(calm, self.account, now_s, symbol, mark, equity):
+                return self.account.positions.get(symbol)
         ctx = self._ctx(now_s, symbol, mark)
-        actions = self.engine.sweep(ctx)
+        actions = engine.sweep(ctx)
         if not actions:  # nothing changed since the context was built: reuse its position
+            self._set_calm(engine.calm(ctx, (symbol,)) if self.single else None, symbol)
             return ctx.account.positions.get(symbol)
+        self._set_calm(None, symbol)
+        self.changed = True
         for action in actions:
             self._act(action)
         return self.core.position(symbol)

@@ -39,6 +39,7 @@ from guards.account import (
     position_liquidation,
     position_margin,
 )
+from guards.calm import Calm
 from guards.intents import SET_LEVERAGE, SET_STOP
 from guards.rules.clock import DayClock
 from guards.state import GuardState, SymbolState
@@ -141,6 +142,12 @@ class Rule(Generic[C]):
     def sweep(self, ctx: GuardContext) -> list[Action]:
         """Actions that must be taken now (default: none)."""
         return []
+
+    def calm(self, ctx: GuardContext) -> Calm | None:
+        """How far things may move before this rule's sweep could act again (``guards.calm``),
+        asked after a sweep that returned nothing. Default: None, no promise (a rule with a
+        sweep of its own overrides it to let drivers skip sweeps)."""
+        return None
 
     # -- observe hooks (default: ignore) ---------------------------------------------------
     def observe_price(self, sub: SymbolState, price: float, ts: float) -> None:

@@ -24,8 +24,11 @@ the engine's ``LiquidationMemo``.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, model_validator
 
+from guards.calm import Calm
 from guards.liquidation import liquidation_price, profile_maintenance_margin
 from guards.rules.base import (
     Rule,
@@ -169,6 +172,36 @@ class Liquidation(Rule[LiquidationConfig]):
                     figures,
                 )
         return self.allow(figures)
+
+    def calm(self, ctx: GuardContext) -> Calm | None:
+        """Each isolated position is calm while its mark stays farther from its liquidation
+        price than the reduce zone (the circuit breaker's wider one when the breaker is on,
+        since it may open meanwhile). A cross position beside others moves with their marks:
+        no promise."""
+        positions = ctx.account.positions
+        breaker = self.breaker
+        zone = self.config.reduce_at_pct
+        if breaker.enabled:
+            zone = max(zone, breaker.tighten_reduce_at_pct)
+        bands: dict[str, tuple[float, float]] = {}
+        for symbol, p in positions.items():
+            market = ctx.markets.get(symbol)
+            if market is None or (p.margin_mode == "cross" and len(positions) > 1):
+                return None
+            try:
+                if p.margin_mode == "isolated":
+                    liq = self.env.liquidations.isolated(p, market)
+                else:
+                    liq = position_liquidation(p, ctx, account_view(ctx), self.env.liquidations)
+            except (KeyError, ValueError):
+                return None
+            if liq is None:
+                continue
+            if p.sign > 0:  # distance (mark - liq) / mark > zone  <=>  mark > liq / (1 - zone)
+                bands[symbol] = (liq / (1.0 - zone / 100.0), math.inf)
+            else:  # (liq - mark) / mark > zone  <=>  mark < liq / (1 + zone)
+                bands[symbol] = (-math.inf, liq / (1.0 + zone / 100.0))
+        return Calm(bands=bands)
 
     def sweep(self, ctx: GuardContext) -> list[Action]:
         cfg = self.config

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from guards.calm import Calm
 from guards.rules.base import Rule, RuleConfig, account_view
 from guards.rules.clock import HHMM_PATTERN, check_timezone
 from guards.state import Halt
@@ -94,6 +95,21 @@ class LossLimit(Rule[LossLimitConfig]):
                 figures,
             )
         return self.allow(figures)
+
+    def calm(self, ctx: GuardContext) -> Calm | None:
+        """Calm while the equity stays above both floors (the engine reads them against the
+        day's start equity and the peak at the time); a daily or drawdown halt with positions
+        or resting entries to close is never calm."""
+        if account_view(ctx).missing_mark is not None:
+            return None
+        active = self.state.active_halt(ctx.now)
+        halted = active is not None and active.kind in ("daily", "drawdown")
+        if halted and (ctx.account.positions or any(ctx.open_entry_orders.values())):
+            return None
+        cfg = self.config
+        return Calm(
+            loss_limits=(1.0 - cfg.max_daily_loss_pct / 100.0, 1.0 - cfg.max_drawdown_pct / 100.0)
+        )
 
     def sweep(self, ctx: GuardContext) -> list[Action]:
         cfg = self.config

@@ -22,6 +22,7 @@ import math
 
 from pydantic import Field, field_validator, model_validator
 
+from guards.calm import Calm
 from guards.rules.base import Rule, RuleConfig, RuleEnv
 from guards.rules.clock import (
     HHMM_PATTERN,
@@ -124,6 +125,15 @@ class NoOvernight(Rule[NoOvernightConfig]):
                 "no_entries_before": cfg.no_entries_before,
             },
         )
+
+    def calm(self, ctx: GuardContext) -> Calm | None:
+        """Calm until the session's next edge; inside the flat window only when there is
+        nothing to close or cancel."""
+        if self.flat_window(ctx.now) and (
+            ctx.account.positions or any(ctx.open_entry_orders.values())
+        ):
+            return None
+        return Calm(until=self._hi)
 
     def sweep(self, ctx: GuardContext) -> list[Action]:
         if not self.flat_window(ctx.now):

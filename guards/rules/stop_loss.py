@@ -37,6 +37,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from guards.calm import ALWAYS, Calm
 from guards.rules.base import (
     SET_STOP,
     STOP_ATTACHED,
@@ -197,3 +198,9 @@ class StopLoss(Rule[StopLossConfig]):
 
     def sweep(self, ctx: GuardContext) -> list[Action]:
         return missing_stops(ctx, self.policy, self.state, self.env.liquidations)
+
+    def calm(self, ctx: GuardContext) -> Calm | None:
+        """Calm while every position keeps its stop (the account does not change)."""
+        if any(p.stop_price is None for p in ctx.account.positions.values()):
+            return None
+        return ALWAYS

@@ -1,0 +1,65 @@
+"""When another sweep can change nothing: the calm a sweep leaves, so a driver may skip sweeps.
+
+A sweep that returned no action stays empty while nothing it looks at moves beyond what it
+tolerates. ``Calm`` says how far: until the time ``until``; while each symbol's mark stays
+strictly inside its band (``bands``: the liquidation rule's reduce zone, widened to the circuit
+breaker's); while the equity stays above the loss limits' floors (``loss_limits``: the factors
+of the day's start equity and of the peak, read against the engine's state at the time); and
+while the account (positions, their stops, the resting orders) is the very object it was
+computed for. Every rule that sweeps says its own part (``Rule.calm``); a rule that cannot
+promise anything returns None, and then nothing is calm.
+
+``GuardEngine.calm(ctx)`` builds it after a sweep; ``GuardEngine.still_calm`` answers, in a few
+comparisons, whether the next sweep may be skipped, feeding the equity to the state as the sweep
+would have. Replay uses it to skip what cannot change a decision; results are the same as
+sweeping at every candle (a test runs both).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from guards.types import Account
+
+NO_BANDS: Mapping[str, tuple[float, float]] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Calm:
+    """Where a sweep can change nothing (see the module docstring)."""
+
+    #: Sweep again at or after this time (epoch s).
+    until: float = math.inf
+    #: Per symbol: the mark must stay strictly inside ``(low, high)``.
+    bands: Mapping[str, tuple[float, float]] = field(default_factory=lambda: NO_BANDS)
+    #: ``(daily, drawdown)``: calm while equity > day start × daily and > peak × drawdown.
+    loss_limits: tuple[float, float] | None = None
+    #: The account it holds for (set by the engine; compared by identity).
+    account: Account | None = None
+
+    def merge(self, other: Calm) -> Calm:
+        """Both calms at once: the earlier time, the narrower bands, the higher floors."""
+        bands = dict(self.bands)
+        for symbol, (lo, hi) in other.bands.items():
+            old = bands.get(symbol)
+            bands[symbol] = (lo, hi) if old is None else (max(lo, old[0]), min(hi, old[1]))
+        limits = self.loss_limits
+        if other.loss_limits is not None:
+            limits = (
+                other.loss_limits
+                if limits is None
+                else (max(limits[0], other.loss_limits[0]), max(limits[1], other.loss_limits[1]))
+            )
+        return Calm(min(self.until, other.until), bands, limits, self.account or other.account)
+
+    def band(self, symbol: str) -> tuple[float, float] | None:
+        return self.bands.get(symbol)
+
+
+#: A rule's answer when its sweep depends on nothing that moves while the account is unchanged.
+ALWAYS = Calm()
+
+__all__ = ["ALWAYS", "Calm"]
