@@ -215,27 +215,26 @@ class Replay:
         core = self.core
         strategy = self.strategy
         engine = self.engine
-        series = []
+        consts = []
+        columns = []
         for f in feeds:
             cs = f.candles
             tf = cs.timeframe_ms
-            series.append(
-                (
-                    cs.symbol or "",
-                    (cs.ts, cs.open, cs.high, cs.low, cs.close, cs.volume),
-                    (tf, tf // 3, (2 * tf) // 3, tf - 1),
-                    f.marks,
-                    _mark_index(f.marks) if f.marks is not None else None,
-                )
-            )
+            index = _mark_index(f.marks) if f.marks is not None else None
+            consts.append((cs.symbol or "", tf, tf // 3, (2 * tf) // 3, tf - 1, f.marks, index))
+            columns.append((cs.ts, cs.open, cs.high, cs.low, cs.close, cs.volume))
         self.tf_s = {f.candles.symbol or "": f.candles.timeframe_ms / 1000.0 for f in feeds}
         n = sum(len(f.candles) for f in feeds)
         first_ts = min((f.candles.ts[0] for f in feeds if len(f.candles)), default=0)
         jobs = self.jobs or self.schedule(first_ts / 1000.0)
-        if len(series) == 1:
-            events: Iterable[tuple[int, int, int]] = ((0, 0, i) for i in range(n))
+        rows: Iterable[tuple[int, tuple[int, float, float, float, float, float]]]
+        if len(feeds) == 1:
+            rows = ((0, row) for row in zip(*columns[0], strict=True))
         else:
-            events = merge(*(f.candles for f in feeds))
+            rows = (
+                (k, tuple(col[i] for col in columns[k]))  # type: ignore[misc]
+                for _, k, i in merge(*(f.candles for f in feeds))
+            )
         beat_every = self.settings.state.heartbeat_s
         next_beat = time.monotonic() + beat_every
         curve = self.curve
@@ -244,19 +243,17 @@ class Replay:
         danger = self._danger
         pending = self.pending
         last_mark = self.last_mark
+        many = not self.single  # several symbols: the others' last marks go into contexts
         watch_danger = self.danger_zone > 0.0
         volume_matters = self.settings.paper.participation_coef > 0.0
-        for done, (_, k, i) in enumerate(events, 1):
-            symbol, (ts_a, op_a, hi_a, lo_a, cl_a, vo_a), (tf, t1, t2, t3), marks, mark_index = (
-                series[k]
-            )
-            ts = ts_a[i]
-            o = op_a[i]
-            h = hi_a[i]
-            lo = lo_a[i]
-            c = cl_a[i]
+        current = -1
+        symbol, tf, t1, t2, t3, marks, mark_index = consts[0]
+        for done, (k, (ts, o, h, lo, c, v)) in enumerate(rows, 1):
+            if k != current:
+                current = k
+                symbol, tf, t1, t2, t3, marks, mark_index = consts[k]
             if volume_matters:
-                core.on_candle_volume(symbol, vo_a[i])
+                core.on_candle_volume(symbol, v)
             if (o - lo) <= (h - o):
                 p1 = lo
                 p2 = h
@@ -274,7 +271,8 @@ class Replay:
             ev = on_price(symbol, o, ts, m0)
             if ev:
                 happened(ev)
-            last_mark[symbol] = (m0, ts / 1000.0)
+            if many:
+                last_mark[symbol] = (m0, ts / 1000.0)
             if watch_danger and not self.lo < m0 < self.hi:
                 danger(symbol, ts, m0)
             if pending[symbol]:
@@ -295,7 +293,8 @@ class Replay:
             if watch_danger and not self.lo < m3 < self.hi:
                 danger(symbol, ts + t3, m3)
             close_s = (ts + tf) / 1000.0
-            last_mark[symbol] = (m3, close_s)
+            if many:
+                last_mark[symbol] = (m3, close_s)
             if close_s >= jobs.next_due:
                 self.now_s = close_s
                 jobs.run_sync(close_s)
@@ -314,7 +313,7 @@ class Replay:
                 if dd > self.max_dd:
                     self.max_dd = dd
             if strategy is not None:
-                intents = strategy.on_candle(symbol, ts, o, h, lo, c, vo_a[i], position)
+                intents = strategy.on_candle(symbol, ts, o, h, lo, c, v, position)
                 if intents:
                     pending[symbol].extend(intents)
             if (done & 4095) == 0:
