@@ -18,11 +18,14 @@ sweeping at every candle (a test runs both).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Protocol
 
-from guards.types import Account
+from guards.account import account_view
+from guards.state import GuardState
+from guards.types import Account, GuardContext
 
 NO_BANDS: Mapping[str, tuple[float, float]] = MappingProxyType({})
 
@@ -62,4 +65,54 @@ class Calm:
 #: A rule's answer when its sweep depends on nothing that moves while the account is unchanged.
 ALWAYS = Calm()
 
-__all__ = ["ALWAYS", "Calm"]
+
+class Calming(Protocol):
+    """A sweeping rule as ``calm_of`` sees it (``guards.rules.base.Rule``)."""
+
+    def calm(self, ctx: GuardContext) -> Calm | None: ...
+
+
+def calm_of(
+    ctx: GuardContext,
+    sweepers: Sequence[Calming],
+    state: GuardState,
+    stale_price_s: float,
+    refreshed: Collection[str] = (),
+) -> Calm | None:
+    """The calm after a sweep at ``ctx`` that returned nothing (``GuardEngine.calm``).
+
+    The engine's own part: the marks of open positions not in ``refreshed`` go stale
+    ``stale_price_s`` after their time, and a halt with an end expires then; the rest is each
+    sweeping rule's ``calm``.
+    """
+    if account_view(ctx).missing_mark is not None:
+        return None
+    until = math.inf
+    for symbol in ctx.account.positions:
+        if symbol not in refreshed:
+            until = min(until, ctx.marks[symbol].ts + stale_price_s)
+    halt = state.halt
+    if halt is not None and halt.until is not None:
+        until = min(until, halt.until)
+    calm = Calm(until=until)
+    for rule in sweepers:
+        part = rule.calm(ctx)
+        if part is None:
+            return None
+        calm = calm.merge(part)
+    return replace(calm, account=ctx.account)
+
+
+def above_floors(calm: Calm, state: GuardState, equity: float) -> bool:
+    """Is ``equity`` above the loss limits' floors, read against the state now?"""
+    limits = calm.loss_limits
+    if limits is None:
+        return True
+    base = state.day_start_equity
+    peak = state.equity_peak
+    if base is not None and not equity > base * limits[0]:
+        return False
+    return peak is None or equity > peak * limits[1]
+
+
+__all__ = ["ALWAYS", "Calm", "above_floors", "calm_of"]

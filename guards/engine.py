@@ -50,14 +50,13 @@ the engine names no concrete rule.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from guards.account import LiquidationMemo, account_view, position_liquidation
 from guards.actions import order_actions
-from guards.calm import Calm
+from guards.calm import Calm, above_floors, calm_of
 from guards.config import GuardsConfig
 from guards.intents import adjusted, invalid_reason
 from guards.rules import REGISTRY
@@ -437,23 +436,7 @@ class GuardEngine:
         sweeping rule cannot promise anything, or a position's mark is missing.
         """
         setup = self._setup
-        if account_view(ctx).missing_mark is not None:
-            return None
-        until = math.inf
-        stale_s = setup.config.stale_price_s
-        for symbol in ctx.account.positions:
-            if symbol not in refreshed:
-                until = min(until, ctx.marks[symbol].ts + stale_s)
-        halt = self.state.halt
-        if halt is not None and halt.until is not None:
-            until = min(until, halt.until)
-        calm = Calm(until=until)
-        for rule in setup.sweepers:
-            part = rule.calm(ctx)
-            if part is None:
-                return None
-            calm = calm.merge(part)
-        return replace(calm, account=ctx.account)
+        return calm_of(ctx, setup.sweepers, self.state, setup.config.stale_price_s, refreshed)
 
     def still_calm(
         self, calm: Calm, account: Account, now: float, symbol: str, mark: float, equity: float
@@ -467,16 +450,7 @@ class GuardEngine:
         if band is not None and not band[0] < mark < band[1]:
             return False
         self.on_equity(equity, now)
-        limits = calm.loss_limits
-        if limits is not None:
-            state = self.state
-            base = state.day_start_equity
-            peak = state.equity_peak
-            if base is not None and not equity > base * limits[0]:
-                return False
-            if peak is not None and not equity > peak * limits[1]:
-                return False
-        return True
+        return above_floors(calm, self.state, equity)
 
     # -- figures for the shell --------------------------------------------------------------
     def protective_stop(self, position: Position, ctx: GuardContext) -> Action:

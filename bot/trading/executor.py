@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from ccxt.base.errors import DuplicateOrderId, InvalidOrder, NoChange, OrderNotFound
 
-from bot.exchange.protocol import Exchange, fetch_marks
+from bot.exchange.protocol import Exchange
 from bot.exchange.retry import Backoff, RetryPolicy, describe, is_auth_error, is_retryable
 from bot.exchange.shapes import account_from_ccxt, trigger_price
 from bot.exchange.venue import ExitReason, OrderSpec, venue_for
@@ -69,18 +69,16 @@ from bot.trading.planning import (
     plan_action,
     plan_decision,
 )
+from bot.trading.reconcile import reconcile
 from bot.trading.results import (
     ExecResult,
     OrderStore,
     ReconcileReport,
-    describe_result,
-    log_action,
 )
 from guards import (
     Account,
     Action,
     ApprovedOrder,
-    GuardContext,
     GuardEngine,
     GuardsConfig,
     Mark,
@@ -530,77 +528,6 @@ class Executor:
         now: float | None = None,
         marks: Mapping[str, Mark] | None = None,
     ) -> ReconcileReport:
-        """Rebuild the picture from the exchange and put every position under guard.
-
-        Adopts positions this executor did not open, runs the guard sweep on them (when
-        ``engine`` is given) and carries out its actions, then attaches the guards' protective
-        stop (``GuardEngine.missing_stops``: the stop_loss rule's distance, never closer to
-        liquidation than its buffer; a close if the mark is already past it) to every position
-        still without one, whether or not the stop_loss rule is enabled. ``config`` (default:
-        the engine's) builds an engine when none is given, ``now`` defaults to the wall clock,
-        ``marks`` to the exchange's current marks.
-        """
-        if now is None:
-            now = time.time()
-        report = ReconcileReport()
-        account, orders = await self.account()
-        report.open_orders = len(orders)
-        report.positions = dict(account.positions)
-        for symbol, pos in account.positions.items():
-            if symbol not in self.owned:
-                report.adopted.append(symbol)
-                self.owned.add(symbol)
-                self.log.warning(
-                    "position_adopted",
-                    symbol=symbol,
-                    side=pos.side,
-                    amount=pos.amount,
-                    entry=pos.entry_price,
-                    stop=pos.stop_price,
-                )
-            if pos.stop_price is None:
-                report.unprotected.append(symbol)
-        if not account.positions:
-            return report
-        symbols = sorted(set(account.positions) | set(marks or {}))
-        live_marks = dict(marks) if marks is not None else {}
-        missing = [s for s in symbols if s not in live_marks]
-        if missing:
-            live_marks.update(await fetch_marks(self.exchange, missing, now))
-        if engine is not None:
-            ctx = GuardContext(account, markets, live_marks, now)
-            for action in engine.sweep(ctx):
-                await self._reconcile_action(action, report)
-            account, _ = await self.account()
-        else:
-            engine = GuardEngine(config if config is not None else GuardsConfig())
-        ctx = GuardContext(account, markets, live_marks, now)
-        for action in engine.missing_stops(ctx):
-            await self._reconcile_action(action, report)
-        account, _ = await self.account()
-        for symbol, pos in account.positions.items():
-            if pos.stop_price is None:
-                report.errors.append(f"{symbol}: still without a stop after reconcile")
-                self.log.critical("position_without_stop", symbol=symbol, alert=True)
-        report.positions = dict(account.positions)
-        self.log.info("reconciled", **report.to_dict())
-        return report
-
-    async def _reconcile_action(self, action: Action, report: ReconcileReport) -> None:
-        report.actions.append(action)
-        try:
-            result = await self.apply(action)
-        except Exception as exc:
-            report.errors.append(f"{action.kind} {action.symbol}: {describe(exc)}")
-            self.log.error("reconcile_action_failed", kind=action.kind, error=describe(exc))
-            log_action(self.log, action, f"failed: {describe(exc)}")
-            return
-        log_action(self.log, action, describe_result(result))
-        if result is None:
-            return
-        if result.status == "stop_placed" and action.stop_price is not None:
-            report.stops_placed[result.symbol] = action.stop_price
-        elif result.status in ("closed", "closed_unprotected"):
-            report.closed.append(result.symbol)
-        elif not result.ok:
-            report.errors.append(f"{action.kind} {result.symbol}: {result.reason}")
+        """Rebuild the picture from the exchange and put every position under guard
+        (``bot.trading.reconcile.reconcile``)."""
+        return await reconcile(self, markets, engine, config=config, now=now, marks=marks)
