@@ -17,8 +17,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import structlog
+
 from bot.exchange.retry import describe
-from bot.ops.logging import get_logger
 from guards import Mark
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -78,7 +79,7 @@ class PriceFeed:
         self.marks: dict[str, Mark] = {}
         self.sources: dict[str, str] = {}
         self.stream_errors = 0
-        self.log = get_logger("bot.exchange.feed")
+        self.log = structlog.get_logger("bot.exchange.feed")
         self._clock = clock
         self._sleep = sleep
         self._use_stream = stream and bool(getattr(exchange, "streams", False))

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
 from ccxt.base.errors import (
     DDoSProtection,
     NoChange,
@@ -46,7 +47,6 @@ from ccxt.base.errors import (
 from bot.exchange.cache import MarketCache, MarketSnapshot
 from bot.exchange.retry import RetryPolicy, describe, retry_call
 from bot.exchange.shapes import market_rules
-from bot.ops.logging import get_logger
 from bot.settings import ExchangeSettings
 from guards import MarketRules
 
@@ -128,7 +128,7 @@ class LiveExchange:
         self.id = settings.id
         self.retry = retry if retry is not None else RetryPolicy()
         self.markets_max_age_s = markets_max_age_s
-        self.log = get_logger("bot.exchange.live").bind(exchange=settings.id)
+        self.log = structlog.get_logger("bot.exchange.live").bind(exchange=settings.id)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()

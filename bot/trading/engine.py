@@ -293,7 +293,8 @@ class Engine:
             await self.handle(intent)
 
     # -- decisions --------------------------------------------------------------------------
-    def _record(self, decision: Decision, now: float) -> int:
+    def record(self, decision: Decision, now: float) -> int:
+        """Record a guard decision: a row in the store and a ``guard_decision`` event."""
         self.decisions += 1
         did = self.store.record_decision(decision, now, self.run_id)
         event = log.info if decision.outcome != "allow" else log.debug
@@ -321,7 +322,7 @@ class Engine:
             decision = self.guard.check(intent, self.ctx(now))
             # the decision, the counters it moves and the saved guard state commit together
             with self.store.transaction():
-                self._record(decision, now)
+                self.record(decision, now)
                 if not decision.allowed:
                     return decision
                 approved = self.guard.approve(decision)

@@ -38,13 +38,13 @@ import uuid
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
+import structlog
 from ccxt.base.errors import DuplicateOrderId, InvalidOrder, NoChange, OrderNotFound
 
 from bot.exchange.protocol import Exchange
 from bot.exchange.retry import Backoff, RetryPolicy, describe, is_auth_error, is_retryable
 from bot.exchange.shapes import account_from_ccxt, trigger_price
 from bot.exchange.venue import ExitReason, OrderSpec, venue_for
-from bot.ops.logging import get_logger
 from bot.trading.flows import (
     Cancel,
     Held,
@@ -108,7 +108,7 @@ class Executor:
     ) -> None:
         self.exchange = exchange
         self.venue = venue_for(str(getattr(exchange, "id", "")))
-        self.log = log if log is not None else get_logger("bot.trading.executor")
+        self.log = log if log is not None else structlog.get_logger("bot.trading.executor")
         self.store = store
         #: Seeds the client ids of unnamed intents: unique per process unless given.
         self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]

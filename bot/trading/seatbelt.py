@@ -17,14 +17,59 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import structlog
 
-from guards import Action, GuardContext, OrderIntent, Position
+from guards import (
+    Account,
+    Action,
+    Decision,
+    GuardContext,
+    GuardEngine,
+    Mark,
+    MarketRules,
+    OrderIntent,
+    Position,
+)
 
-if TYPE_CHECKING:
-    from bot.trading.engine import Engine
+
+class View(Protocol):
+    """The account as the engine last read it (``bot.trading.engine.AccountView``)."""
+
+    @property
+    def account(self) -> Account: ...
+
+    @property
+    def open_entry_orders(self) -> dict[str, int]: ...
+
+
+class Engine(Protocol):
+    """What the seatbelt needs of ``bot.trading.engine.Engine``."""
+
+    @property
+    def view(self) -> View: ...
+
+    @property
+    def markets(self) -> dict[str, MarketRules]: ...
+
+    @property
+    def marks(self) -> dict[str, Mark]: ...
+
+    @property
+    def guard(self) -> GuardEngine: ...
+
+    @property
+    def executor(self) -> Any: ...
+
+    @property
+    def store(self) -> Any: ...
+
+    @property
+    def run_id(self) -> str: ...
+
+    def record(self, decision: Decision, now: float) -> int: ...
+
 
 log = structlog.get_logger("seatbelt")
 
@@ -78,7 +123,7 @@ class Seatbelt:
                 tag="seatbelt:manual",
             )
             decision = engine.guard.check(intent, ctx)
-            engine._record(decision, now)
+            engine.record(decision, now)
             if decision.code in UNJUDGED:
                 self.deferred.add(sym)
                 log.warning("seatbelt_deferred", symbol=sym, code=decision.code)
