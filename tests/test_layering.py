@@ -66,7 +66,7 @@ def test_every_module_has_a_docstring() -> None:
     assert missing == []
 
 
-# -- import graph inside guards/ ---------------------------------------------------------------
+# -- import graph -------------------------------------------------------------------------------
 
 
 def _module_name(path: Path) -> str:
@@ -76,18 +76,19 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _guards_modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in (REPO / "guards").rglob("*.py")}
+def _modules(packages: tuple[str, ...]) -> dict[str, Path]:
+    return {_module_name(p): p for pkg in packages for p in (REPO / pkg).rglob("*.py")}
 
 
-def guards_import_edges() -> dict[str, set[str]]:
-    """Module → the guards modules it imports, by static reading (TYPE_CHECKING blocks included).
+def guards_import_edges(packages: tuple[str, ...] = ("guards",)) -> dict[str, set[str]]:
+    """Module → the modules of ``packages`` it imports, by static reading (TYPE_CHECKING blocks
+    included).
 
     ``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else to ``a.b``;
     relative imports are resolved. A parent package that Python runs before a submodule is not
     an edge (every ``__init__`` that imports its own submodules would otherwise be a circle).
     """
-    modules = _guards_modules()
+    modules = _modules(packages)
     edges: dict[str, set[str]] = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -147,6 +148,11 @@ def test_import_graph_reads_the_real_modules() -> None:
 
 def test_no_import_circle_inside_guards() -> None:
     assert find_cycle(guards_import_edges()) == []
+
+
+def test_no_import_circle_anywhere() -> None:
+    """Not in the shell either: each module stands above everything it imports."""
+    assert find_cycle(guards_import_edges(("bot", "paper", "guards"))) == []
 
 
 # -- the package face ----------------------------------------------------------------------------
