@@ -52,7 +52,7 @@ def read_fast(
         reader = pacsv.open_csv(
             str(path),
             read_options=pacsv.ReadOptions(
-                skip_rows=header_lines, column_names=names, block_size=1 << 20, use_threads=False
+                skip_rows=header_lines, column_names=names, block_size=1 << 16, use_threads=False
             ),
             parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
