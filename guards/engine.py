@@ -538,6 +538,19 @@ class GuardEngine:
             for rule in observers:
                 rule.observe_candle(sub, open, high, low, close, ts)
 
+    def on_close(
+        self, symbol: str, open: float, high: float, low: float, close: float, ts: float
+    ) -> None:
+        """A candle closed at ``ts``: ``on_candle`` with it, then ``on_price`` with its close."""
+        candles = self._setup.candle_observers
+        prices = self._setup.price_observers
+        if candles or prices:
+            sub = self.state.symbol(symbol)
+            for rule in candles:
+                rule.observe_candle(sub, open, high, low, close, ts)
+            for rule in prices:
+                rule.observe_price(sub, close, ts)
+
     def halt(self, reason: str, until: float | None = None, *, ts: float = 0.0) -> bool:
         """Manual kill switch: refuse entries until ``until`` (None: until ``resume()``).
 

@@ -248,6 +248,8 @@ class Replay:
         volume_matters = self.settings.paper.participation_coef > 0.0
         current = -1
         symbol, tf, t1, t2, t3, marks, mark_index = consts[0]
+        next_due = jobs.next_due
+        lo_b, hi_b = self.lo, self.hi  # the calm's band, re-read after whatever may move it
         for done, (k, (ts, o, h, lo, c, v)) in enumerate(rows, 1):
             if k != current:
                 current = k
@@ -271,37 +273,34 @@ class Replay:
             ev = on_price(symbol, o, ts, m0)
             if ev:
                 happened(ev)
+                lo_b, hi_b = self.lo, self.hi
             if many:
                 last_mark[symbol] = (m0, ts / 1000.0)
-            if watch_danger and not self.lo < m0 < self.hi:
+            if watch_danger and not lo_b < m0 < hi_b:
                 danger(symbol, ts, m0)
+                lo_b, hi_b = self.lo, self.hi
             if pending[symbol]:
                 self._execute_pending(symbol, ts, m0)
-            ev = on_price(symbol, p1, ts + t1, m1)
-            if ev:
-                happened(ev)
-            if watch_danger and not self.lo < m1 < self.hi:
-                danger(symbol, ts + t1, m1)
-            ev = on_price(symbol, p2, ts + t2, m2)
-            if ev:
-                happened(ev)
-            if watch_danger and not self.lo < m2 < self.hi:
-                danger(symbol, ts + t2, m2)
-            ev = on_price(symbol, c, ts + t3, m3)
-            if ev:
-                happened(ev)
-            if watch_danger and not self.lo < m3 < self.hi:
-                danger(symbol, ts + t3, m3)
+                lo_b, hi_b = self.lo, self.hi
+            for t, p, m in ((ts + t1, p1, m1), (ts + t2, p2, m2), (ts + t3, c, m3)):
+                ev = on_price(symbol, p, t, m)
+                if ev:
+                    happened(ev)
+                    lo_b, hi_b = self.lo, self.hi
+                if watch_danger and not lo_b < m < hi_b:
+                    danger(symbol, t, m)
+                    lo_b, hi_b = self.lo, self.hi
             close_s = (ts + tf) / 1000.0
             if many:
                 last_mark[symbol] = (m3, close_s)
-            if close_s >= jobs.next_due:
+            if close_s >= next_due:
                 self.now_s = close_s
                 jobs.run_sync(close_s)
-            engine.on_candle(symbol, o, h, lo, c, close_s)
-            engine.on_price(symbol, c, close_s)
+                next_due = jobs.next_due
+            engine.on_close(symbol, o, h, lo, c, close_s)
             eq = core.equity()
             position = self._sweep(close_s, symbol, m3, eq)
+            lo_b, hi_b = self.lo, self.hi
             if self.changed:
                 eq = core.equity()
             if curve is not None:
