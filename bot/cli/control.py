@@ -1,0 +1,77 @@
+"""Controlling a running bot: the kill switch (``halt`` / ``resume``) and ``reload``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bot.cli.common import (
+    ConfigOpt,
+    app,
+    fail,
+    state_folder,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command()
+def halt(
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the halt).")] = "manual",
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Kill switch: close every position and refuse entries until `guardbot resume`."""
+    from bot.runner import request_halt
+
+    settings, folder = state_folder(config, state_dir)
+    request_halt(folder, True, reason)
+    typer.echo(
+        f"kill switch set in {folder}: the running bot closes positions and refuses entries at "
+        f"its next sweep (within {settings.guards.sweep_s:g} s), or at its next start"
+    )
+
+
+@app.command()
+def resume(
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Lift the kill switch set by `guardbot halt`."""
+    from bot.runner import request_halt
+
+    _, folder = state_folder(config, state_dir)
+    request_halt(folder, False, "resumed by hand")
+    typer.echo(f"kill switch cleared in {folder}: entries resume at the bot's next sweep")
+
+
+@app.command()
+def reload(
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Ask the running bot to re-read its configuration (sends it SIGHUP)."""
+    import os
+    import signal
+
+    from bot.state.heartbeat import check_health
+
+    settings, folder = state_folder(config, state_dir)
+    health = check_health(folder, 3 * settings.state.heartbeat_s)
+    pid = health.beat.get("pid")
+    if not health.ok or not isinstance(pid, int):
+        raise fail(f"no running bot found ({health.detail})", code=1)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise fail(f"bot process {pid} is gone", code=1) from None
+    typer.echo(f"reload requested from bot process {pid}; see its log for the changed keys")

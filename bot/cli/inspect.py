@@ -1,0 +1,131 @@
+"""Looking at the bot and its guards: ``check-order``, ``history``, ``health``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bot.cli.common import (
+    ConfigOpt,
+    SetOpt,
+    _epoch,
+    app,
+    fail,
+    overrides_from,
+    settings_or_exit,
+    state_folder,
+)
+from bot.settings import ConfigError
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command("check-order")
+def check_order(
+    symbol: Annotated[str, typer.Option(help="Market, e.g. BTC/USDT:USDT.")],
+    side: Annotated[str, typer.Option(help="long | short.")],
+    amount: Annotated[float, typer.Option(help="Amount in base units (e.g. BTC).")],
+    price: Annotated[float, typer.Option(help="Entry price (also used as the mark).")],
+    leverage: Annotated[float, typer.Option(help="Leverage.")] = 1.0,
+    stop: Annotated[float | None, typer.Option(help="Stop-loss trigger price.")] = None,
+    take_profit: Annotated[float | None, typer.Option(help="Take-profit price.")] = None,
+    margin_mode: Annotated[str, typer.Option(help="isolated | cross.")] = "isolated",
+    balance: Annotated[float, typer.Option(help="Wallet balance in USDT.")] = 10_000.0,
+    at: Annotated[
+        datetime | None,
+        typer.Option("--at", help="Check as of this time (ISO 8601; default: now)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Explain what the guards decide for one order: liquidation calculator and guard explainer."""
+    from bot.research.checkorder import CheckOrderError, explain_order
+
+    try:
+        overrides = overrides_from(set_)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    settings = settings_or_exit(config, overrides)
+    try:
+        result = explain_order(
+            settings,
+            symbol=symbol,
+            side=side,
+            amount=amount,
+            price=price,
+            leverage=leverage,
+            stop=stop,
+            take_profit=take_profit,
+            margin_mode=margin_mode,
+            balance=balance,
+            now=None if at is None else _epoch(at),
+        )
+    except CheckOrderError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps(result.to_dict()) if json_out else result.render_text())
+    raise typer.Exit(0 if result.allowed else 1)
+
+
+@app.command()
+def history(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Rows per kind.")] = 20,
+    kind: Annotated[
+        str, typer.Option("--kind", help="decisions | trades | actions | all.")
+    ] = "all",
+    symbol: Annotated[str | None, typer.Option("--symbol", help="Only this market.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Show recent guard decisions, trades and guard actions from the state store."""
+    from bot.state.history import HistoryError, show_history
+    from bot.state.store import StoreError
+
+    _, folder = state_folder(config, state_dir)
+    try:
+        text = show_history(
+            folder,
+            kind=kind,
+            limit=limit,
+            symbol=symbol,
+            as_json=json_out,
+        )
+    except HistoryError as exc:
+        raise fail(str(exc)) from None
+    except StoreError as exc:
+        raise fail(str(exc), code=1) from None
+    typer.echo(text)
+
+
+@app.command()
+def health(
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+    max_age: Annotated[
+        float | None,
+        typer.Option("--max-age", help="Seconds before the heartbeat counts as stale."),
+    ] = None,
+) -> None:
+    """Exit 0 when the running bot's heartbeat is fresh, 1 otherwise (Docker HEALTHCHECK)."""
+    from bot.state.heartbeat import check_health
+
+    settings, folder = state_folder(config, state_dir)
+    limit = max_age
+    if limit is None:  # the running bot writes its own interval into the heartbeat
+        beat = check_health(folder, float("inf")).beat
+        interval = beat.get("interval_s")
+        base = interval if isinstance(interval, int | float) and interval > 0 else None
+        limit = 3 * (base or settings.state.heartbeat_s)
+    result = check_health(folder, limit)
+    typer.echo(result.detail)
+    raise typer.Exit(0 if result.ok else 1)
