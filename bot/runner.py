@@ -1,9 +1,12 @@
 """Assemble and run one bot process: paper on live market data, or live trading.
 
-``run_bot`` opens the state store (restoring guard counters and halts), builds the exchange
+``run_bot`` takes the state dir's lock (one bot per state dir: a second exits 2 naming the pid
+that holds it), opens the state store and proves it can write (a full disk exits 2 with one
+line), restores guard counters and halts, builds the exchange
 (``PaperExchange`` restored from the store's paper snapshot, or ``LiveExchange``), the executor,
 the strategy, the ``Engine`` and its ``PriceFeed`` (public market data: ccxt streams with a
-polling fallback), starts the scheduled jobs on an ``AsyncIOScheduler``, and then waits for a
+polling fallback), starts the scheduled jobs on an ``AsyncIOScheduler``, serves the status page
+and metrics on their own thread (``bot.ops.http``: no HTTP load slows trading), then waits for a
 signal: SIGTERM/SIGINT stop it (entries stopped, resting entries cancelled, stops left in place
 or everything closed with ``shutdown.flatten``, state flushed, within 10 s), SIGHUP re-reads the
 configuration and swaps the guard parameters if the new file validates (else the error is
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from aiohttp import web
 
 from bot.exchange.paper import (
     DurablePaperExchange,
@@ -29,10 +34,14 @@ from bot.exchange.paper import (
     paper_exchange,
     save_paper,
 )
+from bot.ops.http import HttpThread, Published
 from bot.ops.metrics import Metrics, TimedOrderStore
 from bot.ops.notify import Notifier, build_notifier
 from bot.ops.observe import Observer, install, uninstall
 from bot.settings import ConfigError, Settings
+from bot.state.heartbeat import HealthLimits
+from bot.state.lock import LockHeld, StateLock
+from bot.state.safe import WRITE_ERRORS, SafeStore
 from bot.state.store import Store
 from bot.strategies import load_strategy
 from bot.trading.bars import timeframe_ms
@@ -45,13 +54,49 @@ log = structlog.get_logger("runner")
 #: Seconds for the engine's part of a shutdown (the feed gets 2 s and the notifier 1.5 s more,
 #: so a SIGTERM exits within 10 s).
 SHUTDOWN_BUDGET_S = 6.0
+#: What opening a store on an unwritable or damaged state dir raises.
+OPEN_ERRORS: tuple[type[BaseException], ...] = (*WRITE_ERRORS, sqlite3.DatabaseError)
+#: Seconds between two snapshots published to the HTTP thread.
+PUBLISH_S = 1.0
 
 
 class RunError(Exception):
-    """The bot cannot start (bad state store, unknown symbol, ...): one readable message."""
+    """The bot cannot start (bad state store, unknown symbol, ...): one readable message, and
+    the exit code ``guardbot run`` ends with (2: the state dir is taken or cannot be written)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def restore_guard(settings: Settings, store: Store) -> GuardEngine:
+def open_state(state_dir: Path) -> tuple[StateLock, Store]:
+    """Take the state dir's lock, open the store and prove it can write (``RunError`` code 2
+    when another bot holds the dir or it cannot be written)."""
+    lock = StateLock(state_dir)
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        raise RunError(str(exc), code=2) from None
+    except OSError as exc:
+        raise RunError(f"state dir {state_dir} cannot be used: {exc}", code=2) from None
+    try:
+        store = Store.open(state_dir)
+    except OPEN_ERRORS as exc:
+        lock.release()
+        raise RunError(f"state dir {state_dir} cannot be written: {exc}", code=2) from None
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        SafeStore(store).probe()
+    except WRITE_ERRORS as exc:
+        store.close()
+        lock.release()
+        raise RunError(f"state dir {state_dir} cannot be written: {exc}", code=2) from None
+    return lock, store
+
+
+def restore_guard(settings: Settings, store: Store | SafeStore) -> GuardEngine:
     """The guard engine with the counters and halts of the last run (never a reset halt)."""
     data = store.load_guard_state()
     state = GuardState.from_dict(data) if data else None
@@ -85,7 +130,8 @@ async def run_bot(
     """Run until ``stop`` is set (or a SIGTERM/SIGINT); returns the stopped engine."""
     from ccxt.base.errors import AuthenticationError, NetworkError, PermissionDenied
 
-    store = Store.open(settings.state.dir)
+    lock, raw = open_state(settings.state.dir)
+    store = SafeStore(raw)
     try:
         try:
             return await _run(
@@ -99,13 +145,14 @@ async def run_bot(
         except (AuthenticationError, PermissionDenied) as exc:
             raise RunError(f"the exchange refused the API key: {type(exc).__name__}") from None
     finally:
-        store.close()
+        raw.close()
+        lock.release()
 
 
 async def _run(
     settings: Settings,
     run_id: str,
-    store: Store,
+    store: SafeStore,
     stop: asyncio.Event | None,
     install_signals: bool,
     reload_settings: Callable[[], Settings] | None,
@@ -113,14 +160,13 @@ async def _run(
 ) -> Engine:
     from bot.exchange.feed import PriceFeed
     from bot.exchange.live import LiveExchange
-    from bot.ops.status import heartbeat_health, make_app, start_status, stop_status
-    from bot.trading.executor import Executor
+    from bot.trading.executor import Deadlines, Executor
 
     exchange: Any = None
     source: Any = None
     notifier: Notifier | None = None
-    metrics_server: Any = None
-    status_runner: Any = None
+    http: HttpThread | None = None
+    publisher: asyncio.Task[None] | None = None
     observing = False
     # Signals first: a SIGTERM during start-up becomes a clean shutdown once start-up is done.
     stop = stop or asyncio.Event()
@@ -158,7 +204,8 @@ async def _run(
         strategy = None
         if settings.strategy.path.strip().lower() != "none":
             strategy = load_strategy(settings.strategy.path, dict(settings.strategy.params))
-        store.record_run(run_id, time.time(), settings.mode, settings.model_dump(mode="json"))
+        dumped = settings.model_dump(mode="json")
+        store.write("run", lambda s: s.record_run(run_id, time.time(), settings.mode, dumped))
         metrics = Metrics(state_dir=settings.state.dir) if settings.metrics.enabled else None
         notifier = build_notifier(settings.notify)
         if metrics is not None or notifier is not None:
@@ -171,6 +218,12 @@ async def _run(
             store=TimedOrderStore(store, metrics) if metrics is not None else store,
             run_id=run_id,
             max_leverage=settings.guards.position_cap.max_leverage,
+            deadlines=Deadlines(
+                entry_s=settings.exchange.entry_deadline_s,
+                lookup_s=settings.exchange.lookup_deadline_s,
+                protect_s=settings.exchange.protect_deadline_s,
+                read_s=settings.exchange.read_deadline_s,
+            ),
         )
         await executor.prepare(
             settings.exchange.symbols, settings.exchange.margin_mode, settings.exchange.leverage
@@ -193,6 +246,14 @@ async def _run(
             state_dir=settings.state.dir,
             on_price_hook=paper_tick if settings.mode == "paper" else None,
             heartbeat_s=settings.state.heartbeat_s,
+            background=True,
+            reach=[r for r in (getattr(x, "reach", None) for x in (exchange, source)) if r],
+            limits=HealthLimits(
+                stale_price_s=settings.guards.stale_price_s,
+                sweep_s=settings.guards.sweep_s,
+                unreachable_s=settings.health.unreachable_s,
+                unprotected_s=settings.health.unprotected_s,
+            ),
         )
         feed = PriceFeed(
             source,
@@ -204,20 +265,22 @@ async def _run(
             on_liquidation=engine.on_liquidations,
         )
         await engine.start()
-        if settings.status.enabled:
-            token = settings.status.token
-            status_runner = await start_status(
-                make_app(
-                    engine.snapshot,
-                    store,
-                    token=None if token is None else token.get_secret_value(),
-                    health=heartbeat_health(settings.state.dir, 3 * settings.state.heartbeat_s),
-                ),
-                settings.status.host,
-                settings.status.port,
-            )
+        published = Published()
+        published.publish(engine.snapshot())
+        http = serve_http(settings, published, metrics)
+
+        async def publish() -> None:
+            while True:
+                await asyncio.sleep(PUBLISH_S)
+                try:
+                    published.publish(engine.snapshot())
+                except Exception as exc:  # a snapshot must never stop the bot
+                    log.error("snapshot_failed", error=repr(exc))
+
+        publisher = asyncio.create_task(publish(), name="publish")
 
         async def heartbeat() -> None:
+            engine.catch_up()
             engine.heartbeat("running")
             save_paper(store, exchange)
 
@@ -249,12 +312,10 @@ async def _run(
         )
         if metrics is not None:
             metrics.watch_jobs(scheduler)
-            metrics_server = await metrics.start_http(
-                settings.metrics.host, settings.metrics.port, snapshot=engine.snapshot
-            )
         holder.append(engine)
         await feed.start()
         scheduler.start()
+        engine.heartbeat("running")
         if started is not None:
             started(engine)
         log.info("bot_started", mode=settings.mode, symbols=list(settings.exchange.symbols))
@@ -277,12 +338,11 @@ async def _run(
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-        if status_runner is not None:
+        if publisher is not None:
+            publisher.cancel()
+        if http is not None:
             with contextlib.suppress(Exception):
-                await stop_status(status_runner)
-        if metrics_server is not None:
-            with contextlib.suppress(Exception):
-                await metrics_server.stop()
+                await asyncio.to_thread(http.stop)
         if notifier is not None:
             with contextlib.suppress(Exception):
                 await notifier.stop(drain_s=1.5)
@@ -306,6 +366,53 @@ async def _reload(engine: Engine, reload_settings: Callable[[], Settings] | None
         log.error("config_reload_rejected", error=str(exc))
         return
     await engine.reload(new.guards)
+
+
+def serve_http(
+    settings: Settings, published: Published, metrics: Metrics | None
+) -> HttpThread | None:
+    """The status page and ``/metrics`` on their own thread (None when neither is enabled).
+
+    A non-loopback bind without a token is served (the operator may have a proxy in front) but
+    warned about: anyone who reaches the port sees the positions (or the metrics).
+    """
+    from bot.ops.status import make_app, published_health
+
+    status, mconf = settings.status, settings.metrics
+    if not status.enabled and metrics is None:
+        return None
+    http = HttpThread()
+    if status.enabled:
+        token = status.token.get_secret_value() if status.token is not None else None
+        if token is None and not _loopback(status.host):
+            log.warning("status_open_without_token", host=status.host, port=status.port)
+        state_dir = settings.state.dir
+        max_age = max(3 * settings.state.heartbeat_s, 5 * PUBLISH_S)
+
+        def status_app() -> web.Application:
+            reader = Store.open_reader(state_dir)
+            app = make_app(
+                published.get, reader, token=token, health=published_health(published, max_age)
+            )
+
+            async def close(_: web.Application) -> None:
+                reader.close()
+
+            app.on_cleanup.append(close)
+            return app
+
+        http.add(status_app, status.host, status.port)
+    if metrics is not None:
+        mtoken = mconf.token.get_secret_value() if mconf.token is not None else None
+        if mtoken is None and not _loopback(mconf.host):
+            log.warning("metrics_open_without_token", host=mconf.host, port=mconf.port)
+        http.add(lambda: metrics.make_app(published.get, mtoken), mconf.host, mconf.port)
+    http.start()
+    return http
+
+
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
 def request_halt(state_dir: Path, halted: bool, reason: str) -> None:

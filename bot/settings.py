@@ -64,6 +64,18 @@ class ExchangeSettings(BaseModel):
         None, description="REST base URL override (the local emulator for dress rehearsals)"
     )
     ws_url: str | None = Field(None, description="websocket base URL override (emulator)")
+    entry_deadline_s: float = Field(
+        1.2, gt=0, le=60, description="seconds an entry POST may take before it is looked up"
+    )
+    lookup_deadline_s: float = Field(
+        0.4, gt=0, le=60, description="seconds the look-up of an unanswered entry may take"
+    )
+    protect_deadline_s: float = Field(
+        3.0, gt=0, le=60, description="seconds a stop, take-profit or exit POST may take"
+    )
+    read_deadline_s: float = Field(
+        5.0, gt=0, le=120, description="seconds a read (positions, orders, balance) may take"
+    )
     markets_refresh_s: float = Field(
         21_600.0, gt=0, le=604_800, description="seconds between market and leverage-tier refreshes"
     )
@@ -129,6 +141,9 @@ class MetricsSettings(BaseModel):
     enabled: bool = Field(False, description="serve Prometheus metrics")
     host: str = Field("127.0.0.1", description="metrics bind address")
     port: int = Field(9108, ge=1, le=65535, description="metrics port")
+    token: SecretStr | None = Field(
+        None, description="bearer token a scrape must send (none: open)"
+    )
 
 
 class NotifySettings(BaseModel):
@@ -163,6 +178,17 @@ class StatusSettings(BaseModel):
     )
 
 
+class HealthSettings(BaseModel):
+    model_config = _FROZEN
+
+    unreachable_s: float = Field(
+        30.0, gt=0, le=3600, description="unhealthy when the exchange has not answered this long"
+    )
+    unprotected_s: float = Field(
+        10.0, gt=0, le=3600, description="unhealthy when a position has had no stop this long"
+    )
+
+
 class ShutdownSettings(BaseModel):
     model_config = _FROZEN
 
@@ -194,6 +220,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=lambda: NotifySettings())
     status: StatusSettings = Field(default_factory=lambda: StatusSettings())
     shutdown: ShutdownSettings = Field(default_factory=lambda: ShutdownSettings())
+    health: HealthSettings = Field(default_factory=lambda: HealthSettings())
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:

@@ -262,14 +262,40 @@ async def test_a_request_that_never_arrived_is_sent_again_once() -> None:
     assert sent[0] == sent[1]  # the re-send carries the same client id
 
 
+async def no_sleep(_: float) -> None:
+    return None
+
+
 async def test_an_order_whose_fate_is_unknown_is_never_sent_blind() -> None:
     ex = paper()
     ex.create_rules.append(Rule(is_entry, RequestTimeout("timeout")))
-    ex.fetch_rules.append(Rule(lambda s, p: True, NetworkError("still down"), times=99))
-    result = await executor(ex).submit(approve(GuardEngine(GuardsConfig()), ex, LONG))
-    assert result.status == "failed"
+    lookups_down = Rule(lambda s, p: True, NetworkError("still down"), times=4)
+    ex.fetch_rules.append(lookups_down)
+    ex_ = executor(ex, sleep=no_sleep)
+    result = await ex_.submit(approve(GuardEngine(GuardsConfig()), ex, LONG))
+    assert result.status == "unknown"
     assert sum(1 for c in ex.creates if is_entry("", c)) == 1
     assert entries(ex) == []
+    await ex_.settle()  # looked up in the background until the exchange answered: not there
+    assert lookups_down.times == 0
+    assert sum(1 for c in ex.creates if is_entry("", c)) == 1
+    assert ex.inner.core.position(BTC) is None
+
+
+async def test_an_accepted_entry_without_an_answer_is_protected_from_the_position() -> None:
+    ex = paper()
+    ex.create_rules.append(Rule(is_entry, RequestTimeout("timeout"), after=True))
+    lookups_down = Rule(lambda s, p: True, NetworkError("still down"), times=3)
+    ex.fetch_rules.append(lookups_down)
+    ex_ = executor(ex, sleep=no_sleep)
+    result = await ex_.submit(approve(GuardEngine(GuardsConfig()), ex, LONG))
+    assert result.status == "unknown"
+    pos = ex.inner.core.position(BTC)
+    assert pos is not None and pos.stop_price == LONG.stop_price  # protected at once
+    await ex_.settle()  # the background look-up finds the filled entry; the stop stands
+    assert sum(1 for c in ex.creates if is_entry("", c)) == 1
+    assert ex.inner.core.position(BTC).stop_price == LONG.stop_price
+    assert len([o for o in ex.inner.core.open_orders(BTC) if order_role(o) == "stop"]) == 1
 
 
 async def test_refusals_are_not_retried() -> None:

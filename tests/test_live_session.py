@@ -245,10 +245,18 @@ async def test_running_bot_serves_metrics_status_and_sends_alerts(
         engine = box[0]
         await until(lambda: bool(engine.view.account.positions), "the paper entry")
         async with ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
-                text = await resp.text()
-            assert resp.status == 200
+            # the HTTP thread serves what the trading loop last published (once a second)
+            text = ""
+            for _ in range(50):
+                async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+                    text = await resp.text()
+                assert resp.status == 200
+                if 'guardbot_position_stop_present{symbol="BTC/USDT:USDT"} 1.0' in text:
+                    break
+                await asyncio.sleep(0.1)
             assert 'guardbot_position_stop_present{symbol="BTC/USDT:USDT"} 1.0' in text
+            assert 'guardbot_mark_age_seconds{symbol="BTC/USDT:USDT"}' in text
+            assert "guardbot_exchange_reachable 1.0" in text
             assert "guardbot_guard_decisions_total" in text
             async with http.get(f"http://127.0.0.1:{status_port}/health") as resp:
                 assert resp.status == 200

@@ -108,6 +108,7 @@ def setup_logging(settings: Settings, mode: str) -> str:
             settings.exchange.password,
             settings.notify.telegram_token,
             settings.status.token,
+            settings.metrics.token,
         )
         if s is not None
     ]

@@ -73,7 +73,9 @@ def _run_engine(settings: Settings, config: Path | None, overrides: dict[str, An
         asyncio.run(
             run_bot(settings, run_id, reload_settings=lambda: load_settings(config, overrides))
         )
-    except (RunError, StoreError) as exc:
+    except RunError as exc:
+        raise fail(str(exc), code=exc.code) from None
+    except StoreError as exc:
         raise fail(str(exc), code=1) from None
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 from ccxt.base.errors import (
     DDoSProtection,
+    NetworkError,
     NoChange,
     NotSupported,
     OrderNotFound,
@@ -45,6 +46,7 @@ from ccxt.base.errors import (
 )
 
 from bot.exchange.cache import MarketCache, MarketSnapshot
+from bot.exchange.reach import Reachability
 from bot.exchange.retry import RetryPolicy, describe, retry_call
 from bot.exchange.shapes import market_rules
 from bot.settings import ExchangeSettings
@@ -158,6 +160,8 @@ class LiveExchange:
         self.tiers: dict[str, list[dict[str, Any]]] = {}
         self.markets_fetched_at: float | None = None
         self._liq_delivered: set[int] = set()
+        #: Whether the exchange answers (``bot.exchange.reach``).
+        self.reach = Reachability(clock)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -178,12 +182,21 @@ class LiveExchange:
         """One request; a rate-limit refusal keeps its ``Retry-After`` (read right away, before
         another request replaces ccxt's ``last_response_headers``)."""
         try:
-            return await fn()
+            result = await fn()
         except (DDoSProtection, RateLimitExceeded) as exc:
+            self.reach.ok()  # it answered: slow down, not unreachable
             value = _header(getattr(self.client, "last_response_headers", None), "Retry-After")
             with contextlib.suppress(ValueError, TypeError):
                 exc.retry_after_s = None if value is None else max(0.0, float(value))
             raise
+        except (NetworkError, asyncio.CancelledError) as exc:
+            self.reach.failed(describe(exc) if isinstance(exc, NetworkError) else "no answer")
+            raise
+        except Exception:
+            self.reach.ok()  # a refusal is an answer
+            raise
+        self.reach.ok()
+        return result
 
     def retry_after_s(self, exc: BaseException) -> float | None:
         """Seconds the exchange asked to wait (``Retry-After`` of a 429/418), if any."""
@@ -501,6 +514,7 @@ class LiveExchange:
             tickers = await client.watch_tickers(list(symbols))
         else:
             raise NotSupported(f"{self.id} streams no prices")
+        self.reach.ok()
         out: dict[str, float] = {}
         for symbol, ticker in tickers.items():
             value = ticker.get("markPrice") or ticker.get("last")

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from bot.settings import Settings
+from bot.state.safe import SafeStore
 from bot.state.store import Store
 from paper.core import PaperCore
 from paper.exchange import PaperExchange
@@ -33,9 +34,12 @@ class DurablePaperExchange(PaperExchange):
     Every order, cancel or setting change saves the core's snapshot before returning to the
     caller (who records the ack after), and the price hook saves it when a price filled or
     triggered anything: a ``kill -9`` at any point loses nothing that was acknowledged.
+
+    With a ``SafeStore`` that cannot write, the snapshot waits in its backlog (newest only) and
+    the order still goes out: bookkeeping never blocks a close (entries are refused upstream).
     """
 
-    def __init__(self, core: PaperCore, store: Store) -> None:
+    def __init__(self, core: PaperCore, store: Store | SafeStore) -> None:
         super().__init__(core)
         self.store = store
         self._seen = self._fingerprint()
@@ -47,7 +51,13 @@ class DurablePaperExchange(PaperExchange):
     def persist(self) -> None:
         # with history: closed orders keep their client ids (duplicates stay detectable and
         # every acknowledged fill stays provable after a restart)
-        self.store.kv_set(PAPER_SNAPSHOT_KEY, self.core.snapshot(history=True))
+        snap = self.core.snapshot(history=True)
+        if isinstance(self.store, SafeStore):
+            self.store.write(
+                "paper_snapshot", lambda s: s.kv_set(PAPER_SNAPSHOT_KEY, snap), PAPER_SNAPSHOT_KEY
+            )
+        else:
+            self.store.kv_set(PAPER_SNAPSHOT_KEY, snap)
         self._seen = self._fingerprint()
 
     def on_price(self, symbol: str, price: float, ts: float) -> None:
@@ -95,7 +105,7 @@ class DurablePaperExchange(PaperExchange):
             self.persist()
 
 
-def paper_exchange(settings: Settings, store: Store) -> DurablePaperExchange:
+def paper_exchange(settings: Settings, store: Store | SafeStore) -> DurablePaperExchange:
     """The paper account, resumed from the store's snapshot when there is one."""
     snap = store.kv_get(PAPER_SNAPSHOT_KEY)
     if isinstance(snap, dict):
@@ -114,6 +124,6 @@ def paper_exchange(settings: Settings, store: Store) -> DurablePaperExchange:
     return exchange
 
 
-def save_paper(store: Store, exchange: Any) -> None:
+def save_paper(store: Store | SafeStore, exchange: Any) -> None:
     if isinstance(exchange, DurablePaperExchange):
         exchange.persist()

@@ -22,10 +22,16 @@ Series (all prefixed ``guardbot_``):
 - ``exchange_errors_total{class}``: error reports carrying a ccxt exception, by its class
 - ``job_runs_total{job}``, ``job_misfires_total{job}``, ``job_errors_total{job}``
 - ``heartbeat_age_seconds``: seconds since the bot last wrote its heartbeat file
+- health (the facts ``guardbot health`` judges, ages computed at scrape time):
+  ``mark_age_seconds{symbol}`` (every traded symbol; absent before its first mark),
+  ``exchange_reachable`` (0/1), ``exchange_unreachable_seconds``, ``seconds_since_sweep`` (the
+  last completed scheduled sweep), ``position_unprotected_seconds{symbol}`` (0 while it has a
+  stop), ``store_writable`` (0/1), ``healthy`` (0/1: the same verdict as ``/health``)
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import time
@@ -163,6 +169,35 @@ class Metrics:
             "guardbot_heartbeat_age_seconds", "seconds since the last heartbeat", registry=r
         )
         self.heartbeat_age.set_function(self._heartbeat_age)
+        self.mark_age = Gauge(
+            "guardbot_mark_age_seconds", "seconds since the symbol's last mark", sym, registry=r
+        )
+        self.reachable = Gauge(
+            "guardbot_exchange_reachable", "1 while the exchange answers", registry=r
+        )
+        self.unreachable_s = Gauge(
+            "guardbot_exchange_unreachable_seconds",
+            "seconds since the exchange last answered (0 while it does)",
+            registry=r,
+        )
+        self.since_sweep = Gauge(
+            "guardbot_seconds_since_sweep",
+            "seconds since the last completed scheduled sweep",
+            registry=r,
+        )
+        self.unprotected = Gauge(
+            "guardbot_position_unprotected_seconds",
+            "seconds the position has been without a stop (0 with one)",
+            sym,
+            registry=r,
+        )
+        self.store_writable = Gauge(
+            "guardbot_store_writable", "1 while the state store can write", registry=r
+        )
+        self.healthy = Gauge("guardbot_healthy", "1 while /health says ok", registry=r)
+        for gauge in (self.reachable, self.unreachable_s, self.since_sweep):
+            gauge.set(NAN)
+        self._marked: set[str] = set()
 
     # -- snapshot -----------------------------------------------------------------------------
     def update_from_snapshot(self, snapshot: Mapping[str, Any]) -> None:
@@ -193,9 +228,45 @@ class Metrics:
             for gauge in self._position_gauges():
                 self._drop(gauge, symbol)
         self._symbols = seen
+        health = snapshot.get("health")
+        if isinstance(health, Mapping):
+            self._health(health, {str(p.get("symbol")) for p in positions})
+
+    def _health(self, health: Mapping[str, Any], held: set[str]) -> None:
+        now = self.clock()
+        marks = health.get("marks")
+        marked: set[str] = set()
+        if isinstance(marks, Mapping):
+            for symbol, ts in marks.items():
+                at = _num(ts)
+                if at is not None:
+                    marked.add(str(symbol))
+                    self.mark_age.labels(str(symbol)).set(max(0.0, now - at))
+        for symbol in self._marked - marked:
+            self._drop(self.mark_age, symbol)
+        self._marked = marked
+        since = _num(health.get("unreachable_since"))
+        self.reachable.set(1.0 if since is None else 0.0)
+        self.unreachable_s.set(0.0 if since is None else max(0.0, now - since))
+        last = _num(health.get("last_sweep"))
+        self.since_sweep.set(NAN if last is None else max(0.0, now - last))
+        bare = health.get("unprotected")
+        bare = bare if isinstance(bare, Mapping) else {}
+        for symbol in held:
+            at = _num(bare.get(symbol))
+            self.unprotected.labels(symbol).set(0.0 if at is None else max(0.0, now - at))
+        self.store_writable.set(0.0 if health.get("store_down") else 1.0)
+        self.healthy.set(1.0 if health.get("ok") else 0.0)
 
     def _position_gauges(self) -> tuple[Gauge, ...]:
-        return (self.notional, self.leverage, self.liq_distance, self.stop_present, self.upnl)
+        return (
+            self.notional,
+            self.leverage,
+            self.liq_distance,
+            self.stop_present,
+            self.upnl,
+            self.unprotected,
+        )
 
     def _set(self, gauge: Gauge, symbol: str, value: float | None) -> None:
         if value is None:
@@ -253,21 +324,38 @@ class Metrics:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
 
-    async def start_http(
+    def make_app(
         self,
-        host: str,
-        port: int,
         snapshot: Callable[[], Mapping[str, Any]] | None = None,
-    ) -> MetricsServer:
-        """Serve ``GET /metrics`` on the running loop; ``snapshot`` is read on every scrape."""
+        token: str | None = None,
+    ) -> web.Application:
+        """The ``GET /metrics`` app; ``snapshot`` is read on every scrape; with ``token`` a
+        scrape needs ``Authorization: Bearer <token>``."""
 
         async def handle(request: web.Request) -> web.Response:
+            if token and not _bearer_ok(request, token):
+                return web.Response(
+                    status=401, text="unauthorized", headers={"WWW-Authenticate": "Bearer"}
+                )
             if snapshot is not None:
                 self.update_from_snapshot(snapshot())
             return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app = web.Application()
         app.router.add_get("/metrics", handle)
+        return app
+
+    async def start_http(
+        self,
+        host: str,
+        port: int,
+        snapshot: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> MetricsServer:
+        """Serve ``GET /metrics`` on the running loop; ``snapshot`` is read on every scrape.
+
+        The running bot serves ``make_app`` on its HTTP thread instead (``bot.ops.http``).
+        """
+        app = self.make_app(snapshot)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -295,6 +383,12 @@ class MetricsServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+
+
+def _bearer_ok(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
 
 
 class OrderStoreLike(Protocol):
@@ -360,3 +454,12 @@ class TimedOrderStore:
         if self.inner is None:
             return None
         return self.inner.order_ack(client_id, order)
+
+    @property
+    def writable(self) -> bool:
+        """The wrapped store's ``writable`` (a plain store always is)."""
+        return bool(getattr(self.inner, "writable", True))
+
+    def order_status(self, client_id: str, status: Any, note: str = "") -> object:
+        inner = getattr(self.inner, "order_status", None)
+        return None if inner is None else inner(client_id, status, note=note)

@@ -33,13 +33,14 @@ import hashlib
 import hmac
 import html
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from bot.state.heartbeat import check_health
+from bot.state.heartbeat import check_health, judge
 from bot.state.history import action_dict, decision_dict, fill_dict
 from bot.state.store import Store, json_safe
 
@@ -248,6 +249,33 @@ def heartbeat_health(state_dir: Path, max_age_s: float) -> HealthProvider:
     return provider
 
 
+def published_health(published: Any, max_age_s: float) -> HealthProvider:
+    """A ``/health`` provider over the snapshot the trading loop publishes (``bot.ops.http``):
+    unhealthy while nothing is published yet, when the last one is older than ``max_age_s``
+    (the trading loop is stuck), or when ``judge`` finds a reason in its health facts — the
+    same judgement as ``guardbot health``."""
+
+    def provider() -> tuple[bool, Mapping[str, Any]]:
+        snap, at = published.value, published.at
+        if snap is None or at is None:
+            return False, {"detail": "starting: nothing published yet"}
+        now = time.time()
+        if now - at > max_age_s:
+            why = f"trading loop stalled: last snapshot {now - at:.0f}s old (limit {max_age_s:g}s)"
+            return False, {"detail": why, "reasons": [why]}
+        facts = snap.get("health") or {}
+        reasons = judge(facts, now)
+        return not reasons, {
+            "detail": "; ".join(reasons) if reasons else "ok",
+            "reasons": reasons,
+            "run_id": snap.get("run_id"),
+            "positions": len(snap.get("positions") or []),
+            "halted": (snap.get("halt") or {}).get("kind"),
+        }
+
+    return provider
+
+
 async def start_status(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Serve ``app`` on ``host:port`` (port 0: any free port, see ``bound_port``)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -287,6 +315,7 @@ PAGE = """<!doctype html>
   <p class="meta">run <code id="run-id">{{run_id}}</code> · exchange <code>{{mode}}</code> ·
   updated <span id="updated">never</span> <span id="error" class="bad"></span></p>
   <p id="halt" class="banner" hidden></p>
+  <p id="blind" class="banner blind" role="alert" hidden></p>
 </header>
 <main>
 <section>
@@ -347,6 +376,7 @@ th, td { border-bottom: 1px solid #d0d7de; padding: .25rem .6rem; text-align: le
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f6f8fa; }
 .banner { background: #ffebe9; border: 1px solid #cf222e; padding: .5rem; }
+.blind { background: #cf222e; color: #fff; font-weight: bold; }
 .bad, tr.reject td.outcome { color: #cf222e; font-weight: 600; }
 tr.resize td.outcome { color: #9a6700; }
 .empty { color: #8c959f; font-style: italic; }
@@ -423,6 +453,15 @@ function showStatus(s) {
   document.getElementById("wallet").textContent = num(s.wallet, 2);
   document.getElementById("equity").textContent = num(s.equity, 2);
   document.getElementById("guards-enabled").textContent = (s.guards_enabled || []).join(", ");
+  const blind = document.getElementById("blind");
+  const health = s.health || {};
+  if (health.ok === false) {
+    blind.hidden = false;
+    blind.textContent = "UNHEALTHY: " + (health.reasons || []).join("; ");
+  } else {
+    blind.hidden = true;
+    blind.textContent = "";
+  }
   const halt = document.getElementById("halt");
   if (s.halt) {
     halt.hidden = false;

@@ -3,8 +3,19 @@
 ``Engine`` is exchange-agnostic: it talks to an ``Executor`` over the one exchange protocol (paper
 or live). Per price update of a symbol it feeds the guards (breaker window), runs the guard sweep
 when the symbol has a position, builds candles and hands closed ones (or the tick) to the
-strategy, whose intents go through ``GuardEngine.check`` one at a time under a lock, so a guard
-reload or a manual halt switches atomically between two evaluations.
+strategy, whose intents go through ``GuardEngine.check`` one at a time. Decisions are plain
+synchronous code, so a guard reload or a manual halt lands between two evaluations.
+
+No lock is held across a network wait. With ``background=True`` (the running bot) the exchange
+work a decision or a sweep action needs runs as a task per symbol (``bot.trading.tasks``): a
+slow or hung call delays only its own symbol's queue, never price handling, the sweep, or
+another symbol; a symbol with work in flight keeps its next intents until its view is fresh.
+The account is re-read in the background after each piece of work (coalesced; an older read
+never overwrites a newer one). With ``background=False`` every step is awaited in place
+(tests and the parity check against replay).
+
+Bookkeeping never blocks risk reduction: the store is a ``SafeStore`` when it is one; while it
+cannot write, entries are refused (code ``store_unwritable``) and everything else goes on.
 
 Evidence and state: every decision and action is a structlog event and a row in the store; guard
 counters and halts are saved after every change and restored at start (a daily-loss halt and a
@@ -21,23 +32,29 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
 import structlog
 
 from bot.exchange.protocol import Exchange
+from bot.exchange.reach import Reachability
 from bot.exchange.shapes import order_role
-from bot.exchange.venue import ExitReason
-from bot.state.heartbeat import write_heartbeat
+from bot.state.heartbeat import HealthLimits
+from bot.state.safe import SafeStore
 from bot.state.store import Store, StoreError
 from bot.strategies.base import Strategy
+from bot.trading.account import AccountView, Coalesced, Execution
 from bot.trading.bars import Bar, BarBuilder
 from bot.trading.planning import is_risk_reducing
-from bot.trading.results import ExecResult, describe_result, log_action
+from bot.trading.reconcile import resolve_in_flight
+from bot.trading.results import describe_result, log_action
 from bot.trading.seatbelt import Seatbelt
+from bot.trading.snapshot import beat, snapshot, track_unprotected
+from bot.trading.tasks import Tasks
 from guards import (
     Account,
     Action,
@@ -55,35 +72,6 @@ from guards import (
 log = structlog.get_logger("engine")
 
 CONTROL_KEY = "control.manual_halt"
-
-
-class Execution(Protocol):
-    """What the engine needs from ``bot.trading.executor.Executor`` (paper or live alike)."""
-
-    async def submit(self, approved: ApprovedOrder) -> Any: ...
-
-    async def close(self, symbol: str, reason: ExitReason, tag: str) -> Any: ...
-
-    async def reduce(self, symbol: str, amount: float, reason: ExitReason, tag: str) -> Any: ...
-
-    async def place_stop(self, symbol: str, stop_price: float) -> Any: ...
-
-    async def cancel_entries(self, symbol: str) -> Any: ...
-
-    async def apply(self, action: Action) -> ExecResult | None: ...
-
-    async def account(
-        self, currency: str = "USDT", symbols: Sequence[str] = ()
-    ) -> tuple[Account, list[dict[str, Any]]]: ...
-
-
-@dataclass(frozen=True)
-class AccountView:
-    """What the engine knows about the account after one refresh."""
-
-    account: Account
-    #: Resting entry (not reduce-only) orders per symbol.
-    open_entry_orders: dict[str, int] = field(default_factory=dict)
 
 
 def diff_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -107,7 +95,7 @@ class Engine:
         *,
         exchange: Exchange,
         executor: Execution,
-        store: Store,
+        store: Store | SafeStore,
         guard: GuardEngine,
         markets: Mapping[str, MarketRules],
         strategy: Strategy | None,
@@ -118,6 +106,9 @@ class Engine:
         clock: Callable[[], float] = time.time,
         on_price_hook: Callable[[str, float, float], object] | None = None,
         heartbeat_s: float | None = None,
+        background: bool = False,
+        reach: Sequence[Reachability] = (),
+        limits: HealthLimits | None = None,
     ) -> None:
         self.exchange = exchange
         self.executor = executor
@@ -136,7 +127,7 @@ class Engine:
         self.pending: dict[str, list[OrderIntent]] = {s: [] for s in symbols}
         self.view = AccountView(Account(0.0, {}))
         self.entries_stopped = False
-        self.lock = asyncio.Lock()
+        self.tasks = Tasks(background)
         self.decisions = 0
         self.actions = 0
         self._saved_state = ""
@@ -148,6 +139,37 @@ class Engine:
         self.heartbeat_s = heartbeat_s
         #: Why the engine itself is closing a symbol (for the guards' stop-out accounting).
         self.closing: dict[str, CloseReason] = {}
+        #: The exchange connections whose answers health is judged on.
+        self.reach = tuple(reach)
+        self.limits = limits or HealthLimits(
+            stale_price_s=guard.config.stale_price_s, sweep_s=guard.config.sweep_s
+        )
+        #: When the last start-up or scheduled sweep completed (epoch s).
+        self.last_sweep: float | None = None
+        #: When ``start`` began (epoch s).
+        self.started_at: float | None = None
+        #: ``{symbol: since when}`` for positions seen without a stop.
+        self.unprotected_since: dict[str, float] = {}
+        self._reads = 0  # account reads started
+        self._applied = 0  # the newest read applied
+        self._rereads = Coalesced(self._reread, "refresh_account")
+        self._beat_failed = False
+
+    @property
+    def store_down(self) -> str | None:
+        """Why the store cannot write (None while it can, or when it is a plain ``Store``)."""
+        return self.store.down if isinstance(self.store, SafeStore) else None
+
+    @property
+    def store_writable(self) -> bool:
+        return self.store_down is None
+
+    def _write(self, what: str, fn: Callable[[Store], Any], key: str | None = None) -> Any:
+        """One write through the ``SafeStore`` (kept for later when it cannot write), or
+        straight to a plain store."""
+        if isinstance(self.store, SafeStore):
+            return self.store.write(what, fn, key)
+        return fn(self.store)
 
     # -- state ------------------------------------------------------------------------------
     def save_state(self) -> None:
@@ -155,7 +177,8 @@ class Engine:
         data = self.guard.state.to_dict()
         text = json.dumps(data, sort_keys=True, default=str)
         if text != self._saved_state:
-            self.store.save_guard_state(data, self.clock())
+            now = self.clock()
+            self._write("guard_state", lambda s: s.save_guard_state(data, now), "guard_state")
             self._saved_state = text
 
     async def refresh_account(self) -> AccountView:
@@ -164,8 +187,13 @@ class Engine:
         A position that is gone since the last read was closed: the guards hear of it (cooldown,
         stop-out count) with the reason the engine expected, else as a stop on the exchange.
         """
-        before = self.view.account.positions
+        self._reads += 1
+        seq = self._reads
         account, orders = await self.executor.account(self.view.account.currency, self.symbols)
+        if seq < self._applied:  # a newer read has landed meanwhile
+            return self.view
+        self._applied = seq
+        before = self.view.account.positions
         entries: dict[str, int] = {}
         for order in orders:
             if order_role(order) == "entry":
@@ -182,8 +210,40 @@ class Engine:
             pnl = old.unrealized_pnl(mark)
             self.guard.on_position_closed(sym, reason, pnl, now)
             log.info("position_closed", symbol=sym, reason=reason, pnl=round(pnl, 2))
-        self.store.replace_positions(self.view.account.positions.values(), now)
+        held = list(self.view.account.positions.values())
+        self._write("positions", lambda s: s.replace_positions(held, now), "positions")
+        track_unprotected(self.unprotected_since, self.view.account.positions, now)
         return self.view
+
+    async def _refreshed(self) -> None:
+        """Re-read the account after a piece of work: at once inline; in the background one
+        read at a time, with one more queued while one runs (``Coalesced``)."""
+        if not self.tasks.background:
+            await self.refresh_account()
+        else:
+            self._rereads.request()
+
+    async def _reread(self) -> None:
+        try:
+            await self.refresh_account()
+        except Exception as exc:
+            log.warning("account_refresh_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def busy(self, symbol: str) -> bool:
+        """True while the symbol has exchange work in flight or the account read after it is
+        still to land: its next intents wait (they would be decided on an old view)."""
+        return self.tasks.busy(symbol) or self._rereads.running
+
+    async def settle(self) -> None:
+        """Wait for all work in flight and the account reads after it (tests, shutdown)."""
+        while True:
+            await self.tasks.settle()
+            settle = getattr(self.executor, "settle", None)
+            if settle is not None:
+                await settle()
+            await self._rereads.settle()
+            if not self.tasks.busy() and not self._rereads.running:
+                return
 
     def ctx(self, now: float | None = None) -> GuardContext:
         return GuardContext(
@@ -197,28 +257,11 @@ class Engine:
     # -- start ------------------------------------------------------------------------------
     async def resolve_in_flight(self) -> list[str]:
         """Orders recorded as intent/sent before a crash: look each up by client id."""
-        resolved = []
-        for row in self.store.orders_in_flight():
-            try:
-                order = await self.exchange.fetch_order(
-                    row.exchange_id or "", row.symbol, {"clientOrderId": row.client_id}
-                )
-            except Exception as exc:  # not found (never reached the exchange) or unreachable
-                name = type(exc).__name__
-                if name in ("OrderNotFound", "InvalidOrder", "BadRequest"):
-                    self.store.order_status(row.client_id, "rejected", note=f"not found: {name}")
-                    resolved.append(f"{row.client_id}: never reached the exchange")
-                else:
-                    log.error("in_flight_unresolved", client_id=row.client_id, error=repr(exc))
-                continue
-            self.store.order_ack(row.client_id, order)
-            resolved.append(f"{row.client_id}: {order.get('status')}")
-        if resolved:
-            log.warning("in_flight_resolved", orders=resolved)
-        return resolved
+        return await resolve_in_flight(self.store, self.exchange)
 
     async def start(self) -> None:
         """Resolve in-flight orders, reconcile, sweep once."""
+        self.started_at = self.clock()
         await self.resolve_in_flight()
         reconcile = getattr(self.executor, "reconcile", None)
         if reconcile is not None:
@@ -227,8 +270,7 @@ class Engine:
         await self.refresh_account()
         self.heartbeat("running")
         if self.strategy is None:  # seatbelt: adopted positions are judged as if just opened
-            async with self.lock:
-                await self._seatbelt(self.clock())
+            await self._seatbelt(self.clock())
         await self.sweep("start")
 
     # -- prices -----------------------------------------------------------------------------
@@ -257,7 +299,10 @@ class Engine:
         if bar is None and self.strategy is not None:
             pos = self.view.account.positions.get(symbol)
             for intent in self.strategy.on_tick(symbol, int(ts * 1000), price, pos):
-                await self.handle(intent)
+                if self.busy(symbol):  # decided at the next price, on a fresh view
+                    self.pending[symbol].append(intent)
+                else:
+                    await self.handle(intent)
 
     async def on_clock(self, now: float) -> None:
         """The clock at ``now`` (epoch s): bars whose period has ended close (``on_bar``)."""
@@ -286,17 +331,21 @@ class Engine:
 
     async def _execute_pending(self, symbol: str) -> None:
         queued = self.pending.get(symbol)
-        if not queued:
+        if not queued or self.busy(symbol):
             return
         self.pending[symbol] = []
         for intent in queued:
             await self.handle(intent)
 
     # -- decisions --------------------------------------------------------------------------
-    def record(self, decision: Decision, now: float) -> int:
+    def record(self, decision: Decision, now: float) -> int | None:
         """Record a guard decision: a row in the store and a ``guard_decision`` event."""
+        did = self._write("decision", lambda s: s.record_decision(decision, now, self.run_id))
+        self._log_decision(decision, did)
+        return did if isinstance(did, int) else None
+
+    def _log_decision(self, decision: Decision, did: int | None) -> None:
         self.decisions += 1
-        did = self.store.record_decision(decision, now, self.run_id)
         event = log.info if decision.outcome != "allow" else log.debug
         event(
             "guard_decision",
@@ -309,51 +358,85 @@ class Engine:
             verdicts={v.rule: v.outcome for v in decision.verdicts if v.outcome != "skip"},
             figures={v.rule: dict(v.figures) for v in decision.verdicts if v.outcome != "skip"},
         )
-        return did
 
     async def handle(self, intent: OrderIntent) -> Decision | None:
-        """Check one intent with the guards and, if allowed, execute it."""
-        async with self.lock:
-            now = self.clock()
-            opening = not intent.reduce_only
-            if opening and self.entries_stopped:
-                log.info("entry_skipped_shutting_down", symbol=intent.symbol)
-                return None
-            decision = self.guard.check(intent, self.ctx(now))
-            # the decision, the counters it moves and the saved guard state commit together
-            with self.store.transaction():
-                self.record(decision, now)
-                if not decision.allowed:
-                    return decision
-                approved = self.guard.approve(decision)
-                self.save_state()
-            if is_risk_reducing(decision):
-                self.closing[intent.symbol] = "strategy"
-            try:
-                await self.executor.submit(approved)
-            except Exception as exc:
-                log.error("execution_failed", symbol=intent.symbol, error=repr(exc))
-            await self.refresh_account()
+        """Check one intent with the guards and, if allowed, execute it (``tasks``)."""
+        now = self.clock()
+        opening = not intent.reduce_only
+        if opening and self.entries_stopped:
+            log.info("entry_skipped_shutting_down", symbol=intent.symbol)
+            return None
+        decision = self.guard.check(intent, self.ctx(now))
+        if opening and decision.allowed and not self.store_writable:
+            decision = Decision(
+                "reject",
+                intent,
+                0.0,
+                "store_unwritable",
+                f"the state store cannot write ({self.store_down}): no entries until it can",
+                decision.verdicts,
+            )
+        if not decision.allowed:
+            self._write("decision", lambda s: s.record_decision(decision, now, self.run_id))
+            self._log_decision(decision, None)
             return decision
+        approved = self.guard.approve(decision)
+        data = self.guard.state.to_dict()
+        # the decision, the counters it moves and the saved guard state commit together
+        did = self._write(
+            "decision", lambda s: s.record_decision(decision, now, self.run_id, guard_state=data)
+        )
+        self._saved_state = json.dumps(data, sort_keys=True, default=str)
+        self._log_decision(decision, did)
+        if opening and not self.store_writable:  # this very write failed: fail closed
+            log.warning("entry_not_sent", symbol=intent.symbol, code="store_unwritable")
+            return decision
+        kind = "exit" if is_risk_reducing(decision) else "entry"
+        if kind == "exit":
+            self.closing[intent.symbol] = "strategy"
+        await self.tasks.run((kind, intent.symbol), partial(self._submit, approved), chain=True)
+        return decision
+
+    async def _submit(self, approved: ApprovedOrder) -> None:
+        try:
+            await self.executor.submit(approved)
+        except Exception as exc:
+            log.error("execution_failed", symbol=approved.intent.symbol, error=repr(exc))
+        await self._refreshed()
 
     # -- sweep ------------------------------------------------------------------------------
     async def sweep(self, why: str = "job", symbol: str | None = None) -> list[Action]:
-        """Run the guard sweep and carry out its actions (most urgent first)."""
-        async with self.lock:
-            await self._apply_control()
-            now = self.clock()
-            if self.strategy is None and why != "price":
-                await self.refresh_account()
-                await self._seatbelt(now)
-            actions = self.guard.sweep(self.ctx(now))
-            if symbol is not None:
-                actions = [a for a in actions if a.symbol in (None, symbol)]
+        """Run the guard sweep and carry out its actions (most urgent first).
+
+        In the background each action is a task of its symbol; an action already in flight
+        for the symbol is not started twice (the next sweep decides again on fresh data).
+        """
+        await self._apply_control()
+        now = self.clock()
+        if self.strategy is None and why != "price":
+            await self.refresh_account()
+            await self._seatbelt(now)
+        actions = self.guard.sweep(self.ctx(now))
+        if symbol is not None:
+            actions = [a for a in actions if a.symbol in (None, symbol)]
+        if self.tasks.background:
+            for action in actions:
+                await self.tasks.run(
+                    (action.kind, action.symbol), partial(self._act_alone, action, now)
+                )
+        else:
             for action in actions:
                 await self._act(action, now)
             if actions:
                 await self.refresh_account()
-            self.save_state()
-            return actions
+        self.save_state()
+        if why in ("job", "start"):
+            self.last_sweep = self.clock()
+        return actions
+
+    async def _act_alone(self, action: Action, now: float) -> None:
+        await self._act(action, now)
+        await self._refreshed()
 
     async def _act(self, action: Action, now: float) -> None:
         """Carry out one sweep action through the executor; record and log what came of it."""
@@ -366,8 +449,13 @@ class Engine:
             executed = outcome is not None and outcome.ok
         except Exception as exc:
             result, executed = f"failed: {type(exc).__name__}: {exc}", False
-        self.store.record_action(action, now, executed, result, self.run_id)
+        self.record_action(action, now, executed, result)
         log_action(log, action, result)
+
+    def record_action(self, action: Action, now: float, executed: bool, result: str) -> None:
+        """A row for one action (kept for later while the store cannot write)."""
+        run_id = self.run_id
+        self._write("action", lambda s: s.record_action(action, now, executed, result, run_id))
 
     # -- seatbelt ---------------------------------------------------------------------------
     async def _seatbelt(self, now: float) -> None:
@@ -380,7 +468,7 @@ class Engine:
     async def _apply_control(self) -> None:
         try:
             request = self.store.kv_get(CONTROL_KEY)
-        except StoreError:
+        except (StoreError, sqlite3.Error):
             return
         if not isinstance(request, dict):
             return
@@ -392,16 +480,30 @@ class Engine:
             log.warning("kill_switch_on", reason=reason)
             for sym in list(self.view.account.positions):
                 self.closing[sym] = "manual"
-                await self.executor.close(sym, "manual", "kill_switch")
-            await self.refresh_account()
+                await self.tasks.run(("close", sym), partial(self._kill, sym))
+            if not self.tasks.background:
+                await self.refresh_account()
         elif not request.get("halted") and manual_active:
             self.guard.resume()
             log.warning("kill_switch_off")
         self.save_state()
 
+    async def _kill(self, symbol: str) -> None:
+        try:
+            await self.executor.close(symbol, "manual", "kill_switch")
+        except Exception as exc:
+            log.error("kill_switch_close_failed", symbol=symbol, error=repr(exc))
+        if self.tasks.background:
+            await self._refreshed()
+
     # -- jobs -------------------------------------------------------------------------------
     async def job_sweep(self) -> None:
-        await self.refresh_account()
+        """The scheduled sweep: on a fresh read of the account when the exchange answers in
+        time, else on the last one (marks are fresh either way)."""
+        try:
+            await self.refresh_account()
+        except Exception as exc:
+            log.warning("account_refresh_failed", error=f"{type(exc).__name__}: {exc}")
         await self.sweep("job")
 
     async def job_flatten(self, tries: int = 5, wait_s: float = 2.0) -> bool:
@@ -410,16 +512,15 @@ class Engine:
             await self.refresh_account()
             if not self.view.account.positions and not any(self.view.open_entry_orders.values()):
                 return True
-            async with self.lock:
-                for sym in self.symbols:
-                    if self.view.open_entry_orders.get(sym):
-                        await self.executor.cancel_entries(sym)
-                for sym in list(self.view.account.positions):
-                    self.closing[sym] = "guard"
-                    try:
-                        await self.executor.close(sym, "guard", "no_overnight:flatten")
-                    except Exception as exc:
-                        log.error("flatten_failed", symbol=sym, attempt=attempt, error=repr(exc))
+            for sym in self.symbols:
+                if self.view.open_entry_orders.get(sym):
+                    await self.executor.cancel_entries(sym)
+            for sym in list(self.view.account.positions):
+                self.closing[sym] = "guard"
+                try:
+                    await self.executor.close(sym, "guard", "no_overnight:flatten")
+                except Exception as exc:
+                    log.error("flatten_failed", symbol=sym, attempt=attempt, error=repr(exc))
             await asyncio.sleep(wait_s if attempt < tries else 0)
         await self.refresh_account()
         flat = not self.view.account.positions
@@ -443,140 +544,64 @@ class Engine:
         balance = await self.exchange.fetch_balance()
         free = float((balance.get(v.account.currency) or {}).get("free") or 0.0)
         self.free_margin = free
-        self.store.record_equity(
-            self.clock(),
-            v.account.wallet_balance + upnl,
-            v.account.wallet_balance,
-            free,
-            upnl,
-            self.run_id,
-        )
+        row = (self.clock(), v.account.wallet_balance + upnl, v.account.wallet_balance, free, upnl)
+        run_id = self.run_id
+        self._write("equity", lambda s: s.record_equity(*row, run_id))
+
+    def catch_up(self) -> bool:
+        """Write what the store could not take when it failed (``SafeStore.catch_up``)."""
+        return self.store.catch_up() if isinstance(self.store, SafeStore) else True
 
     def heartbeat(self, status: str = "running") -> None:
+        """Write the heartbeat file with the health facts; a failure is logged once, not per
+        beat, and never stops the bot."""
         if self.state_dir is None:
             return
-        halt = self.guard.state.halt
-        write_heartbeat(
-            self.state_dir,
-            status=status,
-            run_id=self.run_id,
-            positions=len(self.view.account.positions),
-            halted=None if halt is None else halt.kind,
-            decisions=self.decisions,
-            actions=self.actions,
-            interval_s=self.heartbeat_s,
-        )
+        ok = beat(self, self.state_dir, status, self._beat_failed)
+        self._beat_failed = not ok
 
     async def job_heartbeat(self) -> None:
+        self.catch_up()
         self.heartbeat("running")
 
     # -- observation -----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-safe picture of the running bot for the status page and metrics.
-
-        Positions with entry, mark, stop, liquidation price and distance; guard state (halt,
-        cooldowns, breaker, counters against their limits); equity and decision/action counts.
-        """
-        now = self.clock()
-        ctx = self.ctx(now)
-        cfg = self.guard.config
-        state = self.guard.state
-        positions = []
-        upnl = 0.0
-        for sym, p in sorted(self.view.account.positions.items()):
-            mark = self.marks.get(sym)
-            liq = None
-            if sym in self.markets and mark is not None:
-                liq = self.guard.liquidation_price(p, ctx)
-            price = mark.price if mark is not None else None
-            pnl = p.unrealized_pnl(price) if price is not None else None
-            upnl += pnl or 0.0
-            positions.append(
-                {
-                    "symbol": sym,
-                    "side": p.side,
-                    "amount": p.amount,
-                    "entry": p.entry_price,
-                    "mark": price,
-                    "mark_age_s": None if mark is None else now - mark.ts,
-                    "stop": p.stop_price,
-                    "take_profit": p.take_profit,
-                    "liquidation": liq,
-                    "liq_distance_pct": (
-                        None
-                        if liq is None or price is None or price <= 0
-                        else abs(price - liq) / price * 100.0
-                    ),
-                    "leverage": p.leverage,
-                    "margin_mode": p.margin_mode,
-                    "notional": p.amount * (price if price is not None else p.entry_price),
-                    "unrealized_pnl": pnl,
-                }
-            )
-        hour = sum(1 for t in state.entries if t > now - 3600.0)
-        day = sum(1 for t in state.entries if t > now - 86400.0)
-        halt = state.active_halt(now)
-        return {
-            "ts": now,
-            "run_id": self.run_id,
-            "mode": getattr(self.exchange, "id", ""),
-            "wallet": self.view.account.wallet_balance,
-            "free_margin": self.free_margin,
-            "equity": self.view.account.wallet_balance + upnl,
-            "positions": positions,
-            "halt": None if halt is None else halt.to_dict(),
-            "entries_stopped": self.entries_stopped,
-            "counters": {
-                "entries_last_hour": [hour, cfg.overtrading.max_entries_per_hour],
-                "entries_last_day": [day, cfg.overtrading.max_entries_per_day],
-                "stopouts_today": [state.stopouts_today, cfg.anti_top_up.max_stopouts_per_day],
-            },
-            "cooldowns": {
-                s: {"until": sub.cooldown_until, "reason": sub.cooldown_reason}
-                for s, sub in state.symbols.items()
-                if sub.cooldown_until > now
-            },
-            "breakers": {
-                s: {"until": sub.breaker_until, "reason": sub.breaker_reason}
-                for s, sub in state.symbols.items()
-                if sub.breaker_until > now
-            },
-            "equity_peak": state.equity_peak,
-            "day_start_equity": state.day_start_equity,
-            "decisions": self.decisions,
-            "actions": self.actions,
-            "guards_enabled": [
-                n for n in type(cfg).model_fields if getattr(getattr(cfg, n), "enabled", False)
-            ],
-        }
+        """A JSON-safe picture for the status page and metrics (``bot.trading.snapshot``)."""
+        return snapshot(self)
 
     # -- reload and shutdown ------------------------------------------------------------------
     async def reload(self, new: GuardsConfig) -> dict[str, Any]:
         """Swap guard parameters between two evaluations; returns the changed keys."""
-        async with self.lock:
-            changes = diff_keys(
-                self.guard.config.model_dump(mode="json"), new.model_dump(mode="json")
-            )
-            self.guard.reload(new)
+        changes = diff_keys(self.guard.config.model_dump(mode="json"), new.model_dump(mode="json"))
+        self.guard.reload(new)
+        self.limits = HealthLimits(
+            stale_price_s=new.stale_price_s,
+            sweep_s=new.sweep_s,
+            unreachable_s=self.limits.unreachable_s,
+            unprotected_s=self.limits.unprotected_s,
+        )
         log.warning("config_reloaded", changes=changes)
         return changes
 
     async def shutdown(self, flatten: bool = False) -> None:
-        """Stop entries, cancel resting entry orders, leave stops (or flatten), flush state."""
+        """Stop entries, let work in flight finish, cancel resting entry orders, leave stops
+        (or flatten), flush state."""
         self.entries_stopped = True
-        async with self.lock:
-            try:
-                await self.refresh_account()
-                for sym in self.symbols:
-                    if self.view.open_entry_orders.get(sym):
-                        await self.executor.cancel_entries(sym)
-                if flatten:
-                    for sym in list(self.view.account.positions):
-                        self.closing[sym] = "manual"
-                        await self.executor.close(sym, "manual", "shutdown:flatten")
-            except Exception as exc:
-                log.error("shutdown_step_failed", error=repr(exc))
-            self.save_state()
-            self.store.end_run(self.run_id, self.clock())
+        try:
+            await self.settle()
+            await self.refresh_account()
+            for sym in self.symbols:
+                if self.view.open_entry_orders.get(sym):
+                    await self.executor.cancel_entries(sym)
+            if flatten:
+                for sym in list(self.view.account.positions):
+                    self.closing[sym] = "manual"
+                    await self.executor.close(sym, "manual", "shutdown:flatten")
+        except Exception as exc:
+            log.error("shutdown_step_failed", error=repr(exc))
+        self.save_state()
+        now, run_id = self.clock(), self.run_id
+        self._write("end_run", lambda s: s.end_run(run_id, now))
+        self.catch_up()
         self.heartbeat("stopped")
         log.info("engine_stopped", flatten=flatten)

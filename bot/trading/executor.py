@@ -23,8 +23,16 @@ What it guarantees:
   not open, lets the guard sweep act on them at once and attaches the guards' protective stop
   (``GuardEngine.missing_stops``) to every position still without one.
 
+- **Deadlines, no global lock.** Every exchange call has a deadline that fits its job
+  (``Deadlines``): an entry's POST and its look-up are short, so a hung entry costs its own
+  symbol at most about 1.7 s before the position it may have opened is read and protected; an
+  entry still unknown after that is resolved in the background by its client id. Flows of one
+  symbol are serialised only over their protective steps (``flows.Exclusive``); nothing waits on
+  another symbol.
+
 Every send is recorded through the optional ``store`` (``order_intent`` before, ``order_ack``
-after).
+after). An entry is refused while the store cannot write (``writable`` false): an order that
+could not be recorded first could not be recovered after a crash. Exits and stops go out anyway.
 """
 
 from __future__ import annotations
@@ -35,11 +43,18 @@ import inspect
 import random
 import time
 import uuid
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-from ccxt.base.errors import DuplicateOrderId, InvalidOrder, NoChange, OrderNotFound
+from ccxt.base.errors import (
+    DuplicateOrderId,
+    InvalidOrder,
+    NoChange,
+    OrderNotFound,
+    RequestTimeout,
+)
 
 from bot.exchange.protocol import Exchange
 from bot.exchange.retry import Backoff, RetryPolicy, describe, is_auth_error, is_retryable
@@ -47,7 +62,9 @@ from bot.exchange.shapes import account_from_ccxt, trigger_price
 from bot.exchange.venue import ExitReason, OrderSpec, venue_for
 from bot.trading.flows import (
     Cancel,
+    Exclusive,
     Held,
+    OutcomeUnknown,
     Place,
     ReadOrders,
     ReadPosition,
@@ -57,10 +74,12 @@ from bot.trading.flows import (
     cancel_entries_flow,
     entry_flow,
     exit_flow,
+    protect_entry,
     stop_flow,
 )
 from bot.trading.planning import (
     CancelPlan,
+    EntryPlan,
     ExitPlan,
     Plan,
     StopPlan,
@@ -88,6 +107,27 @@ from guards import (
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Seconds one exchange call may take before it counts as unanswered.
+
+    ``entry_s`` + ``lookup_s`` + one position read and the stop's POST stay under 2 s: a hung
+    entry's position gets its stop within 2 s of the fill.
+    """
+
+    #: One entry POST (no answer: look the order up by client id).
+    entry_s: float = 1.2
+    #: One look-up of an entry by client id after an unanswered POST.
+    lookup_s: float = 0.4
+    #: One stop, take-profit or exit POST, or its look-up (then retried within the budget).
+    protect_s: float = 3.0
+    #: One read: balance, positions, open orders, an order's status.
+    read_s: float = 5.0
+    #: How long an entry of unknown outcome is looked up in the background before giving up
+    #: (a restart resolves it again from the store).
+    resolve_s: float = 600.0
+
+
 class Executor:
     """Places and manages orders on one exchange; see the module docstring."""
 
@@ -105,6 +145,7 @@ class Executor:
         sleep: Any = asyncio.sleep,
         clock: Any = time.monotonic,
         rng: random.Random | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.exchange = exchange
         self.venue = venue_for(str(getattr(exchange, "id", "")))
@@ -127,6 +168,9 @@ class Executor:
         self._seq = 0
         self._setup: dict[str, tuple[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.deadlines = deadlines if deadlines is not None else Deadlines()
+        #: Background look-ups of entries whose outcome is unknown.
+        self._resolving: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -150,13 +194,18 @@ class Executor:
         value: float | None = hint(exc)
         return value
 
-    async def _call(self, op: str, fn: Any) -> Any:
-        """One exchange call; an authentication error stops trading."""
+    async def _call(self, op: str, fn: Any, deadline: float | None = None) -> Any:
+        """One exchange call within ``deadline`` (default: a read's); an authentication error
+        stops trading."""
         try:
-            return await fn()
+            return await within(self.deadlines.read_s if deadline is None else deadline, op, fn)
         except Exception as exc:
             self._check_auth(exc, op)
             raise
+
+    @property
+    def store_writable(self) -> bool:
+        return bool(getattr(self.store, "writable", True))
 
     def _check_auth(self, exc: BaseException, op: str) -> None:
         if is_auth_error(exc) and self.halted is None:
@@ -183,14 +232,16 @@ class Executor:
         except Exception as exc:  # the store is for audit: never block trading on it
             self.log.error("store_write_failed", client_id=client_id, error=describe(exc))
 
-    async def _lookup(self, symbol: str, client_id: str, trigger: bool) -> dict[str, Any] | None:
+    async def _lookup(
+        self, symbol: str, client_id: str, trigger: bool, deadline: float | None = None
+    ) -> dict[str, Any] | None:
         """The order with ``client_id``, or None when the exchange definitely has none."""
         params: dict[str, Any] = {"clientOrderId": client_id}
         if trigger:
             params.update(self.venue.trigger_params())
         try:
             found: dict[str, Any] = await self._call(
-                "lookup_order", lambda: self.exchange.fetch_order("", symbol, params)
+                "lookup_order", lambda: self.exchange.fetch_order("", symbol, params), deadline
             )
         except OrderNotFound:
             return None
@@ -201,6 +252,11 @@ class Executor:
         req = self.venue.request(spec)
         trigger = spec.trigger is not None
         full = {**req.params, "clientOrderId": client_id}
+        entry = spec.kind == "entry"
+        if entry and not self.store_writable:
+            raise StoreUnwritable("the state store cannot write: entries are refused")
+        post_s = self.deadlines.entry_s if entry else self.deadlines.protect_s
+        lookup_s = self.deadlines.lookup_s if entry else self.deadlines.protect_s
         await self._record(
             "intent",
             client_id,
@@ -213,6 +269,8 @@ class Executor:
                 "params": {**req.params, "role": spec.kind},
             },
         )
+        if entry and not self.store_writable:  # the intent itself could not be recorded
+            raise StoreUnwritable("the state store cannot write: entries are refused")
         backoff = Backoff(
             self.retry,
             sleep=self._sleep,
@@ -222,8 +280,12 @@ class Executor:
         )
         while True:
             try:
-                order = await self.exchange.create_order(
-                    req.symbol, req.type, req.side, req.amount, req.price, full
+                order = await within(
+                    post_s,
+                    "create_order",
+                    lambda: self.exchange.create_order(
+                        req.symbol, req.type, req.side, req.amount, req.price, full
+                    ),
                 )
                 break
             except Exception as exc:
@@ -233,7 +295,14 @@ class Executor:
                 )
                 if not duplicate and not is_retryable(exc):
                     raise
-                found = await self._lookup(req.symbol, client_id, trigger)
+                try:
+                    found = await self._lookup(req.symbol, client_id, trigger, lookup_s)
+                except Exception as lookup_exc:
+                    if not entry or not is_retryable(lookup_exc):
+                        raise
+                    raise OutcomeUnknown(
+                        f"{describe(exc)}; look-up by client id: {describe(lookup_exc)}"
+                    ) from exc
                 if found is not None:
                     self.log.warning(
                         "order_recovered",
@@ -340,21 +409,39 @@ class Executor:
 
     # ------------------------------------------------------------------ the flows
 
-    async def _drive(self, flow: Generator[Request, Any, T]) -> T:
-        """Interpret one ``bot.trading.flows`` flow against the exchange."""
-        answer: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                request = flow.throw(error) if error is not None else flow.send(answer)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            error = None
-            try:
-                answer = await self._answer(request)
-            except Exception as exc:
-                answer, error = None, exc
+    async def _drive(self, flow: Generator[Request, Any, T], hold: str | None = None) -> T:
+        """Interpret one ``bot.trading.flows`` flow against the exchange.
+
+        ``hold``: take the symbol's lock from the start (exits and stops); an entry flow asks
+        for it itself (``Exclusive``) once its own order is answered.
+        """
+        held: asyncio.Lock | None = None
+        if hold is not None:
+            held = self._lock(hold)
+            await held.acquire()
+        try:
+            answer: Any = None
+            error: BaseException | None = None
+            while True:
+                try:
+                    request = flow.throw(error) if error is not None else flow.send(answer)
+                except StopIteration as done:
+                    result: T = done.value
+                    return result
+                error = None
+                if isinstance(request, Exclusive):
+                    if held is None:
+                        held = self._lock(request.symbol)
+                        await held.acquire()
+                    answer = None
+                    continue
+                try:
+                    answer = await self._answer(request)
+                except Exception as exc:
+                    answer, error = None, exc
+        finally:
+            if held is not None:
+                held.release()
 
     async def _answer(self, request: Request) -> Any:
         if isinstance(request, Place):
@@ -372,6 +459,8 @@ class Executor:
             return await self._amount_step(request.symbol)
         if isinstance(request, Setup):
             await self._ensure_setup(request.symbol, request.margin_mode, request.leverage)
+            return None
+        if isinstance(request, Exclusive):  # taken by _drive
             return None
         getattr(self.log, request.level)(request.event, **request.fields)
         return None
@@ -411,17 +500,57 @@ class Executor:
                 symbol,
                 reason=f"leverage {plan.leverage:g} above the cap {self.max_leverage:g}",
             )
+        if not self.store_writable:
+            return ExecResult("refused", symbol, reason="the state store cannot write")
         seed = plan.client_id or self._next_seed()
         ids = {role: client_order_id(intent, seed=seed, role=role) for role in ("e", "s", "t")}
-        async with self._lock(symbol):
-            if plan.client_id:
-                earlier = await self._sent_before(symbol, ids["e"])
-                if earlier is not None:
-                    return earlier
-            result = await self._drive(entry_flow(plan, ids, self._next_seed()))
-            if result.status not in ("failed", "refused", "not_filled"):
-                self.owned.add(symbol)
-            return result
+        if plan.client_id:
+            earlier = await self._sent_before(symbol, ids["e"])
+            if earlier is not None:
+                return earlier
+        flow_seed = self._next_seed()
+        result = await self._drive(entry_flow(plan, ids, flow_seed))
+        if result.status not in ("failed", "refused", "not_filled"):
+            self.owned.add(symbol)
+        if result.status == "unknown":
+            task = asyncio.create_task(self._resolve(plan, ids, flow_seed))
+            self._resolving.add(task)
+            task.add_done_callback(self._resolving.discard)
+        return result
+
+    async def _resolve(self, plan: EntryPlan, ids: Mapping[str, str], seed: str) -> None:
+        """An entry of unknown outcome: look it up by client id until the exchange answers,
+        record what it says, and protect what it filled or will fill."""
+        cid = ids["e"]
+        log = self.log.bind(symbol=plan.symbol, client_id=cid)
+        wait, give_up = 0.2, self._clock() + self.deadlines.resolve_s
+        while True:
+            try:
+                found = await self._lookup(plan.symbol, cid, trigger=False)
+                break
+            except Exception as exc:
+                if self._clock() > give_up:
+                    log.critical("entry_unresolved", error=describe(exc), alert=True)
+                    return
+                await self._sleep(wait)
+                wait = min(wait * 2, 5.0)
+        if found is None:
+            log.warning("entry_resolved", outcome="never reached the exchange")
+            status = getattr(self.store, "order_status", None)
+            if status is not None:
+                with contextlib.suppress(Exception):
+                    status(cid, "rejected", note="not found after an unanswered send")
+            return
+        await self._record("ack", cid, found)
+        log.warning("entry_resolved", status=found.get("status"), filled=found.get("filled") or 0.0)
+        if float(found.get("filled") or 0.0) > 0.0 or found.get("status") == "open":
+            self.owned.add(plan.symbol)
+            await self._drive(protect_entry(plan, found, ids, seed), hold=plan.symbol)
+
+    async def settle(self) -> None:
+        """Wait for the background look-ups of entries of unknown outcome."""
+        while self._resolving:
+            await asyncio.gather(*self._resolving, return_exceptions=True)
 
     async def _sent_before(self, symbol: str, client_id: str) -> ExecResult | None:
         """A named intent replayed after a restart: its entry, if the exchange has it already
@@ -460,7 +589,9 @@ class Executor:
         if isinstance(plan, ExitPlan):
             return await self.exit(plan)
         if isinstance(plan, StopPlan):
-            return await self.place_stop(plan.symbol, plan.price, plan.tag)
+            return await self.place_stop(
+                plan.symbol, plan.price, plan.tag, if_missing=plan.if_missing
+            )
         if isinstance(plan, CancelPlan):
             symbols = [plan.symbol] if plan.symbol is not None else await self._position_symbols()
             count = 0
@@ -487,13 +618,14 @@ class Executor:
 
     async def exit(self, plan: ExitPlan) -> ExecResult:
         """Carry out an ``ExitPlan`` (``flows.exit_flow``)."""
-        async with self._lock(plan.symbol):
-            return await self._drive(exit_flow(plan, self._next_seed()))
+        return await self._drive(exit_flow(plan, self._next_seed()), hold=plan.symbol)
 
-    async def place_stop(self, symbol: str, stop_price: float, tag: str = "guard") -> ExecResult:
+    async def place_stop(
+        self, symbol: str, stop_price: float, tag: str = "guard", *, if_missing: bool = False
+    ) -> ExecResult:
         """Place (or move) the position's stop (``flows.stop_flow``)."""
-        async with self._lock(symbol):
-            return await self._drive(stop_flow(symbol, stop_price, self._next_seed(), tag))
+        flow = stop_flow(symbol, stop_price, self._next_seed(), tag, if_missing=if_missing)
+        return await self._drive(flow, hold=symbol)
 
     async def cancel_entries(self, symbol: str) -> int:
         """Cancel the symbol's resting entry orders (``flows.cancel_entries_flow``)."""
@@ -531,3 +663,17 @@ class Executor:
         """Rebuild the picture from the exchange and put every position under guard
         (``bot.trading.reconcile.reconcile``)."""
         return await reconcile(self, markets, engine, config=config, now=now, marks=marks)
+
+
+class StoreUnwritable(Exception):
+    """The state store cannot record an entry's intent: the entry is not sent."""
+
+
+async def within(seconds: float, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+    """``await fn()`` within ``seconds``; no answer in time is ccxt's ``RequestTimeout`` (a
+    transient failure: the caller's idempotent re-send or look-up applies)."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await fn()
+    except TimeoutError:
+        raise RequestTimeout(f"{op}: no answer within {seconds:g} s") from None

@@ -22,7 +22,15 @@ the same orders, in the same order, with the same failure handling, in replay, p
 Requests an interpreter must answer: ``Setup`` (None), ``Place`` (the exchange's order dict,
 filled when it is a market order), ``Cancel`` (True, or False when the order was gone),
 ``ReadPosition`` (``Held`` or None), ``ReadOrders`` (the symbol's open orders as ccxt dicts),
-``ReadStep`` (the amount step), ``Note`` (None: log it).
+``ReadStep`` (the amount step), ``Note`` (None: log it), ``Exclusive`` (None: from here on the
+flow has the symbol to itself -- the live executor serialises protective steps per symbol, and
+an entry asks for it only once its own order is answered, so a hung entry never holds up the
+stop of a position; replay ignores it).
+
+An entry whose outcome stays unknown (no answer within its deadline, and no answer to the look-up
+by client id either) has ``OutcomeUnknown`` thrown into the flow: the flow reads the position, and
+protects it at once if it holds the entry's side; otherwise it returns the status ``unknown`` and
+the executor resolves the order in the background by its client id.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from bot.trading.planning import (
     ExitPlan,
     Protection,
     action_client_id,
+    covers,
     exit_order,
     exit_side,
     protection,
@@ -97,6 +106,17 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class Exclusive:
+    """From here on, no other flow works on ``symbol`` until this one ends."""
+
+    symbol: str
+
+
+class OutcomeUnknown(Exception):
+    """An order may or may not be on the exchange (no answer, and none to its look-up)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Held:
     """A position as a flow needs it: its side and size."""
 
@@ -104,7 +124,7 @@ class Held:
     size: float
 
 
-Request = Setup | Place | Cancel | ReadPosition | ReadOrders | ReadStep | Note
+Request = Setup | Place | Cancel | ReadPosition | ReadOrders | ReadStep | Note | Exclusive
 Flow = Generator[Request, Any, ExecResult]
 
 
@@ -121,13 +141,19 @@ def entry_flow(plan: EntryPlan, ids: Mapping[str, str], seed: str) -> Flow:
     except Exception as exc:
         yield Note("error", "symbol_setup_failed", {"symbol": symbol, "error": _describe(exc)})
         return ExecResult("failed", symbol, cid, reason=f"setup: {_describe(exc)}")
+    entry: Mapping[str, Any] | None
     try:
-        entry: Mapping[str, Any] = yield Place(plan.entry, cid)
+        entry = yield Place(plan.entry, cid)
+    except OutcomeUnknown as exc:
+        entry = yield from _unknown_entry(plan, cid, exc)
+        if entry is None:
+            return ExecResult("unknown", symbol, cid, reason=f"entry: {_describe(exc)}")
     except Exception as exc:
         yield Note("error", "entry_failed", {"symbol": symbol, "error": _describe(exc)})
         return ExecResult("failed", symbol, cid, reason=f"entry: {_describe(exc)}")
+    yield Exclusive(symbol)
     try:
-        return (yield from _protect_entry(plan, entry, ids, seed))
+        return (yield from protect_entry(plan, entry, ids, seed))
     except Exception as exc:  # a filled entry is never left without its stop
         yield Note(
             "critical",
@@ -137,9 +163,32 @@ def entry_flow(plan: EntryPlan, ids: Mapping[str, str], seed: str) -> Flow:
         return (yield from _unprotected(plan, entry, cid, seed, exc))
 
 
-def _protect_entry(
+def _unknown_entry(
+    plan: EntryPlan, cid: str, exc: BaseException
+) -> Generator[Request, Any, Mapping[str, Any] | None]:
+    """The entry's outcome is unknown: a position on its side is what it filled (or what it
+    added to): that is protected now. None: nothing to protect yet (resolved in the background).
+    """
+    symbol = plan.symbol
+    yield Exclusive(symbol)
+    try:
+        held: Held | None = yield ReadPosition(symbol)
+    except Exception:
+        held = None
+    side = "long" if plan.entry.side == "buy" else "short"
+    fields = {"symbol": symbol, "client_id": cid, "error": _describe(exc)}
+    if held is None or held.side != side:
+        yield Note("error", "entry_outcome_unknown", {**fields, "position": None})
+        return None
+    yield Note("error", "entry_outcome_unknown", {**fields, "position": held.size})
+    return {"id": None, "clientOrderId": cid, "status": "unknown", "filled": held.size}
+
+
+def protect_entry(
     plan: EntryPlan, entry: Mapping[str, Any], ids: Mapping[str, str], seed: str
 ) -> Flow:
+    """Protect what an entry filled (and what its resting remainder will add): stop first, then
+    the take-profit; a stop that cannot be placed closes the position (``_unprotected``)."""
     symbol = plan.symbol
     cid = ids["e"]
     filled = float(entry.get("filled") or 0.0)
@@ -176,7 +225,9 @@ def _protect_entry(
                 {"symbol": symbol, "error": _describe(exc), "stop": plan.stop},
             )
     status: ExecStatus
-    if resting and filled <= _FILL_EPS:
+    if entry.get("status") == "unknown":
+        status = "unknown"
+    elif resting and filled <= _FILL_EPS:
         status = "open"
     elif filled >= plan.entry.amount * (1 - 1e-9):
         status = "filled"
@@ -360,16 +411,28 @@ def _cancel_protection(symbol: str) -> Generator[Request, Any, None]:
             yield Cancel(o)
 
 
-def stop_flow(symbol: str, price: float, seed: str, tag: str = "guard") -> Flow:
+def stop_flow(
+    symbol: str, price: float, seed: str, tag: str = "guard", *, if_missing: bool = False
+) -> Flow:
     """Place (or move) the position's stop; old stops are cancelled once the new one stands.
 
-    If no stop can be placed and none is left standing, the position is closed.
+    If no stop can be placed and none is left standing, the position is closed. ``if_missing``:
+    a stop that already covers the position is left as it is.
     """
     held: Held | None = yield ReadPosition(symbol)
     if held is None:
         return ExecResult("noop", symbol, reason="no position")
     standing = yield ReadOrders(symbol)
-    plan = protection("stop", symbol, exit_side(held.side), price, held.size, standing)
+    side = exit_side(held.side)
+    if if_missing:
+        cover = [
+            o
+            for o in standing
+            if o.get("side") == side and order_role(o) == "stop" and covers(o, held.size)
+        ]
+        if cover:
+            return ExecResult("noop", symbol, stop=cover[0], reason="a stop stands already")
+    plan = protection("stop", symbol, side, price, held.size, standing)
     if plan.place is None and not plan.cancel:
         return ExecResult("noop", symbol, stop=plan.keep, reason="stop already there")
     cid = action_client_id(seed, "s", symbol, f"stop:{price}")

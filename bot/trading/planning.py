@@ -79,6 +79,9 @@ class StopPlan:
     symbol: str
     price: float
     tag: str = ""
+    #: Only when no stop covers the position yet (the guards' "stop missing" seen on a view
+    #: that may be a moment old): a stop placed since is left alone.
+    if_missing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,7 @@ def plan_action(action: Action) -> list[Plan]:
         return [ExitPlan(symbol, action.amount, "guard", tag)] if action.amount else []
     if action.stop_price is None:
         raise ValueError(f"a place_stop action needs a stop price ({tag})")
-    return [StopPlan(symbol, action.stop_price, tag)]
+    return [StopPlan(symbol, action.stop_price, tag, if_missing=action.code == "stop_missing")]
 
 
 def exit_order(

@@ -7,6 +7,10 @@ guards' protective stop (``GuardEngine.missing_stops``: the stop_loss rule's dis
 closer to liquidation than its buffer; a close if the mark is already past it) is attached to
 every position still without one, whether or not the stop_loss rule is enabled. A position that
 is still without a stop afterwards raises a critical ``position_without_stop``.
+
+``resolve_in_flight``: before that, orders the store has as intent/sent (a crash between the
+record and the exchange's answer) are looked up by client id and recorded as the exchange has
+them, or as rejected when it has none.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+
+import structlog
 
 from bot.exchange.protocol import Exchange, fetch_marks
 from bot.exchange.retry import describe
@@ -119,3 +125,27 @@ async def _reconcile_action(executor: Executor, action: Action, report: Reconcil
         report.closed.append(result.symbol)
     elif not result.ok:
         report.errors.append(f"{action.kind} {result.symbol}: {result.reason}")
+
+
+async def resolve_in_flight(store: Any, exchange: Exchange) -> list[str]:
+    """Orders recorded as intent/sent before a crash: look each up by client id."""
+    log = structlog.get_logger("engine")
+    resolved = []
+    for row in store.orders_in_flight():
+        try:
+            order = await exchange.fetch_order(
+                row.exchange_id or "", row.symbol, {"clientOrderId": row.client_id}
+            )
+        except Exception as exc:  # not found (never reached the exchange) or unreachable
+            name = type(exc).__name__
+            if name in ("OrderNotFound", "InvalidOrder", "BadRequest"):
+                store.order_status(row.client_id, "rejected", note=f"not found: {name}")
+                resolved.append(f"{row.client_id}: never reached the exchange")
+            else:
+                log.error("in_flight_unresolved", client_id=row.client_id, error=repr(exc))
+            continue
+        store.order_ack(row.client_id, order)
+        resolved.append(f"{row.client_id}: {order.get('status')}")
+    if resolved:
+        log.warning("in_flight_resolved", orders=resolved)
+    return resolved

@@ -25,6 +25,7 @@ ExecStatus = Literal[
     "noop",
     "refused",
     "failed",
+    "unknown",
 ]
 
 

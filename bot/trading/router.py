@@ -24,6 +24,7 @@ from ccxt.base.errors import OrderNotFound
 from bot.exchange.venue import PaperVenue
 from bot.trading.flows import (
     Cancel,
+    Exclusive,
     Held,
     Place,
     ReadOrders,
@@ -131,6 +132,8 @@ class Router:
                 core.set_leverage(request.leverage, request.symbol)
                 self._setup[request.symbol] = wanted
             return None
+        if isinstance(request, Exclusive):  # one flow at a time here anyway
+            return None
         level = "warning" if request.level == "critical" else "debug"
         getattr(log, level)(request.event, **request.fields)
         return None
@@ -165,7 +168,11 @@ class Router:
         if isinstance(plan, ExitPlan):
             return self._drive(exit_flow(plan, self._next_seed()))
         if isinstance(plan, StopPlan):
-            return self._drive(stop_flow(plan.symbol, plan.price, self._next_seed(), plan.tag))
+            return self._drive(
+                stop_flow(
+                    plan.symbol, plan.price, self._next_seed(), plan.tag, if_missing=plan.if_missing
+                )
+            )
         if isinstance(plan, CancelPlan):
             symbols = [plan.symbol] if plan.symbol is not None else list(self.core.symbols)
             count = sum(self.cancel_entries(s) for s in symbols)

@@ -62,13 +62,9 @@ class Engine(Protocol):
     @property
     def executor(self) -> Any: ...
 
-    @property
-    def store(self) -> Any: ...
+    def record(self, decision: Decision, now: float) -> int | None: ...
 
-    @property
-    def run_id(self) -> str: ...
-
-    def record(self, decision: Decision, now: float) -> int: ...
+    def record_action(self, action: Action, now: float, executed: bool, result: str) -> None: ...
 
 
 log = structlog.get_logger("seatbelt")
@@ -86,6 +82,8 @@ class Seatbelt:
         self.seen: dict[str, Position] = {}
         #: Symbols whose judgement waits for data (kept at their last judged size).
         self.deferred: set[str] = set()
+        #: The positions of the view the last judgement read, less what it cut.
+        self.judged: dict[str, Position] = {}
 
     async def judge(self, engine: Engine, now: float) -> None:
         """Run every position that grew since it was last judged through the guards; cut back
@@ -93,6 +91,7 @@ class Seatbelt:
         before = self.seen
         self.deferred = set()
         view = engine.view
+        self.judged = dict(view.account.positions)
         for sym, pos in view.account.positions.items():
             old = before.get(sym)
             grown = pos.amount - (old.amount if old is not None and old.side == pos.side else 0.0)
@@ -130,13 +129,13 @@ class Seatbelt:
                 continue
             cut = grown - (decision.amount if decision.allowed else 0.0)
             if cut > 1e-12:
+                self.judged[sym] = replace(pos, amount=max(0.0, pos.amount - cut))
                 await engine.executor.reduce(sym, cut, "guard", f"seatbelt:{decision.code}")
-                engine.store.record_action(
+                engine.record_action(
                     Action("reduce", sym, "seatbelt", decision.code, decision.reason, cut),
                     now,
                     True,
                     f"cut {cut:g} of a manual {grown:g}",
-                    engine.run_id,
                 )
                 log.warning(
                     "seatbelt_cut",
@@ -161,7 +160,20 @@ class Seatbelt:
             return None
 
     def seen_now(self, positions: Mapping[str, Position]) -> None:
-        """Remember the positions as judged (deferred symbols keep their last judged size)."""
-        seen = {s: p for s, p in positions.items() if s not in self.deferred}
+        """Remember the positions as judged, from ``positions`` read after the judgement.
+
+        A position that grew (or turned) between the view the judgement read and this read is
+        remembered at its judged size, so the growth is judged next time; one that appeared in
+        between is not remembered at all. Deferred symbols keep their last judged size.
+        """
+        seen: dict[str, Position] = {}
+        for sym, p in positions.items():
+            if sym in self.deferred:
+                continue
+            judged = self.judged.get(sym)
+            if judged is None:
+                continue  # opened after the view the judgement read: judged next time
+            grew = judged.side != p.side or p.amount > judged.amount + 1e-12
+            seen[sym] = judged if grew else p
         seen.update({s: self.seen[s] for s in self.deferred if s in self.seen})
         self.seen = seen

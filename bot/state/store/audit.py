@@ -70,10 +70,23 @@ class AuditLog(StoreBase):
         ]
 
     # -- decisions and actions -------------------------------------------------------------
-    def record_decision(self, decision: Decision, ts: float, run_id: str = "") -> int:
-        """Store a decision and one row per verdict (with its figures); returns its id."""
+    def record_decision(
+        self,
+        decision: Decision,
+        ts: float,
+        run_id: str = "",
+        *,
+        guard_state: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Store a decision and one row per verdict (with its figures); returns its id.
+
+        ``guard_state``: the guard engine's state after the decision (the counters it moved),
+        saved in the same transaction.
+        """
         intent = decision.intent
         with self.transaction():
+            if guard_state is not None:
+                self.save_guard_state(guard_state, ts)
             cur = self._conn.execute(
                 "INSERT INTO decisions (ts, run_id, symbol, client_id, outcome, code, reason,"
                 " amount, stop_price, intent_json) VALUES (?,?,?,?,?,?,?,?,?,?)",

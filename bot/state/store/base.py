@@ -33,21 +33,25 @@ FILENAME = "guardbot.sqlite"
 class StoreBase:
     """The connection, its transactions, and the small tables: kv, guard state, positions."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0, readonly: bool = False) -> None:
         self.path = Path(path)
         conn = sqlite3.connect(
-            self.path,
+            f"file:{self.path}?mode=ro" if readonly else self.path,
             timeout=busy_timeout_s,
             isolation_level=None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
             check_same_thread=False,
+            uri=readonly,
         )
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000):d}")
-            self.journal_mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            migrate(conn)
+            if readonly:
+                self.journal_mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+            else:
+                self.journal_mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                migrate(conn)
         except BaseException:
             conn.close()
             raise
@@ -61,6 +65,12 @@ class StoreBase:
         folder = Path(state_dir)
         folder.mkdir(parents=True, exist_ok=True)
         return cls(folder / FILENAME)
+
+    @classmethod
+    def open_reader(cls, state_dir: Path) -> Self:
+        """A read-only connection to an existing store (the status page's own, on its thread:
+        it never takes the writer's lock)."""
+        return cls(Path(state_dir) / FILENAME, readonly=True)
 
     def close(self) -> None:
         with self._lock:

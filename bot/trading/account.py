@@ -1,0 +1,79 @@
+"""What the engine needs to keep its picture of the account: the executor's face
+(``Execution``), the picture itself (``AccountView``), and ``Coalesced``, which runs the
+background re-reads of it one at a time.
+
+``Coalesced(fn)``: ``request()`` starts ``fn()`` as a task unless one is running, in which case
+exactly one more run follows it (however many requests came meanwhile): work that finishes in a
+burst costs two reads, not one per piece, and the last read always starts after the last piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.exchange.venue import ExitReason
+from bot.trading.results import ExecResult
+from guards import Account, Action, ApprovedOrder
+
+
+class Execution(Protocol):
+    """What the engine needs from ``bot.trading.executor.Executor`` (paper or live alike)."""
+
+    async def submit(self, approved: ApprovedOrder) -> Any: ...
+
+    async def close(self, symbol: str, reason: ExitReason, tag: str) -> Any: ...
+
+    async def reduce(self, symbol: str, amount: float, reason: ExitReason, tag: str) -> Any: ...
+
+    async def place_stop(self, symbol: str, stop_price: float) -> Any: ...
+
+    async def cancel_entries(self, symbol: str) -> Any: ...
+
+    async def apply(self, action: Action) -> ExecResult | None: ...
+
+    async def account(
+        self, currency: str = "USDT", symbols: Sequence[str] = ()
+    ) -> tuple[Account, list[dict[str, Any]]]: ...
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What the engine knows about the account after one refresh."""
+
+    account: Account
+    #: Resting entry (not reduce-only) orders per symbol.
+    open_entry_orders: dict[str, int] = field(default_factory=dict)
+
+
+class Coalesced:
+    """See the module docstring."""
+
+    def __init__(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
+        self.fn = fn
+        self.name = name
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def request(self) -> None:
+        if self.running:
+            self._again = True
+            return
+        self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def _loop(self) -> None:
+        while True:
+            self._again = False
+            await self.fn()
+            if not self._again:
+                return
+
+    async def settle(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.gather(self._task, return_exceptions=True)
