@@ -111,13 +111,34 @@ def _okx_cash(info: Mapping[str, Any], currency: str) -> float | None:
     return None
 
 
-def position_from_ccxt(p: Mapping[str, Any], orders: Sequence[Mapping[str, Any]] = ()) -> Position:
-    """The guards' ``Position`` from a ccxt position and the symbol's open orders."""
+def _margin_mode(p: Mapping[str, Any], default: MarginMode | None) -> MarginMode:
+    """ccxt's ``marginMode``; else ``default``; else Bybit's ``info.tradeMode`` (0 cross, 1
+    isolated: ccxt 4.5 leaves ``marginMode`` None on Bybit); else isolated."""
+    mode = p.get("marginMode")
+    if mode is None and default is not None:
+        return default
+    if mode is None:
+        trade_mode = _info(p).get("tradeMode")
+        if trade_mode is not None and str(trade_mode) in ("0", "1"):
+            return "cross" if str(trade_mode) == "0" else "isolated"
+    return "cross" if str(mode or "isolated") == "cross" else "isolated"
+
+
+def position_from_ccxt(
+    p: Mapping[str, Any],
+    orders: Sequence[Mapping[str, Any]] = (),
+    margin_mode: MarginMode | None = None,
+) -> Position:
+    """The guards' ``Position`` from a ccxt position and the symbol's open orders.
+
+    ``margin_mode``: the mode to assume when ccxt does not say (Bybit's unified account sets it
+    account-wide: the mode the bot set up).
+    """
     symbol = str(p["symbol"])
     side: Side = "short" if str(p.get("side")) == "short" else "long"
     amount = abs(float(p.get("contracts") or 0.0)) * float(p.get("contractSize") or 1.0)
     entry = float(p.get("entryPrice") or 0.0)
-    mode: MarginMode = "cross" if str(p.get("marginMode") or "isolated") == "cross" else "isolated"
+    mode = _margin_mode(p, margin_mode)
     notional = abs(float(p.get("notional") or amount * entry))
     leverage = p.get("leverage")
     if not leverage:
@@ -128,6 +149,8 @@ def position_from_ccxt(p: Mapping[str, Any], orders: Sequence[Mapping[str, Any]]
     margin_raw = info.get("isolatedWallet") if mode == "isolated" else None
     if margin_raw is None or float(margin_raw) == 0.0:
         margin_raw = p.get("positionMargin") if mode == "isolated" else None
+    if (margin_raw is None or margin_raw == "") and mode == "isolated":
+        margin_raw = info.get("margin") or None  # OKX's isolated margin
     margin = float(margin_raw) if margin_raw else notional / lev
     stop = take = None
     exit_side = "sell" if side == "long" else "buy"
@@ -159,12 +182,14 @@ def account_from_ccxt(
     positions: Sequence[Mapping[str, Any]],
     orders: Sequence[Mapping[str, Any]] = (),
     currency: str = "USDT",
+    margin_mode: MarginMode | None = None,
 ) -> Account:
-    """The guards' ``Account`` from ccxt balance, positions and open orders."""
+    """The guards' ``Account`` from ccxt balance, positions and open orders (``margin_mode``: as
+    for ``position_from_ccxt``)."""
     found: dict[str, Position] = {}
     for p in positions:
         if float(p.get("contracts") or 0.0) > 0.0:
-            pos = position_from_ccxt(p, orders)
+            pos = position_from_ccxt(p, orders, margin_mode)
             found[pos.symbol] = pos
     return Account(wallet_balance(balance, currency), found, currency)
 

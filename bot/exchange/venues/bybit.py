@@ -4,22 +4,22 @@ How each choice rests on ccxt 4.5.90's ``bybit.py`` (line numbers of that file):
 
 - **Stop / take-profit on the mark**: ``stopLossPrice`` / ``takeProfitPrice`` make
   ``create_order_request`` (l. 4106) send ``POST /v5/order/create`` with ``triggerPrice``, the
-  ``triggerDirection`` of the side (l. 4310-4318) and ``reduceOnly=true``; it sets no trigger
+  ``triggerDirection`` of the side (l. 4305-4318) and ``reduceOnly=true``; it sets no trigger
   price type, so Bybit's default (LastPrice) would apply. ``triggerBy=MarkPrice`` (the v5
   conditional-order trigger type) passes through ``self.extend(request, query)``.
   ``closePosition`` is Binance's and is not sent; a position-wide stop is ``closeOnTrigger=true``
   (Bybit: a closing order that cancels other orders rather than fail on margin) for the
   position's size; ``qty`` 0 is not possible through ccxt (``amountValue`` is then None).
 - **One-way mode**: ``positionIdx=0`` on every order (ccxt only sets 1/2 with ``hedged``,
-  l. 4360-4370); Bybit refuses it in hedge mode (10001 "position idx not match position mode").
+  l. 4350-4359); Bybit refuses it in hedge mode (10001 "position idx not match position mode").
 - **Listing the bot's conditional orders**: ``fetch_open_orders(trigger=True)`` sends
-  ``orderFilter=StopOrder`` to ``GET /v5/order/realtime`` (l. 5479). **Cancelling**:
+  ``orderFilter=StopOrder`` to ``GET /v5/order/realtime`` (l. 5438-5479). **Cancelling**:
   ``POST /v5/order/cancel`` by ``orderId`` serves conditional orders too; ``trigger`` is read
   for spot only and would otherwise be sent on as an unknown field (l. 4668), so none is given.
 - **Look-up by client id**: ``fetch_order`` on a unified account refuses without
   ``acknowledged`` (l. 5032) and searches ``/v5/order/realtime`` by ``orderLinkId`` (open orders
-  and the recent closed ones), ``orderFilter=StopOrder`` with ``trigger`` (l. 5044).
-- **Amounts**: base units (``contractSize`` 1 for linear, l. 2215).
+  and the recent closed ones), ``orderFilter=StopOrder`` with ``trigger`` (l. 5041-5044).
+- **Amounts**: base units (``contractSize`` 1 for linear, l. 2213).
 - **Set-up**: ``set_margin_mode`` on a unified account sets the *account's* margin mode
   (``POST /v5/account/set-margin-mode``, ISOLATED_MARGIN / REGULAR_MARGIN, l. 6760); leverage
   with ``POST /v5/position/set-leverage`` (l. 6842), "not modified" is 110043;

@@ -17,11 +17,11 @@ How each choice rests on ccxt 4.5.90's ``okx.py`` (line numbers of that file):
   ``mark``. A position-wide one is ``closeFraction=1`` with ``reduceOnly`` (ccxt then omits
   ``sz``, l. 3138; OKX refuses ``closeFraction`` without ``reduceOnly``: 51328).
 - **Client ids**: an algo order's is ``algoClOrdId`` (ccxt only writes ``clOrdId``, which the
-  algo endpoint does not know, l. 3380-3388), ordinary orders' ``clOrdId``; look-ups go through
+  algo endpoint does not know, l. 3379-3385), ordinary orders' ``clOrdId``; look-ups go through
   ``fetch_order(..., {clientOrderId, trigger})``, which asks ``/trade/order-algo`` by
   ``algoClOrdId`` (l. 4308).
 - **Listing the bot's conditional orders**: ``fetch_open_orders(trigger=True)`` alone asks
-  ``/trade/orders-algo-pending`` for ``ordType=trigger`` only (l. 4471-4477), which never lists
+  ``/trade/orders-algo-pending`` for ``ordType=trigger`` only (l. 4470-4475), which never lists
   a stop; ``ordType=conditional,oco`` (OKX allows the two together) lists stops, take-profits
   and hand-made TP/SL pairs. **Cancelling**: ``trigger=True`` routes to
   ``POST /api/v5/trade/cancel-algos`` by ``algoId`` (l. 3788).
