@@ -106,6 +106,7 @@ class BybitBase(EmulatorServer):
         #: Trigger price basis of each conditional order (MarkPrice / LastPrice).
         self._trigger_by: dict[str, str] = {}
         self._direction: dict[str, int] = {}
+        self._close_on_trigger: set[str] = set()
 
     def _core_mode(self) -> str:
         return "isolated" if self.account_margin_mode == "ISOLATED_MARGIN" else "cross"

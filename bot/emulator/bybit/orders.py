@@ -126,6 +126,8 @@ class BybitOrders(BybitBase):
         if direction:
             self._trigger_by[oid] = basis
             self._direction[oid] = direction
+        if close_on_trigger:
+            self._close_on_trigger.add(oid)
         if fill_qty != qty:
             self._overlay[oid] = {"qty": num(qty), "orderStatus": "PartiallyFilledCanceled"}
         return self.ok({"orderId": oid, "orderLinkId": link})
@@ -275,10 +277,8 @@ class BybitOrders(BybitBase):
             status = "Untriggered"
         basis = self._trigger_by.get(oid, "LastPrice") if conditional else ""
         direction = self._direction.get(oid, 0)
-        stop_type = ""
-        if conditional:
-            stop_type = "StopLoss" if o.get("stopLossPrice") else "TakeProfit"
-            stop_type = "Stop"  # an order/create conditional order, whatever its direction
+        # an order/create conditional order is "Stop" whatever its direction
+        stop_type = "Stop" if conditional else ""
         filled = float(o["filled"] or 0.0)
         avg = o.get("average")
         out = {
@@ -313,7 +313,7 @@ class BybitOrders(BybitBase):
             "triggerBy": basis,
             "lastPriceOnCreated": "",
             "reduceOnly": bool(o["reduceOnly"]),
-            "closeOnTrigger": False,
+            "closeOnTrigger": oid in self._close_on_trigger,
             "smpType": "None",
             "smpGroup": 0,
             "smpOrderId": "",
