@@ -13,10 +13,11 @@ rules by hand (``RuleEnv``, ``DayClock``, ``StopLoss``) is not part of the face:
 - data types: ``OrderIntent``, ``Position``, ``Account``, ``MarketRules``, ``Tier``, ``Tiers``,
   ``Mark``, ``GuardContext``, ``Verdict``, ``Decision``, ``Action``, ``ApprovedOrder`` and the
   literal types;
-- liquidation math (``liquidation_price``, ``profile_maintenance_margin``, ...), leverage tiers
-  (``tiers_from_ccxt``, ``tier_index``, ...), per-context account figures (``account_view``,
-  ``position_liquidation``), stop placement (``protective_stop``, ``round_price_away``),
-  amount rounding (``floor_to_step``) and the explain helpers.
+- liquidation math per venue model (``liquidation_price``, ``position_maintenance_margin``,
+  ``model_of``, ...), leverage tiers (``tiers_from_ccxt``, ``tier_index``, ...), per-context
+  account figures (``account_view``, ``position_liquidation``), stop placement
+  (``protective_stop``, ``round_price_away``), amount rounding (``floor_to_step``) and the
+  explain helpers.
 """
 
 from guards.account import (
@@ -48,6 +49,8 @@ from guards.liquidation import (
     maintenance_margin,
     margin_balance,
     margin_rate,
+    model_of,
+    position_maintenance_margin,
     profile_maintenance_margin,
     tiered_threshold,
     whole_liquidation_price,
@@ -55,7 +58,14 @@ from guards.liquidation import (
 from guards.rules.base import floor_to_step
 from guards.state import GuardState, Halt, HaltKind, SymbolState
 from guards.stops import StopPolicy, default_stop_price, protective_stop, round_price_away
-from guards.tiers import TierTable, tier_index, tier_table, tiers_by_symbol, tiers_from_ccxt
+from guards.tiers import (
+    TierTable,
+    position_tier_index,
+    tier_index,
+    tier_table,
+    tiers_by_symbol,
+    tiers_from_ccxt,
+)
 from guards.types import (
     ACTION_URGENCY,
     Account,
@@ -65,6 +75,7 @@ from guards.types import (
     Decision,
     Figure,
     GuardContext,
+    LiquidationModel,
     MarginMode,
     Mark,
     MarketRules,
@@ -98,6 +109,7 @@ __all__ = [
     "Halt",
     "HaltKind",
     "LiquidationMemo",
+    "LiquidationModel",
     "LiquidationStage",
     "MarginMode",
     "Mark",
@@ -128,9 +140,12 @@ __all__ = [
     "maintenance_margin",
     "margin_balance",
     "margin_rate",
+    "model_of",
     "order_actions",
     "position_liquidation",
+    "position_maintenance_margin",
     "position_margin",
+    "position_tier_index",
     "profile_maintenance_margin",
     "protective_stop",
     "round_price_away",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from guards.liquidation import liquidation_price, profile_maintenance_margin
+from guards.liquidation import liquidation_price, position_maintenance_margin
 from guards.types import GuardContext, Mark, MarketRules, Position
 
 __all__ = [
@@ -116,8 +116,8 @@ class AccountView:
                     continue
                 mark = marks[symbol].price
                 market = markets[symbol]
-                mm += profile_maintenance_margin(
-                    p.amount * mark, market.tiers, market.liquidation_fee_rate
+                mm += position_maintenance_margin(
+                    p.amount, p.entry_price, mark, market.tiers, market.liquidation_fee_rate
                 )
                 upnl += p.unrealized_pnl(mark)
             totals = self._cross = (mm, upnl, isolated)
@@ -211,7 +211,7 @@ def position_liquidation(
     fee = market.liquidation_fee_rate
     mark = ctx.marks[p.symbol].price
     mm_all, upnl_all, isolated = view.cross_totals()
-    own_mm = profile_maintenance_margin(p.amount * mark, tiers, fee)
+    own_mm = position_maintenance_margin(p.amount, p.entry_price, mark, tiers, fee)
     return liquidation_price(
         side=p.side,
         amount=p.amount,

@@ -1,6 +1,8 @@
 """Liquidation math of linear USDT-margined perpetuals in one-way mode.
 
-Two liquidation models, chosen by the liquidation fee rate (``MarketRules.liquidation_fee_rate``):
+Four liquidation models. The tiers' own model (``Tiers.model``, set by the venue: ``bybit``,
+``okx``) decides; tiers without one use Binance's model when the liquidation fee rate
+(``MarketRules.liquidation_fee_rate``) is 0 and the tiered model otherwise:
 
 * **Binance** (fee rate 0): the position is liquidated when its margin balance falls to its
   maintenance margin ``MM = N * mmr_i - cum_i`` (N the notional at the price, i its tier).
@@ -15,6 +17,22 @@ Two liquidation models, chosen by the liquidation fee rate (``MarketRules.liquid
   >= 3        mmr(tier) + fee (partial)    mmr(tier 1) + fee
   ==========  ===========================  =====================================
 
+* **Bybit** (``bybit``): liquidation when the margin balance falls to the maintenance margin
+  of the position *at its entry value*, ``MM = q*E * mmr_i - deduction_i`` with ``i`` the risk
+  limit tier of ``q*E``. Bybit's published formula "LP = Entry Price - [(Initial Margin -
+  Maintenance Margin) / Position Size] - (Extra Margin Added / Position Size)" (long; short
+  with + signs) and its worked examples (1 BTC at 20,000 USDT, 50x, MMR 0.5 %: IM 400, MM 100,
+  LP 19,700) are this with M = IM + extra margin; no liquidation fee in the trigger; the whole
+  position goes to the engine at the bankruptcy price. Cross: the same with the cross balance
+  (Bybit's unified account: margin balance = cross wallet + uPnL against the total maintenance
+  margin).
+* **OKX** (``okx``): the tiered model's margin rate with OKX's rules: the trigger is the margin
+  rate ``margin balance / (q * P)`` falling to ``mmr + fee`` (the liquidation fee is the taker
+  fee rate; isolated *and* cross: "when the margin ratio is lower than the maintenance margin
+  ratio + liquidation fee rate, full or partial liquidation will occur"), whole at ``mmr(tier
+  1) + fee`` for tier 3 and up; and the tier is the one of the position *size* (OKX's tiers are
+  numbers of contracts, held in base units), so it does not move with the price.
+
 Margin balance at price P (side s = +1 long / -1 short, size q, entry E):
 isolated ``M + s*q*(P - E)`` with M the isolated margin; cross
 ``wallet - other positions' MM + other positions' uPnL + s*q*(P - E)``.
@@ -24,7 +42,8 @@ is found by walking tiers from the entry in the loss direction and solving, in e
 ``P = (W + c - s*q*E) / (q*k - s*q)`` (Binance: ``c = cum, k = mmr``; tiered: ``c = 0``,
 ``k = threshold``) until the solution lies in the tier's own price range (Binance's documented
 "recalculate with the tier at the liquidation price"). Where the threshold steps up at a bracket
-boundary the trigger can be the boundary itself.
+boundary the trigger can be the boundary itself. Bybit's and OKX's tiers do not move with the
+price (the entry value, the size), so their price is one division.
 
 **Already liquidatable at entry**: the functions then return the edge of the liquidatable
 region around the entry, found by walking in the *profit* direction; it lies on the wrong side
@@ -43,7 +62,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from guards.tiers import TierTable, tier_table
-from guards.types import MarginMode, Side, Tier
+from guards.types import LiquidationModel, MarginMode, Side, Tier
 
 __all__ = [
     "LiquidationStage",
@@ -53,6 +72,8 @@ __all__ = [
     "maintenance_margin",
     "margin_balance",
     "margin_rate",
+    "model_of",
+    "position_maintenance_margin",
     "profile_maintenance_margin",
     "tiered_threshold",
     "whole_liquidation_price",
@@ -90,6 +111,25 @@ def _check_position(amount: float, entry_price: float) -> None:
         raise ValueError(f"entry_price must be positive and finite, not {entry_price}")
 
 
+def _model(table: TierTable, fee_rate: float) -> LiquidationModel:
+    model = table.model
+    if model is not None:
+        return model
+    return "binance" if fee_rate == 0.0 else "tiered"
+
+
+def model_of(tiers: Sequence[Tier], liquidation_fee_rate: float = 0.0) -> LiquidationModel:
+    """The liquidation model ``tiers`` and the fee rate select (see the module docstring)."""
+    return _model(tier_table(tiers), liquidation_fee_rate)
+
+
+def _entry_mm(table: TierTable, amount: float, entry_price: float) -> float:
+    """Bybit: ``q*E * mmr_i - deduction_i`` with ``i`` the tier of the entry value ``q*E``."""
+    value = amount * entry_price
+    i = table.index(value)
+    return value * table.mmrs[i] - table.cums[i]
+
+
 def maintenance_margin(notional: float, tiers: Sequence[Tier]) -> float:
     """Binance maintenance margin ``N * mmr_i - cum_i`` of a position of notional ``N``."""
     table = tier_table(tiers)
@@ -106,10 +146,43 @@ def profile_maintenance_margin(
     model): ``N * mmr_i``, no maintenance amount (the model's thresholds have none; the fee
     counts only in the position's own trigger). This is the figure a cross position contributes
     to the other cross positions' liquidation prices, in the guards and in the paper exchange.
+    Bybit's and OKX's figures need the position, not its notional: ``ValueError`` here (use
+    ``position_maintenance_margin``).
     """
     table = tier_table(tiers)
+    model = _model(table, liquidation_fee_rate)
     i = table.index(notional)
-    if liquidation_fee_rate == 0.0:
+    if model == "binance":
+        return notional * table.mmrs[i] - table.cums[i]
+    if model == "tiered":
+        return notional * table.mmrs[i]
+    raise ValueError(f"the {model} model needs the position: use position_maintenance_margin")
+
+
+def position_maintenance_margin(
+    amount: float,
+    entry_price: float,
+    price: float,
+    tiers: Sequence[Tier],
+    liquidation_fee_rate: float = 0.0,
+) -> float:
+    """What a position of ``amount`` entered at ``entry_price`` requires at ``price``.
+
+    Binance: ``N * mmr_i - cum_i`` and tiered: ``N * mmr_i`` (``N = amount * price``, as
+    ``profile_maintenance_margin``); Bybit: ``amount * entry * mmr_i - deduction_i`` (the entry
+    value's tier); OKX: ``N * (mmr_i + fee)``, the maintenance margin plus the liquidation fee
+    its margin ratio divides by (the size's tier). The figure a cross position contributes to
+    the other cross positions' liquidation prices, in the guards and in the paper exchange.
+    """
+    table = tier_table(tiers)
+    model = _model(table, liquidation_fee_rate)
+    if model == "bybit":
+        return _entry_mm(table, amount, entry_price)
+    notional = amount * price
+    if model == "okx":
+        return notional * (table.mmrs[table.index(amount)] + liquidation_fee_rate)
+    i = table.index(notional)
+    if model == "binance":
         return notional * table.mmrs[i] - table.cums[i]
     return notional * table.mmrs[i]
 
@@ -163,14 +236,20 @@ def tiered_threshold(
     fee_rate: float,
     margin_mode: MarginMode,
     whole: bool,
+    model: LiquidationModel = "tiered",
 ) -> float:
     """Margin-rate threshold of the tiered model for a position in tier ``tier_idx`` (0-based).
 
     ``whole=False``: the rate below which the first forced reduction begins (whole liquidation
     for tiers 1-2, partial reduction for tier 3 and up). ``whole=True``: the rate below which the
-    whole position goes to the liquidation engine at the bankruptcy price.
+    whole position goes to the liquidation engine at the bankruptcy price. ``model="okx"``:
+    the fee counts in cross margin too.
     """
     mmr = tiers[tier_idx].mmr
+    if model == "okx":
+        if margin_mode not in ("isolated", "cross"):
+            raise ValueError(f"margin_mode must be 'isolated' or 'cross', not {margin_mode!r}")
+        return (tiers[0].mmr if whole and tier_idx >= 2 else mmr) + fee_rate
     if tier_idx <= 1:
         if margin_mode == "isolated":
             return mmr + fee_rate
@@ -189,8 +268,9 @@ def _thresholds(
         return found
     if not (0.0 <= fee_rate < 1.0):
         raise ValueError(f"liquidation fee rate must be in [0, 1), not {fee_rate}")
+    model: LiquidationModel = "okx" if table.model == "okx" else "tiered"
     rates = tuple(
-        tiered_threshold(i, table.tiers, fee_rate, margin_mode, whole)
+        tiered_threshold(i, table.tiers, fee_rate, margin_mode, whole, model)
         for i in range(len(table.tiers))
     )
     if max(rates) >= 1.0:
@@ -272,10 +352,26 @@ def _solve(
     if not math.isfinite(base):
         raise ValueError("wallet balance and other positions' figures must be finite")
     table = tier_table(tiers)
-    if fee_rate == 0.0:
+    model = table.model
+    if model is None:
+        if fee_rate == 0.0:
+            return _walk(s, amount, entry_price, base, table, table.cums, table.mmrs)
+        rates = _thresholds(table, fee_rate, margin_mode, whole)
+        return _walk(s, amount, entry_price, base, table, table.zeros, rates)
+    if model == "binance":
         return _walk(s, amount, entry_price, base, table, table.cums, table.mmrs)
-    rates = _thresholds(table, fee_rate, margin_mode, whole)
-    return _walk(s, amount, entry_price, base, table, table.zeros, rates)
+    if model == "tiered":
+        rates = _thresholds(table, fee_rate, margin_mode, whole)
+        return _walk(s, amount, entry_price, base, table, table.zeros, rates)
+    if model == "bybit":
+        # w + s*q*(P - E) <= MM(entry value): P = E - s*(w - MM)/q, a half-line from there
+        root = entry_price - s * (w - _entry_mm(table, amount, entry_price)) / amount
+    else:  # okx: the size's tier, k = mmr + fee: base + s*q*P <= q*P*k
+        k = _thresholds(table, fee_rate, margin_mode, whole)[table.index(amount)]
+        root = base / (amount * (k - s))
+    if root > 0.0:
+        return root
+    return None if s > 0 else 0.0
 
 
 def liquidation_price(
@@ -383,10 +479,11 @@ def liquidation_stage(
 ) -> LiquidationStage:
     """What the exchange's liquidation engine does to the position at ``price``.
 
-    Binance model (fee 0): ``"whole"`` when margin balance <= MM, else ``"none"``. Tiered model:
-    ``"whole"`` when the margin rate is <= the whole threshold of the position's tier,
-    ``"partial"`` when only the first-reduction threshold is reached (tier 3 and up), else
-    ``"none"``. At equality the engine acts, matching the prices the solvers return.
+    Binance model (fee 0): ``"whole"`` when margin balance <= MM, else ``"none"``; Bybit the
+    same with MM at the entry value. Tiered and OKX models: ``"whole"`` when the margin rate is
+    <= the whole threshold of the position's tier, ``"partial"`` when only the first-reduction
+    threshold is reached (tier 3 and up), else ``"none"``. At equality the engine acts,
+    matching the prices the solvers return.
     """
     _check_position(amount, entry_price)
     balance = margin_balance(
@@ -401,8 +498,11 @@ def liquidation_stage(
     )
     notional = amount * price
     table = tier_table(tiers)
-    j = table.index(notional)
-    if liquidation_fee_rate == 0.0:
+    model = _model(table, liquidation_fee_rate)
+    if model == "bybit":
+        return "whole" if balance <= _entry_mm(table, amount, entry_price) else "none"
+    j = table.index(amount if model == "okx" else notional)
+    if model == "binance":
         return "whole" if balance <= notional * table.mmrs[j] - table.cums[j] else "none"
     if balance <= notional * _thresholds(table, liquidation_fee_rate, margin_mode, True)[j]:
         return "whole"

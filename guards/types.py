@@ -10,7 +10,13 @@ immutable data, owned by the object they describe: ``Tiers`` keeps its lookup ta
 (``guards.tiers.tier_table``), ``GuardContext`` its account view (``guards.account``).
 
 Times are epoch seconds (UTC), money is floats in the quote currency (USDT), amounts are in base
-units (contracts of size 1).
+units (contracts of size 1; a venue that counts contracts of another size converts at its boundary).
+
+``LiquidationModel`` names how a venue applies its tiers (``guards.liquidation``): ``binance``
+(MM on the mark notional less ``cum``), ``tiered`` (the margin-rate + fee model), ``bybit``
+(MM on the entry value less the maintenance-margin deduction) and ``okx`` (margin rate vs
+mmr + liquidation fee, tiers by position size). A market's ``Tiers`` carry it, so every
+function that takes tiers applies the right rule.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ MarginMode = Literal["isolated", "cross"]
 Outcome = Literal["allow", "resize", "reject"]
 VerdictOutcome = Literal["allow", "resize", "reject", "skip"]
 ActionKind = Literal["close", "reduce", "place_stop", "cancel_entries", "halt"]
+LiquidationModel = Literal["binance", "tiered", "bybit", "okx"]
 Figure = float | int | str | bool | None
 
 EMPTY_FIGURES: Mapping[str, Figure] = MappingProxyType({})
@@ -52,17 +59,25 @@ class Tiers(tuple[Tier, ...]):
     Compares, hashes and prints as the plain tuple of ``Tier`` it is. ``_table`` is the
     ``guards.tiers.TierTable`` built on first use by ``tier_table`` and kept here, so a market's
     tiers are indexed once however many lookups follow.
+
+    ``model``: the venue's liquidation model (``LiquidationModel``), or None (Binance's model
+    when the liquidation fee rate is 0, else the tiered model). Under ``okx`` the brackets'
+    bounds are position sizes in base units, not notionals.
     """
 
     _table: object
+    model: LiquidationModel | None
 
-    def __new__(cls, tiers: Iterable[Tier] = ()) -> Tiers:
+    def __new__(cls, tiers: Iterable[Tier] = (), model: LiquidationModel | None = None) -> Tiers:
         self = super().__new__(cls, tiers)
         self._table = None
+        self.model = model
         return self
 
-    def __reduce__(self) -> tuple[type[Tiers], tuple[tuple[Tier, ...]]]:
-        return (Tiers, (tuple(self),))  # the table is rebuilt on demand, never pickled
+    def __reduce__(
+        self,
+    ) -> tuple[type[Tiers], tuple[tuple[Tier, ...], LiquidationModel | None]]:
+        return (Tiers, (tuple(self), self.model))  # the table is rebuilt on demand, never pickled
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +85,9 @@ class MarketRules:
     """What the exchange says about one perpetual market (ccxt market + leverage tiers).
 
     ``tiers`` given as a plain tuple is held as ``Tiers`` (equal to it), so every market's tier
-    lookups are memoised on the market's own tiers.
+    lookups are memoised on the market's own tiers. ``liquidation_model`` set: the tiers are
+    held as ``Tiers`` carrying it (see ``Tiers.model``); None keeps the tiers' own (the default
+    reads the model from ``liquidation_fee_rate``).
     """
 
     symbol: str
@@ -81,12 +98,25 @@ class MarketRules:
     min_notional: float = 0.0
     taker_fee: float = 0.0005
     maker_fee: float = 0.0002
-    #: Liquidation fee rate of the "tiered" liquidation profile (0 for Binance's model).
+    #: Liquidation fee rate of the "tiered" and "okx" models (0 for Binance's and Bybit's).
     liquidation_fee_rate: float = 0.0
+    #: The venue's liquidation model (None: from the fee rate, or the tiers' own).
+    liquidation_model: LiquidationModel | None = None
 
     def __post_init__(self) -> None:
-        if type(self.tiers) is not Tiers:
-            object.__setattr__(self, "tiers", Tiers(self.tiers))
+        tiers = self.tiers
+        model = self.liquidation_model
+        own = getattr(tiers, "model", None)
+        if type(tiers) is not Tiers or (model is not None and own != model):
+            object.__setattr__(self, "tiers", Tiers(tiers, model))
+
+    @property
+    def model(self) -> LiquidationModel:
+        """The liquidation model in force (the tiers' own, else from the fee rate)."""
+        model = getattr(self.tiers, "model", None)
+        if model is not None:
+            return model  # type: ignore[no-any-return]
+        return "binance" if self.liquidation_fee_rate == 0.0 else "tiered"
 
     @property
     def max_leverage(self) -> float:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LiquidationProfile = Literal["binance", "tiered"]
+LiquidationProfile = Literal["binance", "tiered", "bybit", "okx"]
 TriggerPrice = Literal["mark", "last"]
 
 
@@ -53,13 +53,20 @@ class PaperConfig(BaseModel):
         default=True, description="charge funding in on_price at 00:00, 08:00 and 16:00 UTC"
     )
     liquidation_profile: LiquidationProfile = Field(
-        default="binance", description="default liquidation model: binance (MM incl. cum) or tiered"
+        default="binance",
+        description=(
+            "default liquidation model: binance (MM incl. cum), tiered, or bybit / okx (each"
+            " venue's model on its bundled markets)"
+        ),
     )
     liquidation_profiles: dict[str, LiquidationProfile] = Field(
         default_factory=dict, description="per-symbol liquidation profile overrides"
     )
     liquidation_fee_rate: float = Field(
-        default=0.005, ge=0, le=0.1, description="liquidation fee rate of the tiered profile"
+        default=0.005,
+        ge=0,
+        le=0.1,
+        description="liquidation fee rate of the tiered profile (okx uses the taker fee rate)",
     )
     taker_fee: float | None = Field(
         default=None, ge=0, le=0.01, description="taker fee rate override (None = the market's)"

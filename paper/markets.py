@@ -17,6 +17,7 @@ from typing import Any
 
 from guards import MarketRules, tiers_from_ccxt
 from paper.config import PaperConfig
+from paper.venues import venue_market, venue_symbols
 
 MARKETS_FILE = "markets.json"
 TIERS_FILE = "binance_leverage_tiers.json"
@@ -139,8 +140,14 @@ def bundled_symbols() -> tuple[str, ...]:
 def load_market(symbol: str, config: PaperConfig | None = None) -> PaperMarket:
     """One bundled market; ``config`` sets fee overrides and the tiered liquidation fee rate.
 
-    Raises ``KeyError`` when the symbol has no precision data or no leverage tiers.
+    Under the ``bybit`` / ``okx`` liquidation profiles the market is that venue's bundled one
+    (``paper.venues``). Raises ``KeyError`` when the symbol has no precision data or no
+    leverage tiers.
     """
+    profile = None if config is None else config.profile_for(symbol)
+    if config is not None and (profile == "bybit" or profile == "okx"):
+        rules, fields = venue_market(profile, symbol)
+        return configure(PaperMarket(rules=rules, **fields), config)
     spec = _market_specs()[symbol]
     entries = bundled_tier_entries()[symbol]
     rules = MarketRules(
@@ -171,18 +178,29 @@ def load_market(symbol: str, config: PaperConfig | None = None) -> PaperMarket:
 def load_markets(
     symbols: Iterable[str] | None = None, config: PaperConfig | None = None
 ) -> dict[str, PaperMarket]:
-    """Bundled markets (all of ``markets.json`` when ``symbols`` is None)."""
+    """Bundled markets (all of ``markets.json``, or of the venue profile's file, when None)."""
+    profile = None if config is None else config.liquidation_profile
+    if symbols is None and (profile == "bybit" or profile == "okx"):
+        symbols = venue_symbols(profile)
     chosen = bundled_symbols() if symbols is None else tuple(symbols)
     return {s: load_market(s, config) for s in chosen}
 
 
 def configure(market: PaperMarket, config: PaperConfig) -> PaperMarket:
-    """Apply the config's fee overrides and the liquidation fee rate of the symbol's profile."""
+    """Apply the config's fee overrides and the liquidation fee rate of the symbol's profile.
+
+    Tiered: ``config.liquidation_fee_rate``; OKX: the taker fee rate (OKX's liquidation fee is
+    the taker fee on the notional); Binance and Bybit: 0.
+    """
     r = market.rules
-    fee_rate = config.liquidation_fee_rate if config.profile_for(r.symbol) == "tiered" else 0.0
+    profile = config.profile_for(r.symbol)
+    taker = r.taker_fee if config.taker_fee is None else config.taker_fee
+    fee_rate = config.liquidation_fee_rate if profile == "tiered" else 0.0
+    if profile == "okx":
+        fee_rate = taker
     rules = replace(
         r,
-        taker_fee=r.taker_fee if config.taker_fee is None else config.taker_fee,
+        taker_fee=taker,
         maker_fee=r.maker_fee if config.maker_fee is None else config.maker_fee,
         liquidation_fee_rate=fee_rate,
     )

@@ -2,8 +2,12 @@
 
 Random accounts on the paper core — isolated and cross positions on up to three bundled markets
 (Binance's published tiers), several cross positions sharing the wallet, adds, reductions and
-flips, price moves that may liquidate or (tiered) partially liquidate — under both liquidation
-profiles. After every step the guards' price (``GuardEngine.liquidation_price`` and
+flips, price moves that may liquidate or (tiered, okx) partially liquidate — under every
+liquidation profile. The venue profiles use their bundled market (Bybit's BTCUSDT risk limits,
+OKX's ETHUSDT position tiers) and, for the other two symbols, Binance's brackets read under the
+venue's model (OKX's as sizes at the starting price): synthetic tiers, fine for a test of
+agreement, which is all this file checks (the venues' own numbers: test_liquidation_venues.py).
+After every step the guards' price (``GuardEngine.liquidation_price`` and
 ``position_liquidation``, from the context the shell would build: ``PaperCore.account()``, the
 core's ``market_rules`` and the marks fed to it) must equal ``PaperCore.liquidation_price``.
 
@@ -27,6 +31,7 @@ under the Binance profile (one contiguous region) it must never happen.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import ccxt
@@ -34,15 +39,51 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guards import GuardContext, GuardEngine, GuardsConfig, Mark, position_liquidation
+from guards import (
+    GuardContext,
+    GuardEngine,
+    GuardsConfig,
+    Mark,
+    Tier,
+    Tiers,
+    position_liquidation,
+)
 from paper.config import PaperConfig
 from paper.core import PaperCore
-from paper.markets import load_markets
+from paper.markets import PaperMarket, configure, load_market, load_markets
 
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT")
 START = {"BTC/USDT:USDT": 60_000.0, "ETH/USDT:USDT": 3_000.0, "XRP/USDT:USDT": 0.6}
 T0 = 1_700_000_100_000
 ENGINE = GuardEngine(GuardsConfig())
+PROFILES = ["binance", "tiered", "bybit", "okx"]
+#: Profiles whose liquidatable prices can be non-contiguous (see the module docstring).
+BANDED = ("tiered",)
+
+
+def profile_markets(profile: str, config: PaperConfig) -> dict[str, PaperMarket]:
+    """The three markets under ``profile`` (see the module docstring for the venue profiles)."""
+    if profile in ("binance", "tiered"):
+        return load_markets(SYMBOLS, config)
+    markets: dict[str, PaperMarket] = {}
+    for symbol in SYMBOLS:
+        try:
+            markets[symbol] = load_market(symbol, config)
+            continue
+        except KeyError:
+            pass
+        m = load_market(symbol)
+        tiers = list(m.rules.tiers)
+        if profile == "okx":
+            at = START[symbol]
+            tiers = [
+                Tier(t.min_notional / at, t.max_notional / at, t.mmr, 0.0, t.max_leverage)
+                for t in tiers
+            ]
+        rules = replace(m.rules, tiers=Tiers(tiers, profile), liquidation_model=profile)  # type: ignore[arg-type]
+        markets[symbol] = configure(replace(m, rules=rules), config)
+    return markets
+
 
 setups = st.tuples(st.sampled_from(["isolated", "cross"]), st.integers(1, 75))
 legs = st.tuples(
@@ -58,7 +99,7 @@ class Session:
 
     def __init__(self, profile: str, balance: float) -> None:
         config = PaperConfig(liquidation_profile=profile, starting_balance=balance)  # type: ignore[arg-type]
-        self.core = PaperCore(config, load_markets(SYMBOLS, config))
+        self.core = PaperCore(config, profile_markets(profile, config))
         self.marks: dict[str, float] = {}
         self.ts = T0
         self.set_up: set[str] = set()
@@ -150,7 +191,7 @@ def run(
         symbol = SYMBOLS[index]
         session.price(symbol, round(session.marks[symbol] * (1 + move), 4))
         if session.skipped_a_band(symbol):
-            assert profile == "tiered", "a contiguous liquidation region cannot be skipped"
+            assert profile in BANDED, "a contiguous liquidation region cannot be skipped"
             session.path_dependent.add(symbol)
         compared += session.compare(session.current_after_price(symbol))
     session.compared = compared
@@ -164,7 +205,7 @@ common: Any = settings(
 
 @common
 @given(
-    profile=st.sampled_from(["binance", "tiered"]),
+    profile=st.sampled_from(PROFILES),
     balance=st.floats(500.0, 2_000_000.0),
     modes=st.lists(setups, min_size=3, max_size=3),
     orders=st.lists(legs, min_size=1, max_size=8),
@@ -182,7 +223,7 @@ def test_guards_and_paper_agree_on_random_accounts(
 
 @common
 @given(
-    profile=st.sampled_from(["binance", "tiered"]),
+    profile=st.sampled_from(PROFILES),
     balance=st.floats(2_000.0, 2_000_000.0),
     leverages=st.lists(st.integers(2, 75), min_size=3, max_size=3),
     openings=st.lists(
@@ -204,7 +245,7 @@ def test_cross_accounts_with_several_positions_agree(
     run(profile, balance, modes, first + orders, path)
 
 
-@pytest.mark.parametrize("profile", ["binance", "tiered"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_a_three_position_cross_account_by_hand(profile: str) -> None:
     """The property tests' machinery sees something: three cross positions, moved and compared."""
     session = Session(profile, 50_000.0)
@@ -235,6 +276,24 @@ def test_agreement_through_a_tiered_partial_then_whole_liquidation(mode: str) ->
         assert not session.skipped_a_band("BTC/USDT:USDT")
         compared += session.compare()
     assert [e.partial for e in session.core.liquidations] == [True, False]
+    assert compared > 5
+
+
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+def test_agreement_through_an_okx_partial_then_whole_liquidation(mode: str) -> None:
+    """A 1,000 ETH long on OKX's ETHUSDT tiers (tier 3: partial first, two tiers down)."""
+    session = Session("okx", 100_000.0)
+    assert session.order("ETH/USDT:USDT", "buy", 0.6, mode, 50)
+    held = session.core.account().positions["ETH/USDT:USDT"].amount
+    assert 600.0 < held <= 1_200.0  # tier 3: 6,001 - 12,000 contracts of 0.1 ETH
+    compared = session.compare()
+    while session.core.account().positions:
+        session.price("ETH/USDT:USDT", round(session.marks["ETH/USDT:USDT"] * 0.998, 4))
+        assert not session.skipped_a_band("ETH/USDT:USDT")
+        compared += session.compare()
+    events = session.core.liquidations
+    assert events[0].partial and not events[-1].partial
+    assert held - events[0].amount == pytest.approx(300.0)  # down to tier 1: 3,000 contracts
     assert compared > 5
 
 

@@ -132,8 +132,17 @@ async def test_sandbox_mode_uses_the_testnet_urls() -> None:
         await ex.close()
 
 
-async def test_the_api_url_override_is_binance_only() -> None:
+async def test_the_api_url_override_is_per_venue() -> None:
+    """Binance, Bybit and OKX can be pointed elsewhere (streams: Binance only); others not."""
     ex = LiveExchange(settings(id="bybit"), streams=False)
+    try:
+        point_at(ex.client, "http://127.0.0.1:1/")
+        assert {ex.client.urls["api"][k] for k in ("public", "private")} == {"http://127.0.0.1:1"}
+        with pytest.raises(NotSupported):
+            point_at(ex.client, "http://127.0.0.1:1", "ws://127.0.0.1:1/ws")
+    finally:
+        await ex.close()
+    ex = LiveExchange(settings(id="kraken"), streams=False)
     try:
         with pytest.raises(NotSupported):
             point_at(ex.client, "http://127.0.0.1:1")

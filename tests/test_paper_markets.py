@@ -88,7 +88,7 @@ def test_config_is_frozen_bounded_and_strict() -> None:
     with pytest.raises(ValidationError):
         PaperConfig.model_validate({"unknown": 1})
     with pytest.raises(ValidationError):
-        PaperConfig.model_validate({"liquidation_profile": "bybit"})
+        PaperConfig.model_validate({"liquidation_profile": "kraken"})
     with pytest.raises(ValidationError):
         cfg.slippage_bps = 3  # type: ignore[misc]
     for name, field in PaperConfig.model_fields.items():

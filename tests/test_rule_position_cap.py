@@ -24,6 +24,7 @@ from guards.types import (
     OrderIntent,
     Position,
     Tier,
+    Tiers,
     Verdict,
 )
 
@@ -205,3 +206,15 @@ def test_order_below_min_notional_is_refused_without_resize() -> None:
 
 def test_no_equity_refuses() -> None:
     assert check(long(1.0), ctx(wallet=0.0)).code == "no_equity"
+
+
+def test_okx_tiers_cap_leverage_by_position_size() -> None:
+    # OKX's tiers are sizes (guards.tiers, model "okx"): [0, 50] units up to 20x, above 5x.
+    # 60 units at 10x: the size 60 is tier 2 (5x) whatever the price → leverage 5x, 50 units
+    # (the margin cap 1,000 at 5x and 100); 40 units stay in tier 1.
+    tiers = Tiers((Tier(0.0, 50.0, 0.01, 0.0, 20.0), Tier(50.0, math.inf, 0.02, 0.0, 5.0)), "okx")
+    context = ctx(markets=(market(tiers=tiers, liquidation_model="okx"),))
+    d = check(long(60.0, leverage=10.0), context, max_leverage=10)
+    assert d.intent.leverage == 5.0
+    assert d.amount == pytest.approx(50.0)
+    assert check(long(40.0, leverage=10.0), context, max_leverage=10).outcome == "allow"

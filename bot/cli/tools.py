@@ -97,24 +97,38 @@ def emulator(
             "--withdrawals", help="Report the API key as withdrawal-enabled (preflight warns)."
         ),
     ] = False,
+    venue: Annotated[
+        str,
+        typer.Option("--venue", help="The exchange to speak: binance, bybit or okx."),
+    ] = "binance",
 ) -> None:
-    """Serve the local exchange (Binance USDⓈ-M, backed by the paper core) until interrupted.
+    """Serve the local exchange (Binance USDⓈ-M, Bybit v5 or OKX v5, backed by the paper core)
+    until interrupted.
 
     For dress rehearsals and tests; its API key and secret come from GUARDBOT_EXCHANGE__API_KEY
-    and GUARDBOT_EXCHANGE__API_SECRET.
+    and GUARDBOT_EXCHANGE__API_SECRET (OKX's passphrase from GUARDBOT_EXCHANGE__PASSWORD).
     """
     import asyncio
     import contextlib
 
-    from bot.emulator.run import parse_price, serve
+    from bot.emulator.run import VENUES, parse_price, serve
 
+    if venue not in VENUES:
+        raise fail(f"--venue must be one of {', '.join(VENUES)}, not {venue!r}")
     try:
         prices = [parse_price(p) for p in price or []]
     except ValueError as exc:
         raise fail(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            serve(host=host, port=port, balance=balance, prices=prices, withdrawals=withdrawals)
+            serve(
+                host=host,
+                port=port,
+                balance=balance,
+                prices=prices,
+                withdrawals=withdrawals,
+                venue=venue,
+            )
         )
 
 

@@ -1,7 +1,8 @@
 """Running the emulator by hand: ``guardbot emulator`` and ``python -m bot.emulator``.
 
-``serve`` starts the Binance emulator on a port with starting prices (which also select its
-markets) and prints how to reach it; ``main`` is the ``python -m bot.emulator`` entry point with
+``serve`` starts the emulator of a venue (``binance``, ``bybit`` or ``okx``) on a port with
+starting prices (which also select its markets; Bybit's and OKX's default to their bundled
+ones) and prints how to reach it; ``main`` is the ``python -m bot.emulator`` entry point with
 the same flags as ``guardbot emulator``.
 """
 
@@ -13,8 +14,20 @@ import contextlib
 import math
 import os
 from collections.abc import Iterable
+from typing import Literal
 
 from bot.emulator.binance import BinanceEmulator
+from bot.emulator.bybit import BybitEmulator
+from bot.emulator.okx import OkxEmulator
+from bot.emulator.server import EmulatorServer
+
+EmulatorVenue = Literal["binance", "bybit", "okx"]
+VENUES: tuple[EmulatorVenue, ...] = ("binance", "bybit", "okx")
+_TITLES = {
+    "binance": "Binance USDⓈ-M subset",
+    "bybit": "Bybit v5 linear subset",
+    "okx": "OKX v5 swap subset",
+}
 
 
 async def serve(
@@ -24,28 +37,25 @@ async def serve(
     balance: float = 10_000.0,
     prices: Iterable[tuple[str, float]] = (),
     withdrawals: bool = False,
+    venue: EmulatorVenue = "binance",
 ) -> None:
     """Serve the emulator until cancelled (``guardbot emulator``, ``python -m bot.emulator``).
 
-    The API key and secret come from ``GUARDBOT_EXCHANGE__API_KEY`` / ``_API_SECRET`` (so the
-    bot's own settings sign its requests), else placeholders; ``prices`` also select the markets.
+    The API key and secret (and OKX's passphrase) come from ``GUARDBOT_EXCHANGE__API_KEY`` /
+    ``_API_SECRET`` / ``_PASSWORD`` (so the bot's own settings sign its requests), else
+    placeholders; ``prices`` also select the markets. ``withdrawals`` is Binance's only.
     """
     key = os.environ.get("GUARDBOT_EXCHANGE__API_KEY", "emulator-key")
     secret = os.environ.get("GUARDBOT_EXCHANGE__API_SECRET", "emulator-secret")
     chosen = list(prices)
     symbols = sorted({s for s, _ in chosen}) or None
-    emulator = BinanceEmulator(
-        api_key=key,
-        api_secret=secret,
-        symbols=symbols,
-        balance=balance,
-        permissions={"enableWithdrawals": withdrawals},
-    )
+    emulator = make_emulator(venue, key, secret, symbols, balance, withdrawals)
     for symbol, price in chosen:
         emulator.set_price(symbol, price)
     url = await emulator.start(host, port)
-    print(f"guardbot emulator (Binance USDⓈ-M subset) on {url}", flush=True)
-    print(f"  streams:  {emulator.ws_url}", flush=True)
+    print(f"guardbot emulator ({_TITLES[venue]}) on {url}", flush=True)
+    if venue == "binance":
+        print(f"  streams:  {emulator.ws_url}", flush=True)
     print(f"  markets:  {', '.join(emulator.core.symbols)}", flush=True)
     print(f"  api key:  {key}  (secret from GUARDBOT_EXCHANGE__API_SECRET)", flush=True)
     for line in (
@@ -58,6 +68,33 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         await emulator.stop()
+
+
+def make_emulator(
+    venue: EmulatorVenue,
+    key: str,
+    secret: str,
+    symbols: list[str] | None,
+    balance: float,
+    withdrawals: bool = False,
+) -> EmulatorServer:
+    """The emulator of ``venue`` (its own liquidation profile and bundled markets)."""
+    if venue == "binance":
+        return BinanceEmulator(
+            api_key=key,
+            api_secret=secret,
+            symbols=symbols,
+            balance=balance,
+            permissions={"enableWithdrawals": withdrawals},
+        )
+    if venue == "bybit":
+        return BybitEmulator(api_key=key, api_secret=secret, symbols=symbols, balance=balance)
+    if venue == "okx":
+        passphrase = os.environ.get("GUARDBOT_EXCHANGE__PASSWORD", "emulator-passphrase")
+        return OkxEmulator(
+            api_key=key, api_secret=secret, passphrase=passphrase, symbols=symbols, balance=balance
+        )
+    raise ValueError(f"--venue must be one of {', '.join(VENUES)}, not {venue!r}")
 
 
 def parse_price(text: str) -> tuple[str, float]:
@@ -78,7 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m bot.emulator``: serve the local exchange until interrupted."""
     parser = argparse.ArgumentParser(
         prog="python -m bot.emulator",
-        description="Local exchange speaking Binance USDⓈ-M futures REST, backed by paper mode.",
+        description="Local exchange speaking Binance, Bybit or OKX futures REST (paper mode).",
+    )
+    parser.add_argument(
+        "--venue", choices=VENUES, default="binance", help="the exchange to speak (default binance)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (0 = any free port)")
@@ -103,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                 balance=args.balance,
                 prices=args.price or [],
                 withdrawals=args.withdrawals,
+                venue=args.venue,
             )
         )
 

@@ -14,6 +14,11 @@ Control API: ``POST /_control/price {symbol, last, mark?}``, ``POST /_control/fa
 liquidation) and ``GET /_control/state``: balances, every position with its stop (or none), every
 order with its client id and status, and the liquidations, so a rehearsal can be audited over
 HTTP.
+
+Venue hooks: ``_body_params`` (how a request body becomes parameters: form fields by default,
+a JSON object or a one-element JSON array for Bybit and OKX, kept whole in ``body_json``),
+``_error_payload`` (the venue's error body and HTTP status for a code and message) and
+``rate_limit_error`` (the venue's code and message for an injected 429).
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ FaultKind = Literal[
 
 
 class ApiError(Exception):
-    """A Binance-style error response: HTTP status plus ``{"code": ..., "msg": ...}``."""
+    """A venue error response: an HTTP status, a code and a message (the venue shapes the body:
+    ``EmulatorServer._error_payload``; Binance's is ``{"code": ..., "msg": ...}``)."""
 
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+    def __init__(self, code: int | str, msg: str, status: int = 400) -> None:
         super().__init__(msg)
         self.code = code
         self.msg = msg
@@ -82,7 +88,7 @@ class Fault:
     delay_s: float = 30.0
     retry_after_s: int = 1
     status: int = 503
-    code: int = -1001
+    code: int | str = -1001
     msg: str = "Internal error; unable to process your request. Please try again."
     after_accept: bool = False
     fill_ratio: float = 0.5
@@ -141,6 +147,26 @@ class EmulatorServer:
 
     #: ``(method, path) -> (handler method name, signed)`` of the venue's REST API.
     routes: Mapping[tuple[str, str], tuple[str, bool]] = {}
+    #: Code and message of an injected rate-limit refusal (HTTP 429).
+    rate_limit_error: tuple[int | str, str] = (
+        -1003,
+        "Too many requests; current limit is 2400 requests per minute.",
+    )
+    #: The JSON body of the request being handled (None when it had none).
+    body_json: Any = None
+
+    def _body_params(self, body: str, content_type: str) -> dict[str, str]:
+        """Parameters a request body carries (form fields; a JSON body carries none here)."""
+        if body and content_type != "application/json":
+            return dict(parse_qsl(body, keep_blank_values=True))
+        return {}
+
+    def _error_payload(
+        self, code: int | str, msg: str, status: int, error: ApiError | None = None
+    ) -> tuple[Any, int]:
+        """The venue's error body and HTTP status for ``code`` / ``msg`` (``error``: the
+        refusal raised, when there was one)."""
+        return {"code": code, "msg": msg}, status
 
     def _authenticate(
         self, request: web.Request, raw_query: str, body: str, params: Mapping[str, str]
@@ -238,8 +264,8 @@ class EmulatorServer:
         body = await request.text() if request.can_read_body else ""
         raw_query = request.query_string
         params: dict[str, str] = dict(parse_qsl(raw_query, keep_blank_values=True))
-        if body and request.content_type != "application/json":
-            params.update(parse_qsl(body, keep_blank_values=True))
+        self.body_json = None
+        params.update(self._body_params(body, request.content_type))
         shown = {k: v for k, v in params.items() if k != "signature"}
         if path.startswith("/_control/"):
             return await self._control(path, method, request, body)
@@ -263,7 +289,8 @@ class EmulatorServer:
             payload = handler(params, fault)
         except ApiError as err:
             self.requests.append(RequestRecord(method, path, shown, err.status))
-            return web.json_response({"code": err.code, "msg": err.msg}, status=err.status)
+            payload, status = self._error_payload(err.code, err.msg, err.status, err)
+            return web.json_response(payload, status=status)
         if fault is not None and fault.kind == "server_error":  # processed, answered 5xx
             return self._fault_response(fault, method, path, shown)
         self.requests.append(RequestRecord(method, path, shown, 200))
@@ -280,16 +307,18 @@ class EmulatorServer:
     def _fault_response(
         self, fault: Fault, method: str, path: str, shown: Mapping[str, str]
     ) -> web.Response:
+        code: int | str
         if fault.kind == "rate_limit":
-            status, code = 429, -1003
-            msg = "Too many requests; current limit is 2400 requests per minute."
+            status = 429
+            code, msg = self.rate_limit_error
             headers = {"Retry-After": str(fault.retry_after_s)}
         elif fault.kind == "reject":
             status, code, msg, headers = 400, fault.code, fault.msg, {}
         else:
             status, code, msg, headers = fault.status, fault.code, fault.msg, {}
         self.requests.append(RequestRecord(method, path, dict(shown), status))
-        return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
+        payload, status = self._error_payload(code, msg, status)
+        return web.json_response(payload, status=status, headers=headers)
 
     async def _control(
         self, path: str, method: str, request: web.Request, body: str

@@ -19,9 +19,12 @@ configurable, so Bybit/OKX work where ccxt's unified API suffices. It
 - exposes the streams: ``watch_marks`` and ``watch_liquidations`` (market-wide forced
   liquidations), where ccxt offers them.
 
-``api_url`` / ``ws_url`` point a Binance client at another server (the local emulator in tests
-and dress rehearsals): every ``fapi*`` and ``sapi`` base URL is overridden and, since ccxt picks
-Binance's futures error table by URL prefix, that table is merged into the general one.
+``api_url`` / ``ws_url`` point a client at another server (the local emulator in tests and dress
+rehearsals), per venue (``point_at``): Binance's every ``fapi*`` and ``sapi`` base URL (and,
+since ccxt picks Binance's futures error table by URL prefix, that table is merged into the
+general one), Bybit's five REST bases, OKX's ``rest`` base. The client is built with the
+venue's ccxt options and its demo mode (``bot.exchange.venue``: Binance's testnet, Bybit's
+demo trading, OKX's simulated trading).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from bot.exchange.cache import MarketCache, MarketSnapshot
 from bot.exchange.reach import Reachability
 from bot.exchange.retry import RetryPolicy, describe, retry_call
 from bot.exchange.shapes import market_rules
+from bot.exchange.venue import venue_for
 from bot.settings import ExchangeSettings
 from guards import MarketRules
 
@@ -66,16 +70,30 @@ BINANCE_PATHS: dict[str, str] = {
     "fapiData": "/futures/data",
     "sapi": "/sapi/v1",
 }
+#: Bybit v5 REST bases ccxt ``bybit`` signs and sends to (``urls['api']``).
+BYBIT_APIS = ("spot", "futures", "v2", "public", "private")
 #: Exchanges this adapter has end-to-end tests for (against the local emulator).
-TESTED_EXCHANGES = ("binanceusdm",)
+TESTED_EXCHANGES = ("binanceusdm", "bybit", "okx")
 DEFAULT_MARKETS_MAX_AGE_S = 6 * 3600.0
 
 
 def point_at(client: Any, api_url: str, ws_url: str | None = None) -> None:
-    """Send a Binance ccxt client's REST (and stream) requests to ``api_url`` / ``ws_url``."""
-    if not str(client.id).startswith("binance"):
-        raise NotSupported(f"api_url override is implemented for Binance only, not {client.id}")
+    """Send a ccxt client's REST (and, Binance, stream) requests to ``api_url`` / ``ws_url``.
+
+    Binance, Bybit (every REST base) and OKX (``rest``); the Bybit and OKX emulators serve no
+    streams, so ``ws_url`` is Binance's only.
+    """
     base = api_url.rstrip("/")
+    exchange = str(client.id)
+    if exchange in ("bybit", "okx"):
+        if ws_url is not None:
+            raise NotSupported(f"ws_url override is implemented for Binance only, not {exchange}")
+        api = client.urls["api"]
+        for key in BYBIT_APIS if exchange == "bybit" else ("rest",):
+            api[key] = base
+        return
+    if not exchange.startswith("binance"):
+        raise NotSupported(f"api_url override is not implemented for {exchange}")
     api = client.urls["api"]
     for key, path in BINANCE_PATHS.items():
         api[key] = base + path
@@ -102,7 +120,7 @@ class LiveExchange:
 
     ``cache_dir``: where the markets/tiers snapshot lives (None: no disk cache);
     ``markets_max_age_s``: when a snapshot counts as old; ``retry``: the policy for reads,
-    cancels and settings changes; ``api_url`` / ``ws_url``: another server (Binance only);
+    cancels and settings changes; ``api_url`` / ``ws_url``: another server (``point_at``);
     ``timeout_ms``: per request; ``rate_limit``: ccxt's client-side throttle (leave it on
     against real exchanges); ``streams``: use ccxt.pro streams where available; ``options``:
     extra ccxt options; ``client``: a ready ccxt client (tests).
@@ -152,8 +170,7 @@ class LiveExchange:
         )
         self._streams = streams
         if settings.sandbox:
-            self.client.options["disableFuturesSandboxWarning"] = True
-            self.client.set_sandbox_mode(True)
+            venue_for(settings.id).demo(self.client)
         if api_url is not None:
             point_at(self.client, api_url, ws_url)
         self.markets: dict[str, dict[str, Any]] = {}
@@ -300,7 +317,7 @@ class LiveExchange:
             if market is None or not entries:
                 continue
             try:
-                rules[symbol] = market_rules(market, entries, mode)
+                rules[symbol] = market_rules(market, entries, mode, self.id)
             except (ValueError, TypeError, KeyError) as exc:
                 self.log.warning("market_rules_invalid", symbol=symbol, error=describe(exc))
         return rules
@@ -577,6 +594,7 @@ def _make_client(
     }
     if not str(settings.id).startswith("binance"):
         opts["defaultType"] = "swap"
+    opts.update(venue_for(settings.id).client_options())
     if options:
         opts.update(options)
     config: dict[str, Any] = {

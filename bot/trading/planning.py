@@ -240,12 +240,16 @@ def protection(
     return Protection(spec, None, same)
 
 
-def covers(order: Mapping[str, Any], size: float) -> bool:
-    """True when a protective order acts on the whole of a position of ``size``."""
+def covers(order: Mapping[str, Any], size: float, contract_size: float = 1.0) -> bool:
+    """True when a protective order acts on the whole of a position of ``size`` (base units).
+
+    ``contract_size``: base units per contract of the order's ``amount`` (OKX's orders count
+    contracts; ``bot.exchange.venue.contract_size`` of the market).
+    """
     if closes_position(order):
         return True
     amount = order.get("amount")
-    return isinstance(amount, int | float) and amount >= size * (1.0 - 1e-9)
+    return isinstance(amount, int | float) and amount * contract_size >= size * (1.0 - 1e-9)
 
 
 def client_order_id(intent: OrderIntent, *, seed: str, role: str = "e") -> str:

@@ -29,7 +29,7 @@ import math
 from pydantic import Field, model_validator
 
 from guards.calm import Calm
-from guards.liquidation import liquidation_price, profile_maintenance_margin
+from guards.liquidation import liquidation_price, position_maintenance_margin
 from guards.rules.base import (
     Rule,
     RuleConfig,
@@ -125,8 +125,8 @@ class Liquidation(Rule[LiquidationConfig]):
         else:
             mm_all, upnl_all, isolated = account_view(ctx).cross_totals()
             if pos is not None:
-                mm_all -= profile_maintenance_margin(
-                    pos.amount * mark, market.tiers, market.liquidation_fee_rate
+                mm_all -= position_maintenance_margin(
+                    pos.amount, pos.entry_price, mark, market.tiers, market.liquidation_fee_rate
                 )
                 upnl_all -= pos.unrealized_pnl(mark)
             liq = liquidation_price(

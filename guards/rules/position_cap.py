@@ -101,7 +101,10 @@ class PositionCap(Rule[PositionCapConfig]):
             room_margin = (margin_cap - existing_margin) * leverage / price
             room_total = (total_cap - view.total_margin) * leverage / price
             fit = min(requested, room_margin, room_total)
-            tier_lev = market.tiers[table.index(existing_notional + fit * price)].max_leverage
+            held = existing_notional + fit * price
+            if table.by_size:  # OKX's tiers are position sizes
+                held = (pos.amount if pos is not None else 0.0) + fit
+            tier_lev = market.tiers[table.index(held)].max_leverage
             if leverage <= tier_lev * (1 + _EPS):
                 break
             if cfg.on_breach == "reject":

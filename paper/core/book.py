@@ -19,7 +19,14 @@ import math
 from ccxt.base.decimal_to_precision import ROUND, TICK_SIZE, TRUNCATE, decimal_to_precision
 from ccxt.base.errors import InvalidOrder
 
-from guards import MarginMode, MarketRules, Tier, profile_maintenance_margin, tier_index
+from guards import (
+    MarginMode,
+    MarketRules,
+    Tier,
+    position_maintenance_margin,
+    position_tier_index,
+    tier_index,
+)
 from paper.config import PaperConfig
 from paper.core.records import EPS, INF, LIMIT, STOP, OrderRecord, PositionRecord
 from paper.markets import PaperMarket
@@ -62,10 +69,19 @@ class Book:
     def __init__(self, market: PaperMarket, config: PaperConfig) -> None:
         symbol = market.symbol
         self.profile = config.profile_for(symbol)
-        self.liq_fee = config.liquidation_fee_rate if self.profile == "tiered" else 0.0
         r = market.rules
         self.taker = r.taker_fee if config.taker_fee is None else config.taker_fee
         self.maker = r.maker_fee if config.maker_fee is None else config.maker_fee
+        self.liq_fee = config.liquidation_fee_rate if self.profile == "tiered" else 0.0
+        venue = self.profile if self.profile in ("bybit", "okx") else None
+        if venue is not None:
+            if r.model != venue:
+                raise ValueError(
+                    f"the {venue} liquidation profile of {symbol} needs {venue}'s tiers "
+                    f"(paper.venues), not {r.model} ones"
+                )
+            if venue == "okx":
+                self.liq_fee = self.taker  # OKX's liquidation fee: the taker fee rate
         #: The guards' view: fees as charged and the profile's liquidation fee rate.
         self.rules = MarketRules(
             symbol=r.symbol,
@@ -77,10 +93,11 @@ class Book:
             taker_fee=self.taker,
             maker_fee=self.maker,
             liquidation_fee_rate=self.liq_fee,
+            liquidation_model=venue,
         )
         self.market = market
         self.symbol = symbol
-        self.tiers: tuple[Tier, ...] = r.tiers
+        self.tiers: tuple[Tier, ...] = self.rules.tiers
         self.amount_step = r.amount_step
         self.price_step = r.price_step
         self.leverage = config.default_leverage
@@ -149,12 +166,27 @@ class Book:
         pos = self.pos
         return pos.entry if pos is not None else math.nan
 
-    def maint(self, notional: float) -> float:
-        """Maintenance margin of ``notional`` under the book's profile (the guards' figure)."""
-        return profile_maintenance_margin(notional, self.tiers, self.liq_fee)
+    def maint(self, price: float) -> float:
+        """Maintenance margin of the book's position at ``price`` under its profile.
 
-    def max_leverage(self, notional: float) -> float:
-        """The leverage the tier of ``notional`` allows."""
+        The guards' ``position_maintenance_margin``: what the position contributes to the other
+        cross positions' liquidation prices.
+        """
+        pos = self.pos
+        assert pos is not None
+        return position_maintenance_margin(pos.amount, pos.entry, price, self.tiers, self.liq_fee)
+
+    def max_leverage(self, notional: float, amount: float | None = None) -> float:
+        """The leverage the tier of ``notional`` allows.
+
+        Under the okx profile the tier is the position size's: ``amount`` (base units), else
+        ``notional`` at the reference price.
+        """
+        if self.profile == "okx":
+            if amount is None:
+                ref = self.ref_price()
+                amount = notional / ref if ref > 0.0 else 0.0
+            return self.tiers[position_tier_index(amount, 1.0, self.tiers)].max_leverage
         return self.tiers[tier_index(notional, self.tiers)].max_leverage
 
     def funding_rate(self, ts_ms: int, default: float) -> float:

@@ -295,7 +295,7 @@ class PaperCore:
             )
         pos = b.pos
         if pos is not None:
-            cap = b.max_leverage(pos.amount * b.ref_price())
+            cap = b.max_leverage(pos.amount * b.ref_price(), pos.amount)
             if lev > cap:
                 raise InvalidOrder(
                     f"paper leverage {leverage} too high for the position's notional (max {cap})"

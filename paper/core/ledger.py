@@ -284,7 +284,7 @@ class Ledger:
             other = cb.pos
             assert other is not None
             price = cb.ref_price()
-            om += cb.maint(other.amount * price)
+            om += cb.maint(price)
             ou += other.sign * other.amount * (price - other.entry)
         return om, ou
 

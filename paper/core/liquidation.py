@@ -9,6 +9,15 @@ When the mark reaches a position's trigger price, ``liquidation_stage`` at the m
   at tier 1's mmr + fee). A partial reduction closes, at the mark, what takes the position to
   the top of the next lower tier, charging the fee rate on the closed notional; the margin
   stays with the position (so its margin rate rises); repeated tier by tier within the price.
+* ``bybit`` profile: whole position when margin balance <= MM at the entry value (``q*E*mmr -
+  deduction``); Bybit settles it at the bankruptcy price, the rest of the margin going to its
+  insurance fund (the recorded fee).
+* ``okx`` profile (the taker fee rate as liquidation fee): the tiered thresholds with the fee in
+  cross too and tiers by position size; a partial reduction closes, at the mark, what takes
+  the position down **two tiers** (to the top of tier ``i - 2``, at least tier 1), OKX's rule
+  ("the system calculates the number of contracts needed to reduce the position by two tiers";
+  its worked example closes 15,000 - 2,000 = 13,000 contracts of a tier-3 position), charging
+  the fee on the closed notional, repeated while the position stays liquidatable.
 
 A whole liquidation closes the position at the bankruptcy price (margin balance 0), so an
 isolated position loses its whole margin and a cross one the cross balance ``wallet - other
@@ -33,6 +42,7 @@ from guards import (
     liquidation_price,
     liquidation_stage,
     margin_balance,
+    position_tier_index,
     tier_index,
 )
 from paper.core.book import Book
@@ -76,6 +86,12 @@ class LiquidationEngine:
             other_unrealized_pnl=ou,
             liquidation_fee_rate=b.liq_fee,
         )
+        if stage == "none" and b.profile in ("bybit", "okx"):
+            # One half-line of liquidatable prices from a trigger that does not go stale: the
+            # mark is at or past it, "none" is rounding at the boundary (Bybit's MM is on the
+            # entry value, so re-solving from the mark below would move the trigger).
+            whole = b.profile == "bybit" or position_tier_index(pos.amount, mark, b.tiers) < 2
+            stage = "whole" if whole else "partial"
         if stage == "none":
             # The trigger was solved from the entry; re-solve it from here (tiered thresholds
             # can make the liquidatable prices of a long non-contiguous).
@@ -157,12 +173,17 @@ class LiquidationEngine:
         assert pos is not None
         led = self.ledger
         tiers = b.tiers
-        idx = tier_index(pos.amount * mark, tiers)
-        top = tiers[idx - 1].max_notional
         step = b.amount_step
-        keep = snap(math.floor(top / mark / step) * step, step)
-        while keep > 0.0 and tier_index(keep * mark, tiers) >= idx:
-            keep = snap(keep - step, step)
+        if b.profile == "okx":  # tiers are sizes: down two tiers, at least to tier 1
+            idx = position_tier_index(pos.amount, mark, tiers)
+            top = tiers[max(idx - 2, 0)].max_notional
+            keep = snap(math.floor(top / step + 1e-9) * step, step)
+        else:
+            idx = tier_index(pos.amount * mark, tiers)
+            top = tiers[idx - 1].max_notional
+            keep = snap(math.floor(top / mark / step) * step, step)
+            while keep > 0.0 and tier_index(keep * mark, tiers) >= idx:
+                keep = snap(keep - step, step)
         qty = snap(pos.amount - keep, step)
         fee = b.liq_fee * qty * mark
         pnl = pos.sign * qty * (mark - pos.entry)

@@ -83,7 +83,7 @@ def position_dict(b: Book, ledger: Ledger, now_ms: int) -> dict[str, Any]:
     mark = b.ref_price()
     notional = pos.amount * mark
     upnl = pos.sign * pos.amount * (mark - pos.entry)
-    maint = b.maint(notional)
+    maint = b.maint(mark)
     if pos.margin_mode == "isolated":
         collateral = pos.margin
         balance = pos.margin + upnl
