@@ -146,7 +146,7 @@ async def test_health_goes_red_while_the_exchange_is_unreachable_and_green_after
         exchange={"read_deadline_s": 1},
     )
     state = s.state.dir
-    task, stop, box = await start(s, "health")
+    task, stop, _ = await start(s, "health")
     try:
         await until(lambda: check_health(state, 5).ok, "health to be green", 15)
         await emu.stop()  # the exchange goes away (connection refused)
