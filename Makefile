@@ -45,6 +45,7 @@ pytest: $(STAMP_DEV)
 bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/guards.py
 	$(BIN)/python benchmarks/replay.py
+	$(BIN)/python benchmarks/http_load.py
 
 ## bench-freqtrade: side venv with freqtrade (from the harness's lock file) and the harness's
 ## candles in .bench/, so benchmarks/replay.py races freqtrade; freqtrade stays out of .venv

@@ -374,3 +374,34 @@ async def test_seatbelt_does_not_cut_a_position_for_want_of_a_price(tmp_path: Pa
         await engine.job_sweep()
         cut = exchange.core.position(BTC)
         assert cut is not None and cut.amount < 0.1  # judged now, and cut to the risk cap
+
+
+async def test_seatbelt_judges_a_top_up_that_lands_while_it_was_judging(tmp_path: Path) -> None:
+    """A hand trade landing between the seatbelt's judgement and the account read after it is
+    judged at the next sweep (it used to be remembered as judged and never cut)."""
+    s = settings(tmp_path, strategy={"path": "none"})
+    clock = Clock()
+    with Store.open(s.state.dir) as store:
+        engine, exchange = await build(s, store, None, clock)
+        await feed(engine, clock, [60_000.0])
+        await exchange.create_order(BTC, "market", "buy", 0.01)
+        await engine.job_sweep()
+        first = exchange.core.position(BTC)
+        assert first is not None and first.stop_price is not None
+        await feed(engine, clock, [59_500.0], step_s=120)  # in loss
+        judge = engine.seatbelt.judge
+
+        async def judge_then_top_up(eng: Any, now: float) -> None:
+            await judge(eng, now)
+            await exchange.create_order(BTC, "market", "buy", 0.01)  # lands right now
+
+        engine.seatbelt.judge = judge_then_top_up  # type: ignore[method-assign]
+        await engine.job_sweep()
+        engine.seatbelt.judge = judge  # type: ignore[method-assign]
+        grown = exchange.core.position(BTC)
+        assert grown is not None and grown.amount == pytest.approx(first.amount + 0.01)
+        await engine.job_sweep()  # the top-up is judged now: a loser's top-up is cut
+        pos = exchange.core.position(BTC)
+        assert pos is not None and pos.amount == pytest.approx(first.amount)
+        codes = [a.action.code for a in store.recent_actions(20) if a.action.rule == "seatbelt"]
+        assert "top_up_losing" in codes

@@ -13,6 +13,7 @@ Times are measured on the exchange side: the test watches the emulator's book ev
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,7 +95,7 @@ class Watch:
             await asyncio.sleep(0.01)
 
     def max_sweep_gap(self) -> float:
-        gaps = [b - a for a, b in zip(self.sweeps, self.sweeps[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(self.sweeps)]
         return max(gaps) if gaps else float("inf")
 
 

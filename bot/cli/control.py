@@ -63,13 +63,12 @@ def reload(
     import os
     import signal
 
-    from bot.state.heartbeat import check_health
+    from bot.state.lock import in_use
 
-    settings, folder = state_folder(config, state_dir)
-    health = check_health(folder, 3 * settings.state.heartbeat_s)
-    pid = health.beat.get("pid")
-    if not health.ok or not isinstance(pid, int):
-        raise fail(f"no running bot found ({health.detail})", code=1)
+    _, folder = state_folder(config, state_dir)
+    pid = in_use(folder)  # the process holding the state dir's lock, whatever its health
+    if pid is None or pid < 0:
+        raise fail(f"no running bot found on {folder} (its state dir is not locked)", code=1)
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:

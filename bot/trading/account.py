@@ -77,3 +77,11 @@ class Coalesced:
     async def settle(self) -> None:
         while self._task is not None and not self._task.done():
             await asyncio.gather(self._task, return_exceptions=True)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the runs in flight (they go on after it); True when done."""
+        task = self._task
+        if task is None or task.done():
+            return True
+        done, _ = await asyncio.wait([task], timeout=timeout)
+        return bool(done) and not self.running

@@ -489,21 +489,34 @@ class Engine:
         self.save_state()
 
     async def _kill(self, symbol: str) -> None:
+        """The kill switch closes one position (an action row and event, like a sweep's)."""
+        action = Action("close", symbol, "manual", "kill_switch", "kill switch: close everything")
+        now = self.clock()
+        self.actions += 1
         try:
-            await self.executor.close(symbol, "manual", "kill_switch")
+            outcome = await self.executor.close(symbol, "manual", "kill_switch")
+            result, executed = describe_result(outcome), bool(getattr(outcome, "ok", False))
         except Exception as exc:
-            log.error("kill_switch_close_failed", symbol=symbol, error=repr(exc))
+            result, executed = f"failed: {type(exc).__name__}: {exc}", False
+        self.record_action(action, now, executed, result)
+        log_action(log, action, result)
         if self.tasks.background:
             await self._refreshed()
 
     # -- jobs -------------------------------------------------------------------------------
     async def job_sweep(self) -> None:
         """The scheduled sweep: on a fresh read of the account when the exchange answers in
-        time, else on the last one (marks are fresh either way)."""
-        try:
-            await self.refresh_account()
-        except Exception as exc:
-            log.warning("account_refresh_failed", error=f"{type(exc).__name__}: {exc}")
+        time (half a sweep period in the background), else on the last one -- marks are fresh
+        either way, and the read goes on for the next sweep. A slow exchange never makes a
+        sweep miss its slot."""
+        if self.tasks.background:
+            self._rereads.request()
+            await self._rereads.wait(0.5 * self.guard.config.sweep_s)
+        else:
+            try:
+                await self.refresh_account()
+            except Exception as exc:
+                log.warning("account_refresh_failed", error=f"{type(exc).__name__}: {exc}")
         await self.sweep("job")
 
     async def job_flatten(self, tries: int = 5, wait_s: float = 2.0) -> bool:
