@@ -87,8 +87,12 @@ def test_plot_escapes_and_marks_interventions(clean_env: Path) -> None:
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
     assert "<polyline" in html
-    assert html.count("<circle") == len(report.curve.markers)
-    assert len(report.curve.markers) >= sum(report.guard_interventions.values())
+    # one tick per refused or resized order and per sweep action, in its rule's lane: the chart
+    # counts what the report counts
+    lanes = sum(html.count(f'class="lane {rule}"') for rule in report.guard_interventions)
+    actions = sum(n for kinds in report.actions.values() for n in kinds.values())
+    assert lanes == report.orders_refused + report.orders_resized + actions
+    assert lanes == sum(report.guard_interventions.values()) > 0
 
 
 USER_STRATEGY = '''

@@ -96,9 +96,36 @@ def replay(
     compare: Annotated[
         bool, typer.Option("--compare", help="Run with guards on and off, side by side.")
     ] = False,
+    timerange: Annotated[
+        str | None,
+        typer.Option(
+            "--timerange",
+            help="Replay only this window: YYYYMMDD-YYYYMMDD, either side open (20250401-).",
+        ),
+    ] = None,
+    markets: Annotated[
+        Path | None,
+        typer.Option(
+            "--markets",
+            help="Markets snapshot (ccxt load_markets shape, e.g. from guardbot download) for "
+            "symbols whose rules are not bundled.",
+        ),
+    ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Write an equity-curve chart (self-contained HTML) here."),
+        typer.Option(
+            "--plot",
+            help="Write a chart (self-contained HTML): equity, drawdown, price with trades, "
+            "guard actions by rule.",
+        ),
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="Write trades.csv, fills.csv, decisions.csv, equity.csv, liquidations.csv "
+            "and report.json into this folder.",
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     allow_gaps: Annotated[
@@ -132,6 +159,8 @@ def replay(
         "feed.paths": [str(d) for d in data[1:]] if data and len(data) > 1 else None,
         "feed.symbol": symbol,
         "feed.allow_gaps": True if allow_gaps else None,
+        "feed.timerange": timerange,
+        "feed.markets_path": str(markets) if markets else None,
         "logging.format": log_format,
         "logging.level": log_level or ("warning" if json_out else None),
     }
@@ -141,8 +170,11 @@ def replay(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if len(combos) > 1:
-        if compare or plot or no_guards:
-            raise fail("--compare, --plot and --no-guards take one configuration, not a --set grid")
+        if compare or plot or no_guards or export:
+            raise fail(
+                "--compare, --plot, --export and --no-guards take one configuration, not a "
+                "--set grid (see guardbot tune for searches)"
+            )
         settings = settings_or_exit(config, to_overrides(combos[0], base))
         setup_logging(settings, "replay")
         try:
@@ -154,21 +186,30 @@ def replay(
     settings = settings_or_exit(config, to_overrides(combos[0] if combos else {}, base))
     setup_logging(settings, "replay")
     show = sys.stderr.isatty() and not json_out if progress is None else progress
+    record = plot is not None or export is not None
     if compare:
-        on = _replay(settings, guards_on=True, show=show, curve=plot is not None)
-        off = _replay(settings, guards_on=False, show=show, curve=False)
-        if plot is not None:
-            _plot(on, plot)
-        if json_out:
-            typer.echo(json.dumps({"guards_on": on.to_dict(), "guards_off": off.to_dict()}))
-        else:
-            from bot.research.report import render_compare
+        from bot.research.report import compare_rows, render_compare, verdict
 
-            typer.echo(render_compare(on, off))
+        on = _replay(settings, guards_on=True, show=show, curve=record)
+        off = _replay(settings, guards_on=False, show=show, curve=record)
+        both = {
+            "guards_on": on.to_dict(),
+            "guards_off": off.to_dict(),
+            "difference": compare_rows(on, off),
+            "verdict": verdict(on, off),
+        }
+        if plot is not None:
+            _plot(on, plot, off)
+        if export is not None:
+            _export(on, export, both)
+            _export(off, export / "guards_off", off.to_dict())
+        typer.echo(json.dumps(both) if json_out else render_compare(on, off))
         return
-    report = _replay(settings, guards_on=not no_guards, show=show, curve=plot is not None)
+    report = _replay(settings, guards_on=not no_guards, show=show, curve=record)
     if plot is not None:
         _plot(report, plot)
+    if export is not None:
+        _export(report, export, report.to_dict())
     typer.echo(json.dumps(report.to_dict()) if json_out else report.render_text())
 
 
@@ -177,7 +218,9 @@ def _replay(settings: Settings, *, guards_on: bool, show: bool, curve: bool) -> 
 
     try:
         if not show:
-            return run_replay(settings, guards_on=guards_on, record_curve=curve)
+            return run_replay(
+                settings, guards_on=guards_on, record_curve=curve, record_decisions=curve
+            )
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         label = "replay (guards on)" if guards_on else "replay (guards off)"
@@ -194,16 +237,37 @@ def _replay(settings: Settings, *, guards_on: bool, show: bool, curve: bool) -> 
             def tick(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return run_replay(settings, guards_on=guards_on, progress=tick, record_curve=curve)
+            return run_replay(
+                settings,
+                guards_on=guards_on,
+                progress=tick,
+                record_curve=curve,
+                record_decisions=curve,
+            )
     except ReplayError as exc:
         raise fail(str(exc), code=1) from None
 
 
-def _plot(report: Report, path: Path) -> None:
+def _plot(report: Report, path: Path, off: Report | None = None) -> None:
     from bot.research.plot import write_plot
 
-    write_plot(report, path)
-    typer.echo(f"equity chart written to {path}", err=True)
+    try:
+        write_plot(report, path, off=off)
+    except OSError as exc:
+        raise fail(f"cannot write the chart {path}: {exc.strerror or exc}", code=1) from None
+    typer.echo(f"chart written to {path}", err=True)
+
+
+def _export(report: Report, folder: Path, payload: dict[str, Any]) -> None:
+    from bot.research.export import export
+
+    try:
+        export(report, folder, payload)
+    except OSError as exc:
+        raise fail(f"cannot write the export to {folder}: {exc.strerror or exc}", code=1) from None
+    typer.echo(
+        f"trades, fills, decisions, equity, liquidations and report written to {folder}", err=True
+    )
 
 
 def _replay_and_print(settings: Settings, *, guards_on: bool, as_json: bool) -> None:
