@@ -4,9 +4,9 @@ every rule switched off (``--no-guards``).
 
 Beside a freqtrade-named candle file (``SOL_USDT_USDT-5m-futures.feather``), its mark candles
 (``…-5m-mark.*``) and funding history (``…-8h-funding_rate.*``) are picked up when they are in the
-same folder, and a markets snapshot (``markets-<exchange>.json``, as ``guardbot download`` and the live cache write it) in
-that folder or its parent, unless the settings name them. What was used is listed in
-``Feed.notes`` and so in the report.
+same folder, and a markets snapshot (``markets-<exchange>.json``, as ``guardbot download`` and
+the live cache write it) in that folder or its parent, unless the settings name them. What was
+used is listed in ``Feed.notes`` and so in the report.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ def run_replay(
     """
     started = time.perf_counter()
     feeds = load_feeds(settings) if candles is None else [Feed(candles, None, [])]
+    load_s = time.perf_counter() - started
     symbols: list[str] = []
     markets: dict[str, PaperMarket] = {}
     notes: list[str] = []
@@ -131,6 +132,7 @@ def run_replay(
         write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=label)
     report = run.report([f.candles for f in feeds], gcfg, time.perf_counter() - started)
     report.notes = tuple(notes)
+    report.load_s = load_s
     log.info(
         "replay_done",
         symbol=label,

@@ -101,6 +101,8 @@ class Report:
     orders_resized: int
     exchange_rejects: int
     elapsed_s: float
+    #: Of ``elapsed_s``: reading and checking the data files.
+    load_s: float = 0.0
     exit_reasons: dict[str, int] = field(default_factory=dict)
     #: Settle currency every amount is in.
     currency: str = "USDT"
@@ -190,6 +192,7 @@ class Report:
             "per_symbol": metrics.table(self.closed_trades, "symbol"),
             "per_exit_reason": metrics.table(self.closed_trades, "reason"),
             "notes": list(self.notes),
+            "load_s": round(self.load_s, 3),
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -238,7 +241,7 @@ def _render(rep: Report) -> list[str]:
     out += ["", *_guard_table(rep)]
     if rep.notes:
         out += ["", "  data"] + [f"    {n}" for n in rep.notes]
-    out.append(f"  replayed in {rep.elapsed_s:.2f} s")
+    out.append(f"  replayed in {rep.elapsed_s:.2f} s (data loaded in {rep.load_s:.2f} s)")
     return out
 
 
