@@ -80,6 +80,10 @@ class Feed(NamedTuple):
     notes: tuple[str, ...] = ()
 
 
+def _iso(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms / 1000))
+
+
 def utc(ts_ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000))
 
@@ -127,7 +131,12 @@ def load_feeds(settings: Settings) -> list[Feed]:
             if c.ts[0] > start:
                 extra_notes.append(f"{c.symbol} data starts later, at {utc(c.ts[0])}")
             for note in extra_notes:
-                log.warning("data_coverage", symbol=c.symbol, note=note)
+                log.warning(
+                    "data_coverage",
+                    data_time=_iso(c.ts[-1] + c.timeframe_ms),
+                    symbol=c.symbol,
+                    note=note,
+                )
             feeds[i] = f._replace(notes=f.notes + tuple(extra_notes))
     return feeds
 
@@ -233,6 +242,7 @@ def _load_one(
         g = candles.gaps
         log.warning(
             "data_gaps",
+            data_time=_iso(g[0].start_ms),
             symbol=candles.symbol,
             gaps=len(g),
             missing=sum(x.missing for x in g),

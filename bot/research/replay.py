@@ -511,8 +511,8 @@ class Replay:
                     rule = rule or v.rule
                     self.resizes[v.rule] += 1
                     self.interventions[v.rule] += 1
-            if self.curve is not None:
-                self.curve.mark(self.now_s, "resized", rule or "engine")
+                    if self.curve is not None:
+                        self.curve.mark(self.now_s, "resized", v.rule)
         if self.journal is not None:
             figures = (
                 next((v.figures for v in decision.verdicts if v.rule == rule), None)
