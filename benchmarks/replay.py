@@ -19,8 +19,9 @@ Usage (from the repository root)::
     python benchmarks/replay.py [--runs N] [--csv PATH] [--no-freqtrade]
 
 Prints a table, then as its last line one JSON object: candles, guardbot_candles_per_s,
-guardbot_peak_rss_mb, guardbot_load_s (reading and checking the CSV), guardbot_trades, freqtrade_candles_per_s, freqtrade_peak_rss_mb,
-freqtrade_trades (the freqtrade keys null without freqtrade), ratio, runs, cpu_calib_s.
+guardbot_peak_rss_mb, guardbot_load_s (reading and checking the CSV), guardbot_trades,
+freqtrade_candles_per_s, freqtrade_peak_rss_mb, freqtrade_trades (the freqtrade keys null
+without freqtrade), ratio, runs, cpu_calib_s.
 """
 
 from __future__ import annotations

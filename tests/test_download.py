@@ -35,9 +35,10 @@ def series(n: int = N, base: float = 150.0, mark: bool = False) -> Candles:
     ts = array("q", (T0 + i * TF for i in range(n)))
     mid = [round(base * (1 + 0.03 * math.sin(i / 40)) + (0.05 if mark else 0), 3) for i in range(n)]
     close = [round(m * 1.001, 3) for m in mid]
+    pairs = list(zip(mid, close, strict=True))
     return Candles(
-        SOL, TF, ts, array("d", mid), array("d", (max(a, b) + 0.1 for a, b in zip(mid, close))),
-        array("d", (min(a, b) - 0.1 for a, b in zip(mid, close))), array("d", close),
+        SOL, TF, ts, array("d", mid), array("d", (max(a, b) + 0.1 for a, b in pairs)),
+        array("d", (min(a, b) - 0.1 for a, b in pairs)), array("d", close),
         array("d", (0.0 if mark else 10.0 + i for i in range(n))),
     )  # fmt: skip
 

@@ -64,7 +64,7 @@ def test_timerange_reads_freqtrades_format() -> None:
 
 
 def test_a_bad_timerange_is_a_config_error_naming_the_key(clean_env: Path) -> None:
-    with pytest.raises(ConfigError, match="feed.timerange"):
+    with pytest.raises(ConfigError, match=r"feed\.timerange"):
         settings({"feed": {"timerange": "2025-04"}})
 
 
@@ -123,7 +123,7 @@ def test_a_markets_snapshot_gives_precision_and_limits(clean_env: Path) -> None:
     report = run_replay(settings({"feed": {"path": str(data)}}), heartbeat=False)
     (note,) = [n for n in report.notes if n.startswith("market rules of SOL")]
     assert f"markets snapshot {path}" in note and "tiers bundled" in note
-    market, how = resolve_market(
+    market, _ = resolve_market(
         "SOL/USDT:USDT",
         snapshot=(snap["markets"], {}),
         snapshot_name="x",  # type: ignore[arg-type]
