@@ -297,3 +297,31 @@ def _with_hint(message: str, source: Path) -> str:
     if "gap:" in message and "allow_gaps" in message:
         return message.replace("(pass allow_gaps to accept)", "(pass --allow-gaps to accept)")
     return message
+
+
+def markets_of(
+    feeds: Sequence[Feed], settings: Settings
+) -> tuple[list[str], dict[str, PaperMarket], list[str]]:
+    """The symbols, market rules and report notes of loaded feeds (a feed without a market
+    gets the bundled or data-derived rules)."""
+    symbols: list[str] = []
+    markets: dict[str, PaperMarket] = {}
+    notes: list[str] = []
+    for f in feeds:
+        symbol = f.candles.symbol
+        if not symbol:
+            raise ReplayError(
+                "cannot tell the symbol of the data: pass --symbol (e.g. BTC/USDT:USDT)"
+            )
+        if f.market is not None:
+            markets[symbol] = f.market
+        else:
+            try:
+                markets[symbol] = resolve_market(
+                    symbol, settings.paper, prices=list(f.candles.close[:2000])
+                )[0]
+            except UnknownMarket as exc:
+                raise ReplayError(str(exc)) from None
+        symbols.append(symbol)
+        notes.extend(f.notes)
+    return symbols, markets, notes

@@ -29,8 +29,16 @@ from typing import Any
 
 import structlog
 
-from bot.research.feeds import Feed, ReplayError, enabled_rules, guards_off, load_feeds
-from bot.research.report import EquityCurve, Report, utc
+from bot.research.clock import DataClock, StopReplay
+from bot.research.feeds import (
+    Feed,
+    ReplayError,
+    enabled_rules,
+    guards_off,
+    load_feeds,
+    markets_of,
+)
+from bot.research.report import EquityCurve, Report, build_report
 from bot.settings import Settings
 from bot.state.heartbeat import write_heartbeat
 from bot.strategies import load_strategy
@@ -45,20 +53,26 @@ from guards import (
     Decision,
     GuardContext,
     GuardEngine,
-    GuardsConfig,
     Mark,
     MarketRules,
     Position,
 )
 from paper.core import CoreEvent, LiquidationEvent, PaperCore, Trade
 from paper.feed import Candles, intrabar_path, merge
-from paper.markets import PaperMarket, UnknownMarket, resolve_market
 
 log = structlog.get_logger("replay")
 
 _CLOSE_REASONS = frozenset({"stop", "guard", "liquidation", "take_profit", "strategy", "manual"})
 
-__all__ = ["Feed", "ReplayError", "enabled_rules", "guards_off", "load_feeds", "run_replay"]
+__all__ = [
+    "Feed",
+    "ReplayError",
+    "StopReplay",
+    "enabled_rules",
+    "guards_off",
+    "load_feeds",
+    "run_replay",
+]
 
 
 def run_replay(
@@ -71,35 +85,24 @@ def run_replay(
     progress: Callable[[int, int], None] | None = None,
     record_curve: bool = False,
     record_decisions: bool = False,
+    feeds: Sequence[Feed] | None = None,
+    monitor: Callable[[int, int, Replay], None] | None = None,
 ) -> Report:
-    """Replay the configured data (or ``candles``) and return the report.
+    """Replay the configured data (or ``candles``, or already loaded ``feeds``) and return the
+    report.
 
-    ``progress(done, total)`` is called every 4,096 candles and once at the end.
+    ``progress(done, total)`` is called every 4,096 candles and once at the end, and so is
+    ``monitor(done, total, replay)``, which may raise ``StopReplay`` to end the replay there (the
+    report then covers what was replayed, ``Report.stopped`` says why).
     ``record_decisions`` keeps every guard decision on ``Report.decisions`` (tests, exports).
     """
     started = time.perf_counter()
-    feeds = load_feeds(settings) if candles is None else [Feed(candles, None, [])]
+    if feeds is not None:
+        feeds = list(feeds)
+    else:
+        feeds = load_feeds(settings) if candles is None else [Feed(candles, None, [])]
     load_s = time.perf_counter() - started
-    symbols: list[str] = []
-    markets: dict[str, PaperMarket] = {}
-    notes: list[str] = []
-    for f in feeds:
-        symbol = f.candles.symbol
-        if not symbol:
-            raise ReplayError(
-                "cannot tell the symbol of the data: pass --symbol (e.g. BTC/USDT:USDT)"
-            )
-        if f.market is not None:
-            markets[symbol] = f.market
-        else:
-            try:
-                markets[symbol] = resolve_market(
-                    symbol, settings.paper, prices=list(f.candles.close[:2000])
-                )[0]
-            except UnknownMarket as exc:
-                raise ReplayError(str(exc)) from None
-        symbols.append(symbol)
-        notes.extend(f.notes)
+    symbols, markets, notes = markets_of(feeds, settings)
     if strategy is None:
         path = settings.strategy.path
         if path.strip().lower() != "none":
@@ -124,15 +127,30 @@ def run_replay(
         write_heartbeat(settings.state.dir, status="running", mode="replay", symbol=label)
     clock = DataClock(run)
     structlog.contextvars.bind_contextvars(data_time=clock)
+    tick = progress
+    if monitor is not None:
+        watch = monitor
+
+        def tick(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done, total)
+            watch(done, total, run)
+
+    stopped = ""
     try:
-        run.replay(feeds, progress)
+        run.replay(feeds, tick)
+    except StopReplay as exc:
+        stopped = str(exc) or "stopped"
     finally:
         clock.frozen = clock.text()
     if heartbeat:
         write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=label)
-    report = run.report([f.candles for f in feeds], gcfg, time.perf_counter() - started)
+    report = build_report(
+        run, [f.candles for f in feeds], enabled_rules(gcfg), time.perf_counter() - started
+    )
     report.notes = tuple(notes)
     report.load_s = load_s
+    report.stopped = stopped
     log.info(
         "replay_done",
         symbol=label,
@@ -154,31 +172,6 @@ def run_replay(
     if record_curve or record_decisions:
         report.run = run
     return report
-
-
-class DataClock:
-    """The replay's data time on every log line (bound as ``data_time``), rendered when a line
-    is written: zero cost per candle. JSON logs call ``__structlog__``, the console ``repr``."""
-
-    __slots__ = ("frozen", "run")
-
-    def __init__(self, run: Replay) -> None:
-        self.run = run
-        self.frozen: str | None = None
-
-    def text(self) -> str:
-        if self.frozen is not None:
-            return self.frozen
-        now = self.run.now_s
-        if not now:
-            return "start"
-        return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def __structlog__(self) -> str:
-        return self.text()
-
-    __str__ = text
-    __repr__ = text
 
 
 class Replay:
@@ -619,46 +612,6 @@ class Replay:
         self._order_events()
 
     # -- report -----------------------------------------------------------------------------
-    def report(self, series: list[Candles], gcfg: GuardsConfig, elapsed: float) -> Report:
-        core = self.core
-        trades = core.trades
-        reasons: Counter[str] = Counter(t.reason for t in trades)
-        start_ms = min(c.ts[0] for c in series)
-        end_ms = max(c.ts[-1] + c.timeframe_ms for c in series)
-        final = core.equity()
-        return Report(
-            symbol=",".join(self.symbols),
-            timeframe=",".join(sorted({c.timeframe for c in series})),
-            start=utc(start_ms),
-            end=utc(end_ms),
-            candles=sum(len(c) for c in series),
-            trades=len(trades),
-            wins=sum(1 for t in trades if t.net > 0),
-            fees=core.total_fees,
-            funding=core.total_funding,
-            realized_pnl=core.realized_pnl,
-            starting_balance=self.settings.paper.starting_balance,
-            final_equity=final,
-            final_wallet=core.wallet_balance,
-            max_drawdown_pct=self.max_dd * 100.0,
-            liquidations=len(core.liquidations),
-            liquidation_loss=sum(e.margin_lost for e in core.liquidations),
-            guard_interventions=dict(self.interventions),
-            guards_enabled=enabled_rules(gcfg),
-            orders_checked=self.checked,
-            orders_refused=self.refused,
-            orders_resized=self.resized,
-            exchange_rejects=self.router.rejects,
-            elapsed_s=elapsed,
-            exit_reasons=dict(reasons),
-            currency=self.settings.paper.currency,
-            days=(end_ms - start_ms) / 86_400_000.0,
-            refusals=dict(self.refusals),
-            resizes=dict(self.resizes),
-            actions={k: dict(v) for k, v in self.actions.items()},
-            daily_equity=(*self.daily, final),
-            closed_trades=tuple(trades),
-        )
 
 
 def _mark_index(marks: Candles) -> dict[int, int]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from array import array
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.research import metrics
 from guards import Decision
 from paper.core import Trade
+from paper.feed import Candles
 
 
 class EquityCurve:
@@ -124,6 +126,8 @@ class Report:
     decisions: tuple[Decision, ...] = ()
     #: The replay itself (its paper core and decision journal) when it recorded (exports).
     run: Any = None
+    #: Why the replay ended before the data did ("": it did not).
+    stopped: str = ""
 
     @property
     def win_rate(self) -> float:
@@ -192,12 +196,56 @@ class Report:
             "per_symbol": metrics.table(self.closed_trades, "symbol"),
             "per_exit_reason": metrics.table(self.closed_trades, "reason"),
             "notes": list(self.notes),
+            "stopped": self.stopped,
             "load_s": round(self.load_s, 3),
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
     def render_text(self) -> str:
         return "\n".join(_render(self))
+
+
+def build_report(run: Any, series: list[Candles], enabled: list[str], elapsed: float) -> Report:
+    """The report of a finished (or stopped) replay ``run`` (a ``bot.research.replay.Replay``)."""
+    core = run.core
+    trades = core.trades
+    reasons: Counter[str] = Counter(t.reason for t in trades)
+    start_ms = min(c.ts[0] for c in series)
+    end_ms = max(c.ts[-1] + c.timeframe_ms for c in series)
+    final = core.equity()
+    return Report(
+        symbol=",".join(run.symbols),
+        timeframe=",".join(sorted({c.timeframe for c in series})),
+        start=utc(start_ms),
+        end=utc(end_ms),
+        candles=sum(len(c) for c in series),
+        trades=len(trades),
+        wins=sum(1 for t in trades if t.net > 0),
+        fees=core.total_fees,
+        funding=core.total_funding,
+        realized_pnl=core.realized_pnl,
+        starting_balance=run.settings.paper.starting_balance,
+        final_equity=final,
+        final_wallet=core.wallet_balance,
+        max_drawdown_pct=run.max_dd * 100.0,
+        liquidations=len(core.liquidations),
+        liquidation_loss=sum(e.margin_lost for e in core.liquidations),
+        guard_interventions=dict(run.interventions),
+        guards_enabled=enabled,
+        orders_checked=run.checked,
+        orders_refused=run.refused,
+        orders_resized=run.resized,
+        exchange_rejects=run.router.rejects,
+        elapsed_s=elapsed,
+        exit_reasons=dict(reasons),
+        currency=run.settings.paper.currency,
+        days=(end_ms - start_ms) / 86_400_000.0,
+        refusals=dict(run.refusals),
+        resizes=dict(run.resizes),
+        actions={k: dict(v) for k, v in run.actions.items()},
+        daily_equity=(*run.daily, final),
+        closed_trades=tuple(trades),
+    )
 
 
 def _r(value: float | None, digits: int) -> float | None:
