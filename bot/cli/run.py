@@ -138,6 +138,12 @@ def replay(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Processes for a --set grid.")
     ] = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective", help="What ranks a --set grid: return, calmar, sharpe, ... (see tune)."
+        ),
+    ] = "return",
     config: ConfigOpt = None,
     set_: Annotated[
         list[str] | None,
@@ -151,7 +157,7 @@ def replay(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Replay a candle file through the paper exchange, as fast as possible."""
-    from bot.research.tuning import combinations, parse_axes, render_table, run_grid, to_overrides
+    from bot.research.tuning import combinations, parse_axes, to_overrides
 
     flags = {
         "feed.kind": "replay",
@@ -170,18 +176,12 @@ def replay(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     if len(combos) > 1:
-        if compare or plot or no_guards or export:
+        if compare or plot or no_guards:
             raise fail(
-                "--compare, --plot, --export and --no-guards take one configuration, not a "
-                "--set grid (see guardbot tune for searches)"
+                "--compare, --plot and --no-guards take one configuration, not a --set grid "
+                "(see guardbot tune for searches)"
             )
-        settings = settings_or_exit(config, to_overrides(combos[0], base))
-        setup_logging(settings, "replay")
-        try:
-            rows = run_grid(config, combos, base, workers)
-        except ConfigError as exc:
-            raise fail(str(exc)) from None
-        typer.echo(json.dumps(rows) if json_out else render_table(rows))
+        _grid(config, combos, base, workers, objective, export, set_ or [], json_out, progress)
         return
     settings = settings_or_exit(config, to_overrides(combos[0] if combos else {}, base))
     setup_logging(settings, "replay")
@@ -211,6 +211,66 @@ def replay(
     if export is not None:
         _export(report, export, report.to_dict())
     typer.echo(json.dumps(report.to_dict()) if json_out else report.render_text())
+
+
+def _grid(
+    config: Path | None,
+    combos: list[dict[str, Any]],
+    base: dict[str, Any],
+    workers: int | None,
+    objective: str,
+    export: Path | None,
+    pairs: list[str],
+    json_out: bool,
+    progress: bool | None,
+) -> None:
+    """A ``--set`` grid: invalid combinations skipped and listed, rows ranked, idle axes named."""
+    from bot.research.objectives import objectives
+    from bot.research.replay import ReplayError
+    from bot.research.tuning import parse_axes, render_table, run_grid, to_overrides
+
+    try:
+        (obj,) = objectives([objective])
+    except (ConfigError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    first = None
+    for combo in combos:  # logging from the first valid combination
+        try:
+            first = load_settings(config, to_overrides(combo, base))
+            break
+        except ConfigError:
+            continue
+    if first is None:
+        try:
+            load_settings(config, to_overrides(combos[0], base))
+        except ConfigError as exc:
+            raise fail(f"no valid combination in the grid; the first: {exc}") from None
+    assert first is not None
+    setup_logging(first, "replay")
+    show = sys.stderr.isatty() and not json_out if progress is None else progress
+    axes = parse_axes(pairs, parse_value)
+    try:
+        if show:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            with Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+            ) as bar:  # fmt: skip
+                task = bar.add_task(f"grid of {len(combos)}", total=len(combos))
+                result = run_grid(
+                    config, combos, base, workers, axes=axes, objective=obj, export=export,
+                    progress=lambda d, n: bar.update(task, completed=d, total=n),
+                )  # fmt: skip
+        else:
+            result = run_grid(
+                config, combos, base, workers, axes=axes, objective=obj, export=export
+            )
+    except ReplayError as exc:
+        raise fail(str(exc), code=1) from None
+    typer.echo(json.dumps(result.to_json()) if json_out else render_table(result))
+    if export is not None:
+        typer.echo(f"grid written to {export / 'grid.csv'} and {export / 'grid.jsonl'}", err=True)
 
 
 def _replay(settings: Settings, *, guards_on: bool, show: bool, curve: bool) -> Report:

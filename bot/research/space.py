@@ -196,3 +196,11 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
         else:
             out[key] = value
     return out
+
+
+def config_reason(exc: Exception) -> str:
+    """A ``ConfigError``'s message on one line, without its "invalid configuration:" head."""
+    text = " ".join(str(exc).split())
+    for head in ("invalid configuration: ",):
+        text = text.removeprefix(head)
+    return text

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 import structlog
 
 from bot.research.objectives import DEFAULT_MAX_DRAWDOWN, Objective, values
-from bot.research.space import Param, deep_merge, to_tree
+from bot.research.space import Param, config_reason, deep_merge, to_tree
 from bot.research.trials import (
     Backend,
     Limits,
@@ -305,7 +306,7 @@ def run_study(
                 try:
                     s = settings_for(spec, params, spec.train)
                 except ConfigError as exc:
-                    reason = str(exc).replace("\n", " ")
+                    reason = config_reason(exc)
                     trial.set_user_attr("reason", f"invalid: {reason}")
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     results.write(
@@ -429,9 +430,11 @@ def _importances(study: Any, spec: StudySpec) -> tuple[dict[str, float], str]:
         # Optuna's default evaluator (PED-ANOVA from 5.0, fANOVA before) ranks what gets the
         # target low: a maximised objective is negated
         sign = -1.0 if spec.objectives[0].direction == "maximize" else 1.0
-        imp = optuna.importance.get_param_importances(
-            study, target=lambda t: sign * t.values[0]
-        )
+        with warnings.catch_warnings():  # its "low target" note: the sign is handled here
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(
+                study, target=lambda t: sign * t.values[0]
+            )
     except (ValueError, RuntimeError, ZeroDivisionError, ImportError) as exc:
         return {}, f"not available ({exc})"
     return {k: float(v) for k, v in imp.items()}, "optuna.importance, default evaluator"
@@ -460,14 +463,16 @@ def _out_of_sample(
 
 
 def best_config_text(spec: StudySpec, row: TrialRow) -> str:
-    """The best trial's full configuration as TOML (the config file, the fixed overrides and the
-    trial's parameters; the training window left out, so ``guardbot run`` replays all data)."""
+    """The best trial's full configuration as TOML: the config file, the fixed overrides and the
+    trial's parameters, with the window the study ran on (``guardbot run --config`` reproduces
+    the in-sample figures; delete ``feed.timerange`` to replay all the data)."""
     from bot.research.tomlout import dumps
 
     tree: dict[str, Any] = read_toml(spec.config) if spec.config is not None else {}
     tree = deep_merge(deep_merge(tree, spec.base), to_tree(row.params))
     feed = dict(tree.get("feed", {}))
-    feed.pop("timerange", None)
+    if spec.train is not None:
+        feed["timerange"] = spec.train  # the window the figures above come from
     for k in ("path", "funding_path", "mark_path", "markets_path"):
         if isinstance(feed.get(k), str):
             feed[k] = str(Path(feed[k]).resolve())
@@ -482,7 +487,7 @@ def best_config_text(spec: StudySpec, row: TrialRow) -> str:
         f"objective {objs}: {row.values}\n"
         f"in-sample ({spec.train or 'all data'}): {figures}\n"
         + (f"out-of-sample ({spec.test}): {row.test}\n" if row.test is not None else "")
-        + "run it: guardbot run --config THIS_FILE"
+        + "run it: guardbot run --config THIS_FILE (feed.timerange: the study's window)"
     )
     text = dumps(tree, header)
     load_settings(None, _parse(text), env_file=None, secrets_dir=None)  # it must validate
