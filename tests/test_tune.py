@@ -14,19 +14,19 @@ from typer.testing import CliRunner
 
 pytest.importorskip("optuna", reason="guardbot tune needs the tune extra (optuna)")
 
-from bot.cli import app, parse_value  # noqa: E402
-from bot.research.objectives import objectives  # noqa: E402
-from bot.research.replay import run_replay  # noqa: E402
-from bot.research.space import parse_param  # noqa: E402
-from bot.research.trials import Limits, LocalBackend, Outcome, Task  # noqa: E402
-from bot.research.tune import StudySpec, best_config_text, run_study  # noqa: E402
-from bot.settings import ConfigError, load_settings  # noqa: E402
+from bot.cli import app, parse_value
+from bot.research.objectives import objectives
+from bot.research.replay import run_replay
+from bot.research.space import parse_param
+from bot.research.trials import Limits, LocalBackend, Outcome, Task
+from bot.research.tune import StudySpec, best_config_text, run_study
+from bot.settings import ConfigError, load_settings
 
 runner = CliRunner()
 
 #: The reckless dip buyer through a stop-attaching, leverage-capping guard set on the crash
-#: (other rules off, so only the leverage cap decides): 2x gains, 20x loses ~70 % (a grid of
-#: 1..20 in this file's first test shows it).
+#: (other rules off, so only the leverage cap decides): on this window a low cap gains and 20x
+#: loses most of the wallet (the first study test checks 20x with its own replay).
 LEVERAGE_CONFIG = """
 mode = "paper"
 [feed]
@@ -178,9 +178,15 @@ def test_trials_a_crash_left_running_are_told_from_the_results_file(clean_env: P
         {"guards.position_cap.max_leverage": optuna.distributions.IntDistribution(1, 20)}
     )
     with (clean_env / "results.jsonl").open("a") as fh:  # it had finished before the crash
-        fh.write(json.dumps({"study": "t", "number": stale.number, "window": "train",
-                             "state": "complete", "values": [4.0],
-                             "figures": {"liquidations": 0, "max_drawdown_pct": 1.0}}) + "\n")  # fmt: skip
+        record = {
+            "study": "t",
+            "number": stale.number,
+            "window": "train",
+            "state": "complete",
+            "values": [4.0],
+            "figures": {"liquidations": 0, "max_drawdown_pct": 1.0},
+        }
+        fh.write(json.dumps(record) + "\n")
     run_study(spec(clean_env, None, trials=1), Fake())
     study = optuna.load_study(study_name="t", storage=s.storage)
     recovered = study.trials[stale.number]
