@@ -204,3 +204,8 @@ def config_reason(exc: Exception) -> str:
     for head in ("invalid configuration: ",):
         text = text.removeprefix(head)
     return text
+
+
+def short(key: str) -> str:
+    """A column title for a dotted key: its last two parts (``position_cap.max_leverage``)."""
+    return ".".join(key.split(".")[-2:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from bot.research.space import short
 from bot.research.tune import StudyResult, StudySpec, TrialRow
 
 
@@ -37,7 +38,8 @@ def render(result: StudyResult, spec: StudySpec) -> str:
         + (f", constraints: {', '.join(cons)}" if cons else "")
         + (f"; in-sample {spec.train}, out-of-sample {spec.test}" if spec.test else "")
     )
-    table = Table("", "#", *keys, *(o.label for o in objs), "return %", "max dd %", "liq",
+    cols = [short(k) for k in keys]
+    table = Table("", "#", *cols, *(o.label for o in objs), "return %", "max dd %", "liq",
                   "trades", "feasible", show_lines=False)  # fmt: skip
     if spec.test:
         table.add_column("test " + objs[0].label)

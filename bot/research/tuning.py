@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.research.objectives import Objective
-from bot.research.space import config_reason
+from bot.research.space import config_reason, short
 from bot.research.trials import LocalBackend, Task, data_key, feeds_for
 from bot.settings import ConfigError, load_settings, set_dotted
 
@@ -228,7 +228,8 @@ def render_table(result: GridResult) -> str:
     rows = result.rows
     rules = sorted({r for row in rows for r in row["guard_interventions"]})
     keys = _varying(rows)
-    table = Table("", "rank", *keys, result.objective, "liq", "max dd %", "final equity",
+    cols = [short(k) for k in keys]
+    table = Table("", "rank", *cols, result.objective, "liq", "max dd %", "final equity",
                   "trades", *rules, show_lines=False)  # fmt: skip
     for row in rows:
         obj = row["objective"]
