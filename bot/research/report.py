@@ -389,7 +389,7 @@ def render_compare(on: Report, off: Report) -> str:
 def verdict(on: Report, off: Report) -> str:
     """One sentence: what the guards saved or cost on this data."""
     cur = on.currency
-    saved = on.final_equity - off.final_equity
+    saved = round(round(on.final_equity, 2) - round(off.final_equity, 2), 2)  # as the table
     parts = [
         f"What the guards saved: {saved:,.2f} {cur} of final equity"
         if saved >= 0
@@ -398,7 +398,8 @@ def verdict(on: Report, off: Report) -> str:
     if off.liquidations > on.liquidations:
         parts.append(
             f"{off.liquidations - on.liquidations} liquidation(s) avoided "
-            f"({off.liquidation_loss - on.liquidation_loss:,.2f} {cur} of margin not lost)"
+            f"({round(off.liquidation_loss, 2) - round(on.liquidation_loss, 2):,.2f} {cur} of "
+            "margin not lost)"
         )
     elif on.liquidations > off.liquidations:
         parts.append(f"{on.liquidations - off.liquidations} more liquidation(s) with guards on")
