@@ -23,9 +23,10 @@ $(STAMP_DEV): $(BIN)/python pyproject.toml requirements.lock
 venv: $(STAMP_RUN)
 dev: $(STAMP_DEV)
 
-## run: set up the venv and run a paper session on the bundled data, then print its report
+## run: set up the venv, then replay the bundled April-2025 crash with a reckless example strategy,
+## guards on and off, and print both reports side by side (what the guards are for)
 run: $(STAMP_RUN)
-	$(BIN)/guardbot run --config config/default.toml
+	$(BIN)/guardbot replay --config config/crash.toml --compare
 
 ## test: set up the venv with dev extras, then lint, type-check and run the whole test suite
 test: $(STAMP_DEV) lint typecheck pytest

@@ -19,8 +19,9 @@ Usage (from the repository root)::
     python benchmarks/replay.py [--runs N] [--csv PATH] [--no-freqtrade]
 
 Prints a table, then as its last line one JSON object: candles, guardbot_candles_per_s,
-guardbot_peak_rss_mb, guardbot_trades, freqtrade_candles_per_s, freqtrade_peak_rss_mb,
-freqtrade_trades (the freqtrade keys null without freqtrade), ratio, runs, cpu_calib_s.
+guardbot_peak_rss_mb, guardbot_load_s (reading and checking the CSV), guardbot_trades,
+freqtrade_candles_per_s, freqtrade_peak_rss_mb, freqtrade_trades (the freqtrade keys null
+without freqtrade), ratio, runs, cpu_calib_s.
 """
 
 from __future__ import annotations
@@ -268,7 +269,8 @@ def describe_guardbot(runs: list[Run]) -> None:
         f"guardbot: final equity {d['final_equity']:,.2f} from {d['starting_balance']:,.0f}, "
         f"fees {d['fees']:,.2f}, funding {d['funding']:,.2f}, exits {d['exit_reasons']}, "
         f"load + replay {statistics.median(r.details['elapsed_s'] for r in runs):.2f} s "
-        f"(in-process), identical across runs: {'yes' if same else 'NO'}"
+        f"(in-process; loading {statistics.median(r.details['load_s'] for r in runs):.3f} s "
+        f"of it), identical across runs: {'yes' if same else 'NO'}"
     )
     say(
         f"guardbot guards: {len(d['guards_enabled'])} rules on; "
@@ -364,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         "guardbot_candles_per_s": round(gb_cps),
         "guardbot_peak_rss_mb": round(statistics.median(r.rss_mib for r in gb), 1),
         "guardbot_wall_s": round(statistics.median(r.wall_s for r in gb), 3),
+        "guardbot_load_s": round(statistics.median(r.details["load_s"] for r in gb), 3),
         "guardbot_trades": gb[0].trades,
         "guardbot_liquidations": gb[0].liquidations,
         "freqtrade_candles_per_s": round(ft_cps) if ft_cps is not None else None,

@@ -18,7 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -99,8 +107,22 @@ class FeedSettings(BaseModel):
     )
     mark_path: Path | None = Field(None, description="mark-price candles for replay (optional)")
     allow_gaps: bool = Field(False, description="accept gaps in replay data with a warning")
+    timerange: str | None = Field(
+        None, description="replay window YYYYMMDD-YYYYMMDD, either side open (freqtrade's format)"
+    )
+    markets_path: Path | None = Field(
+        None, description="markets snapshot (ccxt load_markets shape) for symbols not bundled"
+    )
     timeframe: str = Field("5m", description="candle timeframe for live feeds")
     poll_s: float = Field(5.0, gt=0, le=3600, description="seconds between polls (kind = poll)")
+
+    @field_validator("timerange")
+    @classmethod
+    def _timerange_reads(cls, value: str | None) -> str | None:
+        from paper.feed.timerange import parse_timerange
+
+        parse_timerange(value)  # a TimerangeError is a ValueError: pydantic names the key
+        return value
 
 
 class StrategySettings(BaseModel):

@@ -32,6 +32,7 @@ def replay(overrides: dict[str, Any], candles: Candles | None, calm: bool) -> An
         GuardEngine.calm = original  # type: ignore[method-assign]
     out = report.to_dict()
     out.pop("elapsed_s")
+    out.pop("load_s")
     trades = [t.to_dict() for t in report.closed_trades]
     decisions = [(d.code, d.outcome, d.amount, d.stop_price) for d in report.decisions]
     return out, trades, decisions

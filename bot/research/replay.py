@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -28,8 +29,16 @@ from typing import Any
 
 import structlog
 
-from bot.research.feeds import Feed, ReplayError, enabled_rules, guards_off, load_feeds
-from bot.research.report import EquityCurve, Report, utc
+from bot.research.clock import DataClock, StopReplay
+from bot.research.feeds import (
+    Feed,
+    ReplayError,
+    enabled_rules,
+    guards_off,
+    load_feeds,
+    markets_of,
+)
+from bot.research.report import EquityCurve, Report, build_report
 from bot.settings import Settings
 from bot.state.heartbeat import write_heartbeat
 from bot.strategies import load_strategy
@@ -44,20 +53,26 @@ from guards import (
     Decision,
     GuardContext,
     GuardEngine,
-    GuardsConfig,
     Mark,
     MarketRules,
     Position,
 )
 from paper.core import CoreEvent, LiquidationEvent, PaperCore, Trade
 from paper.feed import Candles, intrabar_path, merge
-from paper.markets import bundled_symbols, load_markets
 
 log = structlog.get_logger("replay")
 
 _CLOSE_REASONS = frozenset({"stop", "guard", "liquidation", "take_profit", "strategy", "manual"})
 
-__all__ = ["Feed", "ReplayError", "enabled_rules", "guards_off", "load_feeds", "run_replay"]
+__all__ = [
+    "Feed",
+    "ReplayError",
+    "StopReplay",
+    "enabled_rules",
+    "guards_off",
+    "load_feeds",
+    "run_replay",
+]
 
 
 def run_replay(
@@ -70,26 +85,24 @@ def run_replay(
     progress: Callable[[int, int], None] | None = None,
     record_curve: bool = False,
     record_decisions: bool = False,
+    feeds: Sequence[Feed] | None = None,
+    monitor: Callable[[int, int, Replay], None] | None = None,
 ) -> Report:
-    """Replay the configured data (or ``candles``) and return the report.
+    """Replay the configured data (or ``candles``, or already loaded ``feeds``) and return the
+    report.
 
-    ``progress(done, total)`` is called every 4,096 candles and once at the end.
+    ``progress(done, total)`` is called every 4,096 candles and once at the end, and so is
+    ``monitor(done, total, replay)``, which may raise ``StopReplay`` to end the replay there (the
+    report then covers what was replayed, ``Report.stopped`` says why).
     ``record_decisions`` keeps every guard decision on ``Report.decisions`` (tests, exports).
     """
     started = time.perf_counter()
-    feeds = load_feeds(settings) if candles is None else [Feed(candles, None, [])]
-    symbols: list[str] = []
-    for f in feeds:
-        symbol = f.candles.symbol
-        if symbol is None:
-            raise ReplayError(
-                "cannot tell the symbol of the data: pass --symbol (e.g. BTC/USDT:USDT)"
-            )
-        if symbol not in bundled_symbols():
-            raise ReplayError(
-                f"no market rules bundled for {symbol} (bundled: {', '.join(bundled_symbols())})"
-            )
-        symbols.append(symbol)
+    if feeds is not None:
+        feeds = list(feeds)
+    else:
+        feeds = load_feeds(settings) if candles is None else [Feed(candles, None, [])]
+    load_s = time.perf_counter() - started
+    symbols, markets, notes = markets_of(feeds, settings)
     if strategy is None:
         path = settings.strategy.path
         if path.strip().lower() != "none":
@@ -98,7 +111,7 @@ def run_replay(
             except ValueError as exc:
                 raise ReplayError(str(exc)) from None
     gcfg = settings.guards if guards_on else guards_off(settings.guards)
-    core = PaperCore(settings.paper, load_markets(symbols, settings.paper))
+    core = PaperCore(settings.paper, markets)
     for f, symbol in zip(feeds, symbols, strict=True):
         if f.rates:
             core.set_funding_rates(symbol, f.rates)
@@ -108,19 +121,56 @@ def run_replay(
         run.curve = EquityCurve()
     if record_decisions:
         run.decisions = []
+        run.journal = []
     label = ",".join(symbols)
     if heartbeat:
         write_heartbeat(settings.state.dir, status="running", mode="replay", symbol=label)
-    run.replay(feeds, progress)
+    clock = DataClock(run)
+    structlog.contextvars.bind_contextvars(data_time=clock)
+    tick = progress
+    if monitor is not None:
+        watch = monitor
+
+        def tick(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done, total)
+            watch(done, total, run)
+
+    stopped = ""
+    try:
+        run.replay(feeds, tick)
+    except StopReplay as exc:
+        stopped = str(exc) or "stopped"
+    finally:
+        clock.frozen = clock.text()
     if heartbeat:
         write_heartbeat(settings.state.dir, status="stopped", mode="replay", symbol=label)
-    report = run.report([f.candles for f in feeds], gcfg, time.perf_counter() - started)
+    report = build_report(
+        run, [f.candles for f in feeds], enabled_rules(gcfg), time.perf_counter() - started
+    )
+    report.notes = tuple(notes)
+    report.load_s = load_s
+    report.stopped = stopped
+    log.info(
+        "replay_done",
+        symbol=label,
+        guards="on" if guards_on else "off",
+        candles=report.candles,
+        trades=report.trades,
+        refused=report.orders_refused,
+        liquidations=report.liquidations,
+        final_equity=round(report.final_equity, 2),
+        elapsed_s=round(report.elapsed_s, 3),
+    )
+    structlog.contextvars.unbind_contextvars("data_time")
     if run.curve is not None:
         for event in core.liquidations:
             run.curve.mark(event.ts / 1000.0, "liquidation", "exchange")
         report.curve = run.curve
     if run.decisions is not None:
         report.decisions = tuple(run.decisions)
+    if record_curve or record_decisions:
+        report.run = run
     return report
 
 
@@ -152,6 +202,14 @@ class Replay:
         #: Candle length per symbol in seconds (set by ``replay``).
         self.tf_s: dict[str, float] = {}
         self.interventions: Counter[str] = Counter()
+        #: Entries refused per deciding rule, resized per rule, sweep actions per rule and kind.
+        self.refusals: Counter[str] = Counter()
+        self.resizes: Counter[str] = Counter()
+        self.actions: dict[str, Counter[str]] = {}
+        #: Equity at each UTC day boundary, the starting equity first.
+        self.daily = array("d", [core.equity()])
+        #: (data time s, symbol, kind, rule, outcome, code, reason, figures) for exports.
+        self.journal: list[tuple[float, str, str, str, str, str, str, Any]] | None = None
         self.checked = 0
         self.refused = 0
         self.resized = 0
@@ -197,8 +255,22 @@ class Replay:
             router.cancel_entries(sym)
             if self.core.position(sym) is not None:
                 self.interventions["no_overnight"] += 1
+                self.actions.setdefault("no_overnight", Counter())["close"] += 1
                 if self.curve is not None:
                     self.curve.mark(self.now_s, "close", "no_overnight")
+                if self.journal is not None:
+                    self.journal.append(
+                        (
+                            self.now_s,
+                            sym,
+                            "action",
+                            "no_overnight",
+                            "close",
+                            "flat_by",
+                            "no_overnight: flatten at flat_by",
+                            {},
+                        )
+                    )
                 router.run(ExitPlan(sym, None, "guard", "no_overnight:flatten"))
         self._order_events()
 
@@ -248,6 +320,10 @@ class Replay:
         volume_matters = self.settings.paper.participation_coef > 0.0
         current = -1
         symbol, tf, t1, t2, t3, marks, mark_index = consts[0]
+        track = curve is not None  # export / plot: the lowest equity inside each candle
+        low_eq = 0.0
+        daily = self.daily
+        next_day = (first_ts // 86_400_000 + 1) * 86_400.0
         next_due = jobs.next_due
         lo_b, hi_b = self.lo, self.hi  # the calm's band, re-read after whatever may move it
         for done, (k, (ts, o, h, lo, c, v)) in enumerate(rows, 1):
@@ -274,6 +350,8 @@ class Replay:
             if ev:
                 happened(ev)
                 lo_b, hi_b = self.lo, self.hi
+            if track:
+                low_eq = core.equity()
             if many:
                 last_mark[symbol] = (m0, ts / 1000.0)
             if watch_danger and not lo_b < m0 < hi_b:
@@ -287,6 +365,8 @@ class Replay:
                 if ev:
                     happened(ev)
                     lo_b, hi_b = self.lo, self.hi
+                if track:
+                    low_eq = min(low_eq, core.equity())
                 if watch_danger and not lo_b < m < hi_b:
                     danger(symbol, t, m)
                     lo_b, hi_b = self.lo, self.hi
@@ -304,7 +384,10 @@ class Replay:
             if self.changed:
                 eq = core.equity()
             if curve is not None:
-                curve.append(close_s, eq)
+                curve.append(close_s, eq, low_eq, symbol, c)
+            if close_s >= next_day:
+                daily.append(eq)
+                next_day = (close_s // 86_400.0 + 1.0) * 86_400.0
             if eq > self.peak:
                 self.peak = eq
             elif self.peak > 0:
@@ -400,18 +483,47 @@ class Replay:
         return GuardContext(account=self.account, markets=self.markets, marks=marks, now=now_s)
 
     def _record(self, decision: Decision) -> None:
+        """Count an entry's decision once: a refusal under the rule that refused first (the
+        engine's deciding verdict), a resize under every rule that shrank it."""
         self.checked += 1
+        rule = ""
         if decision.outcome == "reject":
             self.refused += 1
+            rule = next((v.rule for v in decision.verdicts if v.outcome == "reject"), "engine")
+            self.refusals[rule] += 1
+            self.interventions[rule] += 1
+            if self.curve is not None:
+                self.curve.mark(self.now_s, "refused", rule)
         elif decision.outcome == "resize":
             self.resized += 1
-        for v in decision.verdicts:
-            if v.outcome in ("reject", "resize"):
-                self.interventions[v.rule] += 1
-                if self.curve is not None:
-                    self.curve.mark(
-                        self.now_s, "refused" if v.outcome == "reject" else "resized", v.rule
-                    )
+            binding = math.inf
+            for v in decision.verdicts:
+                if v.outcome == "resize":
+                    if v.amount is not None and v.amount < binding:
+                        rule, binding = v.rule, v.amount  # the rule whose size went out
+                    rule = rule or v.rule
+                    self.resizes[v.rule] += 1
+                    self.interventions[v.rule] += 1
+                    if self.curve is not None:
+                        self.curve.mark(self.now_s, "resized", v.rule)
+        if self.journal is not None:
+            figures = (
+                next((v.figures for v in decision.verdicts if v.rule == rule), None)
+                if rule
+                else None
+            )
+            self.journal.append(
+                (
+                    self.now_s,
+                    decision.intent.symbol,
+                    "entry",
+                    rule,
+                    decision.outcome,
+                    decision.code,
+                    decision.reason,
+                    dict(figures) if figures else {},
+                )
+            )
         if decision.outcome != "allow":
             log.debug(
                 "guard_decision",
@@ -472,6 +584,20 @@ class Replay:
 
     def _act(self, action: Action) -> None:
         self.interventions[action.rule] += 1
+        self.actions.setdefault(action.rule, Counter())[action.kind] += 1
+        if self.journal is not None:
+            self.journal.append(
+                (
+                    self.now_s,
+                    action.symbol or "",
+                    "action",
+                    action.rule,
+                    action.kind,
+                    action.code,
+                    action.reason,
+                    dict(action.figures),
+                )
+            )
         if self.curve is not None:
             self.curve.mark(self.now_s, action.kind, action.rule)
         log.debug(
@@ -486,37 +612,6 @@ class Replay:
         self._order_events()
 
     # -- report -----------------------------------------------------------------------------
-    def report(self, series: list[Candles], gcfg: GuardsConfig, elapsed: float) -> Report:
-        core = self.core
-        trades = core.trades
-        reasons: Counter[str] = Counter(t.reason for t in trades)
-        return Report(
-            symbol=",".join(self.symbols),
-            timeframe=",".join(sorted({c.timeframe for c in series})),
-            start=utc(min(c.ts[0] for c in series)),
-            end=utc(max(c.ts[-1] + c.timeframe_ms for c in series)),
-            candles=sum(len(c) for c in series),
-            trades=len(trades),
-            wins=sum(1 for t in trades if t.net > 0),
-            fees=core.total_fees,
-            funding=core.total_funding,
-            realized_pnl=core.realized_pnl,
-            starting_balance=self.settings.paper.starting_balance,
-            final_equity=core.equity(),
-            final_wallet=core.wallet_balance,
-            max_drawdown_pct=self.max_dd * 100.0,
-            liquidations=len(core.liquidations),
-            liquidation_loss=sum(e.margin_lost for e in core.liquidations),
-            guard_interventions=dict(self.interventions),
-            guards_enabled=enabled_rules(gcfg),
-            orders_checked=self.checked,
-            orders_refused=self.refused,
-            orders_resized=self.resized,
-            exchange_rejects=self.router.rejects,
-            elapsed_s=elapsed,
-            exit_reasons=dict(reasons),
-            closed_trades=tuple(trades),
-        )
 
 
 def _mark_index(marks: Candles) -> dict[int, int]:

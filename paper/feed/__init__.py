@@ -10,12 +10,14 @@ inside each candle and the time-ordered merge of several symbols. Its modules:
 - ``validation``: times (order, grid, gaps), prices, timeframe inference;
 - ``names``: the symbol a file name implies, the bundled data files;
 - ``load``: ``load_candles`` / ``load_funding``, a file or folder to checked containers;
-- ``walk``: ``intrabar_path`` and ``merge``.
+- ``walk``: ``intrabar_path`` and ``merge``;
+- ``timerange``: freqtrade's ``YYYYMMDD-YYYYMMDD`` windows.
 """
 
 from paper.feed.containers import Candles, FeedError, FundingSeries, Gap, format_timeframe
 from paper.feed.load import load_candles, load_funding
 from paper.feed.names import bundled_candles_path, bundled_funding_path, infer_symbol
+from paper.feed.timerange import Timerange, TimerangeError, parse_timerange
 from paper.feed.walk import intrabar_path, merge
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "FeedError",
     "FundingSeries",
     "Gap",
+    "Timerange",
+    "TimerangeError",
     "bundled_candles_path",
     "bundled_funding_path",
     "format_timeframe",
@@ -31,4 +35,5 @@ __all__ = [
     "load_candles",
     "load_funding",
     "merge",
+    "parse_timerange",
 ]

@@ -3,7 +3,8 @@
 ``BinanceEmulator`` serves ``/fapi/v1``, ``/fapi/v2``, ``/fapi/v3`` and ``/sapi/v1`` over the
 paper core, so a real ccxt ``binanceusdm`` client pointed at it (API URLs overridden) trades
 exactly as paper mode does: market data (``market``), account and signing (``account``), orders
-(``orders``), shared registries (``base``) and Binance's shapes and error codes (``shapes``).
+(``orders``), market history (``history``: klines, mark-price klines, funding rates), shared
+registries (``base``) and Binance's shapes and error codes (``shapes``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from bot.emulator.binance.account import BinanceAccount
+from bot.emulator.binance.history import BinanceHistory
 from bot.emulator.binance.market import BinanceMarket
 from bot.emulator.binance.orders import BinanceOrders
 
@@ -23,6 +25,9 @@ ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("GET", "/fapi/v1/ticker/price"): ("ep_ticker_price", False),
     ("GET", "/fapi/v2/ticker/price"): ("ep_ticker_price", False),
     ("GET", "/fapi/v1/premiumIndex"): ("ep_premium_index", False),
+    ("GET", "/fapi/v1/klines"): ("ep_klines", False),
+    ("GET", "/fapi/v1/markPriceKlines"): ("ep_mark_price_klines", False),
+    ("GET", "/fapi/v1/fundingRate"): ("ep_funding_rate", False),
     ("GET", "/fapi/v1/leverageBracket"): ("ep_leverage_bracket", True),
     ("GET", "/fapi/v2/leverageBracket"): ("ep_leverage_bracket", True),
     ("GET", "/fapi/v3/positionRisk"): ("ep_position_risk", True),
@@ -50,7 +55,7 @@ ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
 }
 
 
-class BinanceEmulator(BinanceOrders, BinanceAccount, BinanceMarket):
+class BinanceEmulator(BinanceOrders, BinanceAccount, BinanceHistory, BinanceMarket):
     """Binance USDⓈ-M futures over a ``PaperCore``; see the package docstring."""
 
     routes = ROUTES
