@@ -417,7 +417,7 @@ def _loopback(host: str) -> bool:
 
 def request_halt(state_dir: Path, halted: bool, reason: str) -> None:
     """``guardbot halt`` / ``resume``: a request the running bot applies at its next sweep."""
-    from bot.trading.engine import CONTROL_KEY
+    from bot.trading.routines import CONTROL_KEY
 
     with Store.open(state_dir) as store:
         store.kv_set(CONTROL_KEY, {"halted": halted, "reason": reason, "ts": time.time()})

@@ -79,7 +79,7 @@ from guards.types import (
 
 __all__ = ["RISK_REDUCING_CODES", "CloseReason", "GuardEngine", "order_actions"]
 
-CloseReason = Literal["stop", "guard", "liquidation", "take_profit", "strategy", "manual"]
+CloseReason = Literal["stop", "guard", "liquidation", "take_profit", "strategy", "manual", "adl"]
 RISK_REDUCING_CODES = frozenset({"reduce_only", "closing"})
 #: The rule after which the engine checks data freshness (halts first, then data).
 _DATA_AFTER = "loss_limit"
@@ -498,7 +498,8 @@ class GuardEngine:
         """Count stop-outs and start the symbol's cooldown.
 
         Stop-outs: ``guard`` and ``liquidation`` closes, and ``stop`` closes at a loss
-        (``pnl`` ≤ 0; a stop that locked in profit is not a stop-out).
+        (``pnl`` ≤ 0; a stop that locked in profit is not a stop-out). An auto-deleverage
+        (``adl``: the exchange closing a winning position to cover others' losses) is not.
         """
         setup = self._setup
         state = self.state

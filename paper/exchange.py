@@ -116,5 +116,25 @@ class PaperExchange:
         chosen = self.core.symbols if symbols is None else symbols
         return {s: [dict(e) for e in self.core.market(s).tier_entries] for s in chosen}
 
+    async def fetch_my_trades(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Params = None,
+    ) -> list[dict[str, Any]]:
+        """The account's fills as ccxt trades (``Fill.to_ccxt``), oldest first: of ``symbol``
+        (all when None), from ``since`` (ms) on, at most ``limit`` (the oldest first)."""
+        out = []
+        for fill in self.core.fills_since(0):
+            if symbol is not None and fill.symbol != symbol:
+                continue
+            if since is not None and fill.timestamp < since:
+                continue
+            out.append(fill.to_ccxt())
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
     async def close(self) -> None:
         return None

@@ -1,4 +1,4 @@
-"""``guardbot history``: recent decisions, trades and actions from the state store."""
+"""``guardbot history``: recent decisions, fills, round-trip trades and actions from the store."""
 
 from __future__ import annotations
 
@@ -94,12 +94,13 @@ def test_json_output_holds_what_was_recorded(state_dir: Path) -> None:
     assert "stop_loss" in rules and "liquidation" in rules
     liq = next(v for v in decisions[0]["verdicts"] if v["rule"] == "liquidation")
     assert liq["figures"]["stop"] == 59_500.0 and liq["figures"]["mark"] == 60_000.0
-    trades = data["trades"]
-    assert [(t["trade_id"], t["amount"], t["price"], t["fee"]) for t in trades] == [
+    fills = data["fills"]
+    assert [(t["trade_id"], t["amount"], t["price"], t["fee"]) for t in fills] == [
         ("t2", 0.006, 60_020.0, 0.18),
         ("t1", 0.004, 60_010.5, 0.12),
     ]
-    assert trades[0]["order_id"] is None and trades[0]["client_id"] == "c1"
+    assert fills[0]["order_id"] is None and fills[0]["client_id"] == "c1"
+    assert data["trades"] == []  # an open position: no round trip yet
     (action,) = data["actions"]
     assert (action["kind"], action["code"], action["amount"], action["executed"]) == (
         "reduce",
@@ -112,12 +113,12 @@ def test_json_output_holds_what_was_recorded(state_dir: Path) -> None:
 
 def test_kind_and_limit_select_rows(state_dir: Path) -> None:
     result = runner.invoke(
-        app, ["history", "--json", "--kind", "trades", "-n", "1", "--state-dir", str(state_dir)]
+        app, ["history", "--json", "--kind", "fills", "-n", "1", "--state-dir", str(state_dir)]
     )
     assert result.exit_code == 0, result.output
     data = strict_json(result.output)
-    assert set(data) == {"store", "trades"}
-    assert [t["trade_id"] for t in data["trades"]] == ["t2"]
+    assert set(data) == {"store", "fills"}
+    assert [t["trade_id"] for t in data["fills"]] == ["t2"]
     other = runner.invoke(
         app, ["history", "--json", "--symbol", "ETH/USDT:USDT", "--state-dir", str(state_dir)]
     )
@@ -128,7 +129,7 @@ def test_table_output(state_dir: Path) -> None:
     result = runner.invoke(app, ["history", "--config", "bot.toml"])
     assert result.exit_code == 0, result.output
     out = result.output
-    for title in ("recent decisions", "recent trades", "recent actions"):
+    for title in ("recent decisions", "recent fills", "recent actions"):
         assert title in out
     assert "stop_missing" in out and "2024-06-11T10:00:00Z" in out
     assert "60,010.5" in out and "0.004" in out  # the first fill's price and amount
@@ -166,6 +167,33 @@ def test_default_state_dir_comes_from_settings(clean_env: Path) -> None:
 def test_bad_arguments_exit_2(state_dir: Path) -> None:
     bad = runner.invoke(app, ["history", "--kind", "orders", "--state-dir", str(state_dir)])
     assert bad.exit_code == 2
-    assert "--kind must be one of decisions, trades, actions, all" in bad.output
+    assert "--kind must be one of decisions, fills, trades, actions, all" in bad.output
     zero = runner.invoke(app, ["history", "--limit", "0", "--state-dir", str(state_dir)])
     assert zero.exit_code == 2
+
+
+def test_trades_are_round_trips_derived_from_the_fills(state_dir: Path) -> None:
+    """Two entry fills and one closing stop fill make one round trip: the entry price is the
+    fills' volume-weighted average, the PnL the exchange's realised PnL, the fees all three."""
+    with Store.open(state_dir) as s:
+        s.order_intent(
+            "gbs1", SYM, "sell", "market", 0.01, None, {"role": "stop", "reduceOnly": True}
+        )
+        s.order_ack("gbs1", {"id": "X3", "status": "closed"})
+        s.record_fill(
+            trade_id="t3", symbol=SYM, side="sell", amount=0.01, price=59_400.0, ts=T0 + 900,
+            client_id="gbs1", order_id="X3", fee=0.297, fee_currency="USDT", role="stop",
+            realized_pnl=-6.162,
+        )  # fmt: skip
+    result = runner.invoke(app, ["history", "--json", "--kind", "trades", "--config", "bot.toml"])
+    assert result.exit_code == 0, result.output
+    (trip,) = strict_json(result.output)["trades"]
+    entry = (0.004 * 60_010.5 + 0.006 * 60_020.0) / 0.01
+    assert trip["entry_price"] == pytest.approx(entry)
+    assert trip["exit_price"] == 59_400.0 and trip["amount"] == pytest.approx(0.01)
+    assert trip["pnl"] == pytest.approx(-6.162)  # as the exchange reported it
+    assert trip["fees"] == pytest.approx(0.12 + 0.18 + 0.297)
+    assert trip["net"] == pytest.approx(-6.162 - 0.597)
+    assert (trip["role"], trip["reason"], trip["closed"]) == ("stop", "stop", True)
+    table = runner.invoke(app, ["history", "--kind", "trades", "--config", "bot.toml"])
+    assert "recent trades" in table.output and "59,400" in table.output

@@ -81,11 +81,11 @@ def test_open_creates_folder_and_sets_durable_pragmas(tmp_path: Path) -> None:
         assert s.path == folder / FILENAME
         assert s.path.is_file()
         assert s.journal_mode == "wal"
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
     # an independent connection sees the persistent settings
     conn = sqlite3.connect(folder / FILENAME)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
 
 
@@ -101,7 +101,7 @@ def test_reopen_is_a_no_op_migration(tmp_path: Path) -> None:
     with Store.open(tmp_path) as s:
         s.kv_set("k", {"a": 1})
     with Store.open(tmp_path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == 3
         assert s.kv_get("k") == {"a": 1}
 
 
@@ -162,11 +162,11 @@ def make_v1_file(path: Path) -> None:
     conn.close()
 
 
-def test_migrates_a_real_v1_file_to_v2_keeping_every_row(tmp_path: Path) -> None:
+def test_migrates_a_real_v1_file_to_the_latest_keeping_every_row(tmp_path: Path) -> None:
     path = tmp_path / FILENAME
     make_v1_file(path)
     with Store(path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == 3
         old = s.order("old-1")
         assert old is not None
         assert (old.status, old.exchange_id, old.amount, old.average) == (
@@ -178,6 +178,7 @@ def test_migrates_a_real_v1_file_to_v2_keeping_every_row(tmp_path: Path) -> None
         assert old.decision_id is None  # the column v2 added, empty for old rows
         fills = s.fills("old-1")
         assert [(f.trade_id, f.fee, f.ts) for f in fills] == [("t1", 12.2, 101.5)]
+        assert (fills[0].role, fills[0].realized_pnl) == (None, None)  # v3's columns, empty
         # the old fill still deduplicates under the same key
         assert not s.record_fill(
             trade_id="t1", symbol=SYM, side="buy", amount=0.5, price=61000.0, ts=101.5,
@@ -711,3 +712,13 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path: Path) -> 
         for did in said.get("decision", ()):
             row = s.decision(int(did))
             assert row is not None and len(row.decision.verdicts) == 2
+
+
+def test_a_fill_seen_by_stream_and_by_rest_is_recorded_once(store: Store) -> None:
+    """The stream names the order's client id, a REST trade list only its exchange id: the
+    same (order id, trade id) is one fill whichever way it came first."""
+    common = {"symbol": SYM, "side": "sell", "amount": 0.01, "price": 59_400.0, "ts": NOW}
+    assert store.record_fill(trade_id="77", client_id="web_abc", order_id="X9", **common)
+    assert not store.record_fill(trade_id="77", order_id="X9", **common)
+    assert not store.record_fill(trade_id="77", client_id="web_abc", order_id="X9", **common)
+    assert len(store.fills_of(SYM)) == 1

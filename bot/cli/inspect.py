@@ -76,7 +76,8 @@ def check_order(
 def history(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Rows per kind.")] = 20,
     kind: Annotated[
-        str, typer.Option("--kind", help="decisions | trades | actions | all.")
+        str,
+        typer.Option("--kind", help="decisions | fills | trades (round trips) | actions | all."),
     ] = "all",
     symbol: Annotated[str | None, typer.Option("--symbol", help="Only this market.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -85,7 +86,7 @@ def history(
         Path | None, typer.Option("--state-dir", help="State folder (default: config).")
     ] = None,
 ) -> None:
-    """Show recent guard decisions, trades and guard actions from the state store."""
+    """Show recent guard decisions, fills, round-trip trades and guard actions from the store."""
     from bot.state.history import HistoryError, show_history
     from bot.state.store import StoreError
 

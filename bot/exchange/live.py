@@ -400,6 +400,20 @@ class LiveExchange:
         )
         return [p for p in found if float(p.get("contracts") or 0.0) > 0.0]
 
+    async def fetch_my_trades(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Params = None,
+    ) -> list[dict[str, Any]]:
+        """The account's fills (Binance ``GET /fapi/v1/userTrades``), oldest first."""
+        found: list[dict[str, Any]] = await self._call(
+            "fetch_my_trades",
+            lambda: self.client.fetch_my_trades(symbol, since, limit, params or {}),
+        )
+        return found
+
     async def fetch_balance(self, params: Params = None) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
             "fetch_balance", lambda: self.client.fetch_balance(params or {})
@@ -510,6 +524,24 @@ class LiveExchange:
         return self._streams and bool(
             has.get("watchMarkPrices") or has.get("watchMarkPrice") or has.get("watchTickers")
         )
+
+    @property
+    def streams_fills(self) -> bool:
+        """True when the account's fills and order updates stream (the user-data stream)."""
+        has = self.client.has
+        return self._streams and bool(has.get("watchMyTrades")) and bool(has.get("watchOrders"))
+
+    async def watch_my_trades(self) -> list[dict[str, Any]]:
+        """Wait for the account's next fill(s) (ccxt.pro; ccxt keeps the listen key alive)."""
+        trades = await self.client.watch_my_trades()
+        self.reach.ok()
+        return list(trades)
+
+    async def watch_orders(self) -> list[dict[str, Any]]:
+        """Wait for the account's next order update(s)."""
+        orders = await self.client.watch_orders()
+        self.reach.ok()
+        return list(orders)
 
     @property
     def streams_liquidations(self) -> bool:

@@ -62,7 +62,9 @@ from paper.feed import Candles, intrabar_path, merge
 
 log = structlog.get_logger("replay")
 
-_CLOSE_REASONS = frozenset({"stop", "guard", "liquidation", "take_profit", "strategy", "manual"})
+_CLOSE_REASONS = frozenset(
+    {"stop", "guard", "liquidation", "take_profit", "strategy", "manual", "adl"}
+)
 
 __all__ = [
     "Feed",

@@ -1,4 +1,9 @@
-"""``guardbot history``: recent guard decisions, trades (fills) and sweep actions from the store.
+"""``guardbot history``: recent guard decisions, fills, round-trip trades and sweep actions.
+
+``fills`` are the executions as the exchange reported them (price, amount, fee, the exchange's
+realised PnL, the order's client id and its role: entry, stop, liquidation, manual, ...);
+``trades`` are the round trips derived from them (``bot.state.trips``: entry and exit price,
+gross PnL, fees, net, and why it closed).
 
 Reads ``state.dir/guardbot.sqlite`` and renders rich tables or one strict-JSON object (non-finite
 figures such as an infinite liquidation distance become the strings ``"inf"``/``"nan"``).
@@ -19,9 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.state.store import FILENAME, ActionRow, DecisionRow, FillRow, Store, json_safe
+from bot.state.trips import RoundTrip, round_trips
 from guards import decision_to_dict, format_figures
 
-KINDS = ("decisions", "trades", "actions")
+KINDS = ("decisions", "fills", "trades", "actions")
 
 
 class HistoryError(Exception):
@@ -68,7 +74,19 @@ def fill_dict(row: FillRow) -> dict[str, Any]:
         "client_id": row.client_id,
         "order_id": row.order_id,
         "trade_id": row.trade_id,
+        "role": row.role,
+        "realized_pnl": row.realized_pnl,
     }
+
+
+def trip_dict(trip: RoundTrip) -> dict[str, Any]:
+    return {"time": when(trip.closed_at), "opened": when(trip.opened_at), **trip.to_dict()}
+
+
+def recent_round_trips(store: Store, limit: int, symbol: str | None = None) -> list[RoundTrip]:
+    """The newest round trips (closed or reduced parts), newest first."""
+    trips = round_trips(store.fills_of(symbol))
+    return list(reversed(trips))[:limit]
 
 
 def action_dict(row: ActionRow) -> dict[str, Any]:
@@ -98,8 +116,10 @@ def history_data(
     out: dict[str, list[dict[str, Any]]] = {}
     if "decisions" in kinds:
         out["decisions"] = [decision_dict(r) for r in store.recent_decisions(limit, symbol)]
+    if "fills" in kinds:
+        out["fills"] = [fill_dict(r) for r in store.recent_trades(limit, symbol)]
     if "trades" in kinds:
-        out["trades"] = [fill_dict(r) for r in store.recent_trades(limit, symbol)]
+        out["trades"] = [trip_dict(t) for t in recent_round_trips(store, limit, symbol)]
     if "actions" in kinds:
         out["actions"] = [action_dict(r) for r in store.recent_actions(limit, symbol)]
     return out
@@ -135,8 +155,10 @@ def render_tables(data: Mapping[str, list[dict[str, Any]]]) -> str:
                     d["code"],
                     d["reason"],
                 )
-        elif kind == "trades":
-            table = Table("time", "symbol", "side", "amount", "price", "fee", "client id")
+        elif kind == "fills":
+            table = Table(
+                "time", "symbol", "side", "amount", "price", "fee", "realised", "role", "client id"
+            )
             for t in rows:
                 table.add_row(
                     t["time"],
@@ -145,7 +167,26 @@ def render_tables(data: Mapping[str, list[dict[str, Any]]]) -> str:
                     _num(t["amount"]),
                     _num(t["price"]),
                     _num(t["fee"]),
+                    _num(t["realized_pnl"]),
+                    t["role"] or "-",
                     t["client_id"] or t["order_id"] or "-",
+                )
+        elif kind == "trades":
+            table = Table(
+                "closed", "symbol", "side", "amount", "entry", "exit", "pnl", "fees", "net", "why"
+            )
+            for t in rows:
+                table.add_row(
+                    t["time"],
+                    t["symbol"],
+                    t["side"],
+                    _num(t["amount"]),
+                    _num(t["entry_price"]),
+                    _num(t["exit_price"]),
+                    _num(t["pnl"]),
+                    _num(t["fees"]),
+                    _num(t["net"]),
+                    t["role"] + ("" if t["closed"] else " (part)"),
                 )
         else:
             table = Table(

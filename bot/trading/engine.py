@@ -29,10 +29,8 @@ enlarged position that breaks anti-top-up or overtrading is reduced back, with t
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -45,12 +43,15 @@ from bot.exchange.reach import Reachability
 from bot.exchange.shapes import order_role
 from bot.state.heartbeat import HealthLimits
 from bot.state.safe import SafeStore
-from bot.state.store import Store, StoreError
+from bot.state.store import Store
+from bot.state.trips import RoundTrip
 from bot.strategies.base import Strategy
+from bot.trading import routines
 from bot.trading.account import AccountView, Coalesced, Execution
 from bot.trading.bars import Bar, BarBuilder
 from bot.trading.planning import is_risk_reducing
 from bot.trading.reconcile import resolve_in_flight
+from bot.trading.recorder import Recorder
 from bot.trading.results import describe_result, log_action
 from bot.trading.seatbelt import Seatbelt
 from bot.trading.snapshot import beat, snapshot, track_unprotected
@@ -70,8 +71,6 @@ from guards import (
 )
 
 log = structlog.get_logger("engine")
-
-CONTROL_KEY = "control.manual_halt"
 
 
 def diff_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -153,6 +152,8 @@ class Engine:
         self._reads = 0  # account reads started
         self._applied = 0  # the newest read applied
         self._rereads = Coalesced(self._reread, "refresh_account")
+        #: The fills' record (``bot.trading.recorder``); closes come from it when set.
+        self.recorder: Recorder | None = None
         self._beat_failed = False
 
     @property
@@ -164,7 +165,7 @@ class Engine:
     def store_writable(self) -> bool:
         return self.store_down is None
 
-    def _write(self, what: str, fn: Callable[[Store], Any], key: str | None = None) -> Any:
+    def write(self, what: str, fn: Callable[[Store], Any], key: str | None = None) -> Any:
         """One write through the ``SafeStore`` (kept for later when it cannot write), or
         straight to a plain store."""
         if isinstance(self.store, SafeStore):
@@ -178,7 +179,7 @@ class Engine:
         text = json.dumps(data, sort_keys=True, default=str)
         if text != self._saved_state:
             now = self.clock()
-            self._write("guard_state", lambda s: s.save_guard_state(data, now), "guard_state")
+            self.write("guard_state", lambda s: s.save_guard_state(data, now), "guard_state")
             self._saved_state = text
 
     async def refresh_account(self) -> AccountView:
@@ -201,9 +202,13 @@ class Engine:
                 entries[sym] = entries.get(sym, 0) + 1
         self.view = AccountView(account, entries)
         now = self.clock()
+        gone = []
         for sym, old in before.items():
             new = self.view.account.positions.get(sym)
             if new is not None and new.side == old.side:
+                continue
+            if self.recorder is not None:  # the fills tell how it closed (on_round_trip)
+                gone.append(sym)
                 continue
             reason = self.closing.pop(sym, "stop")
             mark = self.marks[sym].price if sym in self.marks else old.entry_price
@@ -211,11 +216,43 @@ class Engine:
             self.guard.on_position_closed(sym, reason, pnl, now)
             log.info("position_closed", symbol=sym, reason=reason, pnl=round(pnl, 2))
         held = list(self.view.account.positions.values())
-        self._write("positions", lambda s: s.replace_positions(held, now), "positions")
+        self.write("positions", lambda s: s.replace_positions(held, now), "positions")
         track_unprotected(self.unprotected_since, self.view.account.positions, now)
+        if gone and self.recorder is not None:
+            if self.tasks.background:
+                self.recorder.request_sync(gone)
+            else:
+                await self.recorder.sync(gone)
         return self.view
 
-    async def _refreshed(self) -> None:
+    def on_round_trip(self, trip: RoundTrip) -> None:
+        """A fill closed (part of) a position: the guards count the close with its recorded
+        reason and PnL; a liquidation raises its own critical alert."""
+        fields = {
+            "symbol": trip.symbol,
+            "side": trip.side,
+            "amount": trip.amount,
+            "entry": trip.entry_price,
+            "exit": trip.exit_price,
+            "pnl": round(trip.pnl, 8),
+            "fees": round(trip.fees, 8),
+            "net": round(trip.net, 8),
+            "role": trip.role,
+            "reason": trip.reason,
+            "closed": trip.closed,
+        }
+        log.info("round_trip", **fields)
+        if trip.reason == "liquidation":
+            log.critical("position_liquidated", alert=True, **fields)
+        elif trip.reason == "adl":
+            log.warning("position_auto_deleveraged", alert=True, **fields)
+        if not trip.closed:
+            return
+        self.closing.pop(trip.symbol, None)
+        self.guard.on_position_closed(trip.symbol, trip.reason, trip.net, trip.closed_at)
+        self.save_state()
+
+    async def refreshed(self) -> None:
         """Re-read the account after a piece of work: at once inline; in the background one
         read at a time, with one more queued while one runs (``Coalesced``)."""
         if not self.tasks.background:
@@ -268,6 +305,12 @@ class Engine:
             report = await reconcile(self.markets, self.guard)
             log.info("reconciled", report=str(report))
         await self.refresh_account()
+        if self.recorder is not None:  # fills missed while down, then the record set straight
+            try:
+                await self.recorder.sync()
+            except Exception as exc:
+                log.warning("fills_reconcile_failed", error=f"{type(exc).__name__}: {exc}")
+            self.recorder.align(self.view.account.positions)
         self.heartbeat("running")
         if self.strategy is None:  # seatbelt: adopted positions are judged as if just opened
             await self._seatbelt(self.clock())
@@ -340,7 +383,7 @@ class Engine:
     # -- decisions --------------------------------------------------------------------------
     def record(self, decision: Decision, now: float) -> int | None:
         """Record a guard decision: a row in the store and a ``guard_decision`` event."""
-        did = self._write("decision", lambda s: s.record_decision(decision, now, self.run_id))
+        did = self.write("decision", lambda s: s.record_decision(decision, now, self.run_id))
         self._log_decision(decision, did)
         return did if isinstance(did, int) else None
 
@@ -377,13 +420,13 @@ class Engine:
                 decision.verdicts,
             )
         if not decision.allowed:
-            self._write("decision", lambda s: s.record_decision(decision, now, self.run_id))
+            self.write("decision", lambda s: s.record_decision(decision, now, self.run_id))
             self._log_decision(decision, None)
             return decision
         approved = self.guard.approve(decision)
         data = self.guard.state.to_dict()
         # the decision, the counters it moves and the saved guard state commit together
-        did = self._write(
+        did = self.write(
             "decision", lambda s: s.record_decision(decision, now, self.run_id, guard_state=data)
         )
         self._saved_state = json.dumps(data, sort_keys=True, default=str)
@@ -402,7 +445,7 @@ class Engine:
             await self.executor.submit(approved)
         except Exception as exc:
             log.error("execution_failed", symbol=approved.intent.symbol, error=repr(exc))
-        await self._refreshed()
+        await self.refreshed()
 
     # -- sweep ------------------------------------------------------------------------------
     async def sweep(self, why: str = "job", symbol: str | None = None) -> list[Action]:
@@ -436,7 +479,7 @@ class Engine:
 
     async def _act_alone(self, action: Action, now: float) -> None:
         await self._act(action, now)
-        await self._refreshed()
+        await self.refreshed()
 
     async def _act(self, action: Action, now: float) -> None:
         """Carry out one sweep action through the executor; record and log what came of it."""
@@ -455,7 +498,7 @@ class Engine:
     def record_action(self, action: Action, now: float, executed: bool, result: str) -> None:
         """A row for one action (kept for later while the store cannot write)."""
         run_id = self.run_id
-        self._write("action", lambda s: s.record_action(action, now, executed, result, run_id))
+        self.write("action", lambda s: s.record_action(action, now, executed, result, run_id))
 
     # -- seatbelt ---------------------------------------------------------------------------
     async def _seatbelt(self, now: float) -> None:
@@ -465,45 +508,22 @@ class Engine:
         self.seatbelt.seen_now(self.view.account.positions)
 
     # -- control: manual halt / resume through the store -------------------------------------
+    # -- control, jobs and shutdown (``bot.trading.routines``) -------------------------------
     async def _apply_control(self) -> None:
-        try:
-            request = self.store.kv_get(CONTROL_KEY)
-        except (StoreError, sqlite3.Error):
-            return
-        if not isinstance(request, dict):
-            return
-        halt = self.guard.state.halt
-        manual_active = halt is not None and halt.kind == "manual"
-        if request.get("halted") and not manual_active:
-            reason = str(request.get("reason") or "manual halt")
-            self.guard.halt(reason, None, ts=self.clock())
-            log.warning("kill_switch_on", reason=reason)
-            for sym in list(self.view.account.positions):
-                self.closing[sym] = "manual"
-                await self.tasks.run(("close", sym), partial(self._kill, sym))
-            if not self.tasks.background:
-                await self.refresh_account()
-        elif not request.get("halted") and manual_active:
-            self.guard.resume()
-            log.warning("kill_switch_off")
-        self.save_state()
+        await routines.apply_control(self)
 
-    async def _kill(self, symbol: str) -> None:
-        """The kill switch closes one position (an action row and event, like a sweep's)."""
-        action = Action("close", symbol, "manual", "kill_switch", "kill switch: close everything")
-        now = self.clock()
-        self.actions += 1
-        try:
-            outcome = await self.executor.close(symbol, "manual", "kill_switch")
-            result, executed = describe_result(outcome), bool(getattr(outcome, "ok", False))
-        except Exception as exc:
-            result, executed = f"failed: {type(exc).__name__}: {exc}", False
-        self.record_action(action, now, executed, result)
-        log_action(log, action, result)
-        if self.tasks.background:
-            await self._refreshed()
+    async def job_flatten(self, tries: int = 5, wait_s: float = 2.0) -> bool:
+        """At flat_by: cancel entry orders and close every position, retrying until flat."""
+        return await routines.flatten(self, tries, wait_s)
 
-    # -- jobs -------------------------------------------------------------------------------
+    async def job_equity(self) -> None:
+        await routines.equity_snapshot(self)
+
+    async def shutdown(self, flatten: bool = False) -> None:
+        """Stop entries, let work in flight finish, cancel resting entry orders, leave stops
+        (or flatten), flush state."""
+        await routines.shutdown(self, flatten)
+
     async def job_sweep(self) -> None:
         """The scheduled sweep: on a fresh read of the account when the exchange answers in
         time (half a sweep period in the background), else on the last one -- marks are fresh
@@ -519,47 +539,9 @@ class Engine:
                 log.warning("account_refresh_failed", error=f"{type(exc).__name__}: {exc}")
         await self.sweep("job")
 
-    async def job_flatten(self, tries: int = 5, wait_s: float = 2.0) -> bool:
-        """At flat_by: cancel entry orders and close every position, retrying until flat."""
-        for attempt in range(1, tries + 1):
-            await self.refresh_account()
-            if not self.view.account.positions and not any(self.view.open_entry_orders.values()):
-                return True
-            for sym in self.symbols:
-                if self.view.open_entry_orders.get(sym):
-                    await self.executor.cancel_entries(sym)
-            for sym in list(self.view.account.positions):
-                self.closing[sym] = "guard"
-                try:
-                    await self.executor.close(sym, "guard", "no_overnight:flatten")
-                except Exception as exc:
-                    log.error("flatten_failed", symbol=sym, attempt=attempt, error=repr(exc))
-            await asyncio.sleep(wait_s if attempt < tries else 0)
-        await self.refresh_account()
-        flat = not self.view.account.positions
-        if not flat:
-            log.critical(
-                "not_flat_after_flatten", tries=tries, positions=list(self.view.account.positions)
-            )
-        return flat
-
     async def job_daily_reset(self) -> None:
         self.save_state()
         log.info("daily_reset", day=self.guard.state.day_key)
-
-    async def job_equity(self) -> None:
-        v = self.view
-        upnl = sum(
-            p.unrealized_pnl(self.marks[s].price)
-            for s, p in v.account.positions.items()
-            if s in self.marks
-        )
-        balance = await self.exchange.fetch_balance()
-        free = float((balance.get(v.account.currency) or {}).get("free") or 0.0)
-        self.free_margin = free
-        row = (self.clock(), v.account.wallet_balance + upnl, v.account.wallet_balance, free, upnl)
-        run_id = self.run_id
-        self._write("equity", lambda s: s.record_equity(*row, run_id))
 
     def catch_up(self) -> bool:
         """Write what the store could not take when it failed (``SafeStore.catch_up``)."""
@@ -595,26 +577,3 @@ class Engine:
         )
         log.warning("config_reloaded", changes=changes)
         return changes
-
-    async def shutdown(self, flatten: bool = False) -> None:
-        """Stop entries, let work in flight finish, cancel resting entry orders, leave stops
-        (or flatten), flush state."""
-        self.entries_stopped = True
-        try:
-            await self.settle()
-            await self.refresh_account()
-            for sym in self.symbols:
-                if self.view.open_entry_orders.get(sym):
-                    await self.executor.cancel_entries(sym)
-            if flatten:
-                for sym in list(self.view.account.positions):
-                    self.closing[sym] = "manual"
-                    await self.executor.close(sym, "manual", "shutdown:flatten")
-        except Exception as exc:
-            log.error("shutdown_step_failed", error=repr(exc))
-        self.save_state()
-        now, run_id = self.clock(), self.run_id
-        self._write("end_run", lambda s: s.end_run(run_id, now))
-        self.catch_up()
-        self.heartbeat("stopped")
-        log.info("engine_stopped", flatten=flatten)

@@ -266,7 +266,12 @@ class Executor:
                 "type": req.type,
                 "amount": req.amount,
                 "price": req.price,
-                "params": {**req.params, "role": spec.kind},
+                "params": {
+                    **req.params,
+                    "role": spec.kind,
+                    "reason": spec.reason,
+                    "tag": spec.tag,
+                },
             },
         )
         if entry and not self.store_writable:  # the intent itself could not be recorded

@@ -212,6 +212,36 @@ class Venue:
         """ccxt options the venue's client is built with (besides guardbot's defaults)."""
         return {}
 
+    # ------------------------------------------------------------------ fills
+
+    def trade_client_id(self, trade: Mapping[str, Any]) -> str | None:
+        """The client id of the order a ccxt trade belongs to, when the trade names it.
+
+        Binance: the user-data stream's ``ORDER_TRADE_UPDATE`` carries it as ``c`` (ccxt keeps
+        the raw order in ``info``); REST ``userTrades`` does not (look the order up by its id).
+        """
+        info = trade.get("info") or {}
+        for value in (info.get("c"), info.get("clientOrderId"), trade.get("clientOrderId")):
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    def fill_origin(
+        self, client_id: str | None, trade: Mapping[str, Any]
+    ) -> Literal["liquidation", "adl"] | None:
+        """Whether a fill is the exchange's own close of the position (None: someone's order).
+
+        Binance (``ORDER_TRADE_UPDATE`` documentation): a liquidation order's client id starts
+        with ``autoclose-``, an auto-deleverage's is ``adl_autoclose``.
+        """
+        if client_id is None:
+            return None
+        if client_id.startswith("autoclose-"):
+            return "liquidation"
+        if client_id == "adl_autoclose":
+            return "adl"
+        return None
+
     # ------------------------------------------------------------------ refusals
 
     def error_code(self, exc: BaseException) -> str | None:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from bot.exchange.venues.base import MarginModeName, OrderRequest, OrderSpec, Venue
 
@@ -41,6 +41,15 @@ class PaperVenue(BinanceVenue):
         if spec.tag:
             req.params["tag"] = spec.tag
         return req
+
+    def fill_origin(
+        self, client_id: str | None, trade: Mapping[str, Any]
+    ) -> Literal["liquidation", "adl"] | None:
+        """The paper core books its own closes with the reason ``liquidation`` / ``adl``."""
+        reason = (trade.get("info") or {}).get("reason")
+        if reason in ("liquidation", "adl"):
+            return "liquidation" if reason == "liquidation" else "adl"
+        return super().fill_origin(client_id, trade)
 
     def demo(self, client: Any) -> None:
         """The paper exchange has no test environment (it is one)."""

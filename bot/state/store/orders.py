@@ -238,15 +238,26 @@ class OrderLog(StoreBase):
         fee: float = 0.0,
         fee_currency: str | None = None,
         info: Mapping[str, Any] | None = None,
+        role: str | None = None,
+        realized_pnl: float | None = None,
     ) -> bool:
         """Record one execution; True if new, False if this fill was already recorded.
 
         Idempotent on (order, ``trade_id``), the order being the client id when known (looked
-        up from ``order_id`` if not given), else the exchange order id. Where the exchange
-        gives no trade ids (fills seen as an order's growing ``filled``), a stable id such as
+        up from ``order_id`` if not given), else the exchange order id -- and on (exchange
+        order id, ``trade_id``) whichever way the fill came (a stream names the client id, a
+        REST trade list only the order id). Where the exchange gives no trade ids (fills seen
+        as an order's growing ``filled``), a stable id such as
         ``f"{order_id}:{cumulative_filled}"`` keeps replays of the same update idempotent.
         """
         with self.transaction():
+            if order_id is not None:
+                seen = self._conn.execute(
+                    "SELECT 1 FROM fills WHERE order_id = ? AND trade_id = ? LIMIT 1",
+                    (order_id, trade_id),
+                ).fetchone()
+                if seen is not None:
+                    return False
             if client_id is None and order_id is not None:
                 found = self._conn.execute(
                     "SELECT client_id FROM orders WHERE exchange_id = ? ORDER BY rowid DESC"
@@ -262,8 +273,9 @@ class OrderLog(StoreBase):
                 raise StoreError("a fill needs a client id or an exchange order id")
             cur = self._conn.execute(
                 "INSERT INTO fills (order_key, trade_id, client_id, order_id, symbol, side,"
-                " amount, price, fee, fee_currency, ts, info_json)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (order_key, trade_id) DO NOTHING",
+                " amount, price, fee, fee_currency, ts, info_json, role, realized_pnl)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (order_key, trade_id) DO NOTHING",
                 (
                     order_key,
                     trade_id,
@@ -277,11 +289,20 @@ class OrderLog(StoreBase):
                     fee_currency,
                     ts,
                     None if info is None else _dumps(dict(info)),
+                    role,
+                    realized_pnl,
                 ),
             )
             return cur.rowcount == 1
 
-    def record_trade(self, trade: Mapping[str, Any], client_id: str | None = None) -> bool:
+    def record_trade(
+        self,
+        trade: Mapping[str, Any],
+        client_id: str | None = None,
+        *,
+        role: str | None = None,
+        realized_pnl: float | None = None,
+    ) -> bool:
         """``record_fill`` from a ccxt unified trade structure (``timestamp`` in ms)."""
         fee = trade.get("fee") or {}
         trade_id = trade.get("id")
@@ -303,6 +324,8 @@ class OrderLog(StoreBase):
             fee=_opt_float(fee.get("cost")) or 0.0,
             fee_currency=fee.get("currency"),
             info=trade.get("info"),
+            role=role,
+            realized_pnl=realized_pnl,
         )
 
     def recent_trades(self, limit: int = 20, symbol: str | None = None) -> list[FillRow]:
@@ -312,6 +335,39 @@ class OrderLog(StoreBase):
             f"SELECT * FROM fills {where} ORDER BY ts DESC, id DESC LIMIT ?", (*args, limit)
         )
         return [_fill_from(r) for r in rows]
+
+    def fills_of(self, symbol: str | None = None, since: float | None = None) -> list[FillRow]:
+        """Fills oldest first (of ``symbol``; from ``since``, epoch s)."""
+        where: list[str] = ["1=1"]
+        args: list[Any] = []
+        if symbol is not None:
+            where.append("symbol = ?")
+            args.append(symbol)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        rows = self._query(
+            f"SELECT * FROM fills WHERE {' AND '.join(where)} ORDER BY ts, id", tuple(args)
+        )
+        return [_fill_from(r) for r in rows]
+
+    def last_fill_ts(self, symbol: str) -> float | None:
+        """When the newest recorded fill of ``symbol`` happened (epoch s)."""
+        row = self._query("SELECT MAX(ts) AS ts FROM fills WHERE symbol = ?", (symbol,))
+        value = row[0]["ts"] if row else None
+        return None if value is None else float(value)
+
+    def order_by_exchange_id(self, order_id: str) -> OrderRow | None:
+        rows = self._query(
+            "SELECT client_id FROM orders WHERE exchange_id = ? ORDER BY rowid DESC LIMIT 1",
+            (order_id,),
+        )
+        return self.order(str(rows[0]["client_id"])) if rows else None
+
+    def open_orders_recorded(self) -> list[OrderRow]:
+        """Orders the store has as acknowledged but not final (look them up: the exchange
+        decides how they end)."""
+        return self.orders(("acked", "open"))
 
     def fills(self, client_id: str) -> list[FillRow]:
         """One order's fills, oldest first."""

@@ -116,6 +116,10 @@ class FillRow:
     fee_currency: str | None
     ts: float
     info: dict[str, Any] | None
+    #: Who sent the order and why (``bot.state.trips.ROLES``); None for fills recorded before.
+    role: str | None = None
+    #: The exchange's realised PnL of the fill (gross, before fees); None when not reported.
+    realized_pnl: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,4 +241,6 @@ def _fill_from(r: sqlite3.Row) -> FillRow:
         fee_currency=r["fee_currency"],
         ts=r["ts"],
         info=_loads_obj(r["info_json"]),
+        role=r["role"],
+        realized_pnl=r["realized_pnl"],
     )

@@ -3,8 +3,9 @@
 ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1`` and each runs in its own
 transaction (all or nothing). Version 1 held the trading state (orders, fills, positions, guard
 state, kv); version 2 added the audit trail (runs, decisions, verdicts, actions, equity) and
-links orders to the decision that allowed them. Opening a file written by a newer guardbot
-raises ``StoreError``.
+links orders to the decision that allowed them; version 3 gives each fill its role (entry, stop,
+liquidation, ...) and the realised PnL the exchange reported. Opening a file written by a newer
+guardbot raises ``StoreError``.
 """
 
 from __future__ import annotations
@@ -154,8 +155,15 @@ CREATE INDEX equity_ts ON equity (ts);
 ALTER TABLE orders ADD COLUMN decision_id INTEGER REFERENCES decisions (id) ON DELETE SET NULL;
 """
 
+_V3 = """
+ALTER TABLE fills ADD COLUMN role TEXT;
+ALTER TABLE fills ADD COLUMN realized_pnl REAL;
+CREATE INDEX fills_symbol_ts ON fills (symbol, ts);
+CREATE INDEX fills_order_trade ON fills (order_id, trade_id);
+"""
+
 #: ``MIGRATIONS[i]`` upgrades a file at ``user_version == i`` to ``i + 1``. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
