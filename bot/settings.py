@@ -10,15 +10,31 @@ malformed file) into one ``ConfigError`` whose message names the key, the value 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.util
+import json
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -28,6 +44,7 @@ from pydantic_settings import (
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from guards import GuardsConfig
@@ -37,10 +54,55 @@ ENV_PREFIX = "GUARDBOT_"
 NESTED = "__"
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+#: ``GUARDBOT_`` variables that are not settings (read where they are used).
+NON_SETTINGS = frozenset({"GUARDBOT_LIVE_CONFIRM", "GUARDBOT_INSTALL_BROWSER"})
+#: Keys that hold secrets: masked everywhere, and never read from a TOML file.
+SECRET_KEYS = (
+    ("exchange", "api_key"),
+    ("exchange", "api_secret"),
+    ("exchange", "password"),
+    ("notify", "webhook_url"),
+    ("notify", "telegram_token"),
+    ("status", "token"),
+)
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$")
 
 
 class ConfigError(Exception):
     """A configuration problem, with one readable message (no traceback for users)."""
+
+
+def _ccxt_exchange_ids() -> list[str] | None:
+    """ccxt's exchange ids (its ``async_support`` modules), without importing ccxt; None when
+    ccxt cannot be found."""
+    spec = importlib.util.find_spec("ccxt")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "async_support"
+    if not folder.is_dir():
+        return None
+    return sorted(
+        f.stem for f in folder.glob("*.py") if not f.stem.startswith("_") and f.stem != "base"
+    )
+
+
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the closest candidate, or ``""``."""
+    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {found[0]}?)" if found else ""
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...], example: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"expected a {'/'.join(schemes)} URL like {example}")
+    return value
 
 
 class ExchangeSettings(BaseModel):
@@ -67,6 +129,35 @@ class ExchangeSettings(BaseModel):
     markets_refresh_s: float = Field(
         21_600.0, gt=0, le=604_800, description="seconds between market and leverage-tier refreshes"
     )
+
+    @field_validator("id")
+    @classmethod
+    def _known_exchange(cls, value: str) -> str:
+        ids = _ccxt_exchange_ids()
+        if ids is not None and value not in ids:
+            raise ValueError(f"not a ccxt exchange id{nearest(value, ids)}")
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _perpetual_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for symbol in value:
+            if not _SYMBOL_RE.match(symbol):
+                raise ValueError(
+                    f"{symbol!r} is not a perpetual market: expected BASE/QUOTE:SETTLE, "
+                    "e.g. BTC/USDT:USDT"
+                )
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _rest_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http", "https"), "https://fapi.binance.com")
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("ws", "wss", "http", "https"), "wss://fstream.binance.com")
 
 
 class FeedSettings(BaseModel):
@@ -134,8 +225,10 @@ class MetricsSettings(BaseModel):
 class NotifySettings(BaseModel):
     model_config = _FROZEN
 
-    webhook_url: str | None = Field(
-        None, description="generic webhook: every alert is POSTed here as JSON (retried)"
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="generic webhook: every alert is POSTed here as JSON, retried (secret: "
+        "its URL often carries a token)",
     )
     telegram_token: SecretStr | None = Field(None, description="Telegram bot token (secret)")
     telegram_chat_id: str | None = Field(None, description="Telegram chat id for alerts")
@@ -274,13 +367,31 @@ def default_config_text() -> str:
     return resources.files("config").joinpath("default.toml").read_text(encoding="utf-8")
 
 
+def read_text(path: Path, what: str, expected: str) -> str:
+    """A config-like file as text; a missing, unreadable or binary one is a ``ConfigError``
+    naming the file and what it should be."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not a text file (byte {data[exc.start]:#04x} at offset "
+            f"{exc.start} is not UTF-8): expected {expected}"
+        ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ConfigError(
+            f"{what} {path} is not a text file (a NUL byte at offset {nul}): expected {expected}"
+        )
+    return text
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file, turning every failure into a ``ConfigError`` naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return _parse_toml(text, str(path))
+    return _parse_toml(read_text(path, "config file", "a UTF-8 TOML file"), str(path))
 
 
 def _parse_toml(text: str, name: str) -> dict[str, Any]:
@@ -288,6 +399,19 @@ def _parse_toml(text: str, name: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {name} is not valid TOML: {exc}") from None
+
+
+def _no_secrets(data: Mapping[str, Any], name: str) -> None:
+    """A TOML file must not hold a secret (they come from the environment or secret files)."""
+    for section, key in SECRET_KEYS:
+        table = data.get(section)
+        if isinstance(table, Mapping) and key in table:
+            env = f"{ENV_PREFIX}{section}{NESTED}{key}".upper()
+            raise ConfigError(
+                f"{section}.{key} is set in config file {name}: secrets are never read from a "
+                f"TOML file; expected it in the environment ({env}), a .env file or a secrets "
+                f"file ({DEFAULT_SECRETS_DIR / env.lower()})"
+            )
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -317,7 +441,9 @@ def load_settings(
     """
     files: list[tuple[str, dict[str, Any]]] = []
     if config_path is not None:
-        files.append((str(config_path), read_toml(config_path)))
+        data = read_toml(config_path)
+        _no_secrets(data, str(config_path))
+        files.append((str(config_path), data))
     files.append(("config/default.toml (bundled)", _parse_toml(default_config_text(), "default")))
     layers = _Layers(overrides or {}, files, env_file, secrets_dir)
     token = _LAYERS.set(layers)
@@ -327,9 +453,13 @@ def load_settings(
         os.environ.clear()
         os.environ.update(env)
     try:
+        check_environment(os.environ, env_file, secrets_dir)
         return Settings()
     except ValidationError as exc:
         raise ConfigError(_explain(exc, layers, os.environ)) from None
+    except SettingsError as exc:  # a source could not parse a value (checked above, mostly)
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        raise ConfigError(f"invalid configuration: {exc}{cause}") from None
     finally:
         _LAYERS.reset(token)
         if saved is not None:
@@ -372,22 +502,145 @@ def _origin(loc: tuple[str, ...], layers: _Layers, environ: Mapping[str, str]) -
 
 
 def _explain(exc: ValidationError, layers: _Layers, environ: Mapping[str, str]) -> str:
+    """One line: every problem with its key, value, source and what is expected."""
     lines = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         key = ".".join(loc) or "(top level)"
         origin = _origin(loc, layers, environ)
-        msg = str(err["msg"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            names = _tree_names(loc[:-1], ".")
+            msg = f"unknown key{nearest(key, names)}"
         value = err.get("input")
-        shown = "***" if any(s in key for s in ("key", "secret", "password", "token")) else value
+        secret = loc[:2] in SECRET_KEYS or any(
+            s in key for s in ("key", "secret", "password", "token")
+        )
+        shown = "***" if secret else _short(repr(value))
         if err["type"] == "extra_forbidden" or not isinstance(value, dict):
-            lines.append(f"{key} = {shown!r} (from {origin}): {msg}")
+            lines.append(f"{key} = {shown} (from {origin}): {msg}")
         else:
             lines.append(f"{key} (from {origin}): {msg}")
-    head = "invalid configuration" if len(lines) == 1 else f"{len(lines)} configuration errors"
-    return head + ":\n  " + "\n  ".join(lines)
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
+    return f"{len(lines)} configuration errors: " + "; ".join(lines)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters (a value in a message stays one short line)."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+# -- GUARDBOT_ variables and secret files must name a setting -------------------------------
+
+
+def _field_kind(annotation: Any) -> tuple[str, type[BaseModel] | None]:
+    """``("section", model)``, ``("open", None)`` (a dict: any key below), ``("list", None)``
+    (a JSON list) or ``("leaf", None)`` for a field's annotation."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if args else annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section", annotation
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (dict, Mapping):
+        return "open", None
+    if origin in (tuple, list, set, frozenset):
+        return "list", None
+    return "leaf", None
+
+
+def _walk(model: type[BaseModel], prefix: tuple[str, ...]) -> dict[tuple[str, ...], str]:
+    tree: dict[tuple[str, ...], str] = {}
+    for name, field in model.model_fields.items():
+        kind, sub = _field_kind(field.annotation)
+        path = (*prefix, name)
+        tree[path] = kind
+        if sub is not None:
+            tree.update(_walk(sub, path))
+    return tree
+
+
+@functools.cache
+def _setting_tree() -> dict[tuple[str, ...], str]:
+    """Every setting path (sections and keys) with its kind (see ``_field_kind``)."""
+    return _walk(Settings, ())
+
+
+def _tree_names(under: tuple[str, ...], sep: str) -> list[str]:
+    """The setting names below ``under`` (all when empty), joined with ``sep``."""
+    return [sep.join(p) for p in _setting_tree() if p[: len(under)] == under]
+
+
+def _kind_of(path: tuple[str, ...]) -> str | None:
+    tree = _setting_tree()
+    kind = tree.get(path)
+    if kind is not None:
+        return kind
+    for depth in range(len(path) - 1, 0, -1):
+        if tree.get(path[:depth]) == "open":
+            return "open"
+    return None
+
+
+def _check_name(name: str, value: str | None, origin: str) -> None:
+    """A ``GUARDBOT_`` name must name a setting (else: the nearest valid name); the value of a
+    list or a section must be JSON, as the environment sources read it."""
+    upper = name.upper()
+    if upper in NON_SETTINGS:
+        return
+    path = tuple(upper[len(ENV_PREFIX) :].lower().split(NESTED))
+    kind = _kind_of(path)
+    secret = any(s in upper for s in ("KEY", "SECRET", "PASSWORD", "TOKEN", "WEBHOOK"))
+    shown = "" if value is None else f" = {'***' if secret else _short(repr(value))}"
+    if kind is None:
+        found = difflib.get_close_matches(
+            NESTED.join(path), _tree_names((), NESTED), n=1, cutoff=0.6
+        )
+        hint = f" (did you mean {ENV_PREFIX}{found[0].upper()}?)" if found else ""
+        raise ConfigError(
+            f"unknown setting: {origin}{shown} names no setting; expected "
+            f"{ENV_PREFIX}<SECTION>{NESTED}<KEY> of a setting{hint}"
+        )
+    if value is None or kind not in ("list", "section"):
+        return
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    want = list if kind == "list" else dict
+    if not isinstance(parsed, want):
+        dotted = ".".join(path)
+        what = "a JSON list" if kind == "list" else "a JSON object"
+        if dotted == "exchange.symbols":
+            what += ', e.g. ["BTC/USDT:USDT"]'
+        raise ConfigError(
+            f"invalid configuration: {dotted}{shown} (from {origin}): expected {what}"
+        )
+
+
+def check_environment(
+    environ: Mapping[str, str], env_file: Path | None, secrets_dir: Path | None
+) -> None:
+    """Every ``GUARDBOT_`` variable (environment, ``.env``) and ``guardbot_`` secret file must
+    name a setting; ``.env`` must be a text file. Raises ``ConfigError`` naming the first one
+    that does not."""
+    for name, value in environ.items():
+        if name.upper().startswith(ENV_PREFIX):
+            _check_name(name, value, f"environment variable {name}")
+    if env_file is not None and env_file.is_file():
+        from io import StringIO
+
+        from dotenv import dotenv_values
+
+        text = read_text(env_file, "env file", "KEY=VALUE lines")
+        for key, entry_value in dotenv_values(stream=StringIO(text)).items():
+            if key.upper().startswith(ENV_PREFIX):
+                _check_name(key, entry_value, f"{key} in env file {env_file}")
+    if secrets_dir is not None and secrets_dir.is_dir():
+        for entry in sorted(secrets_dir.iterdir()):
+            if entry.name.upper().startswith(ENV_PREFIX) and entry.is_file():
+                _check_name(entry.name, None, f"secrets file {entry}")
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

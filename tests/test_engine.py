@@ -166,7 +166,9 @@ def test_stop_loss_then_position_cap_resize_chain() -> None:
     assert by_rule["stop_loss"].amount == pytest.approx(46.759)
     assert by_rule["position_cap"].amount == pytest.approx(30.0)
     assert d.amount == pytest.approx(30.0) and d.intent.amount == d.amount
-    assert d.code == "resized" and d.reason.startswith("position_cap:")
+    # both resizes are credited, each to its own rule
+    assert d.code == "resized" and d.reason.startswith("stop_loss: resized 100 → 46.759")
+    assert "; position_cap: resized 46.759 → 30 to fit caps" in d.reason
 
 
 # -- check: fail closed ------------------------------------------------------------------------
