@@ -33,6 +33,7 @@ __all__ = [
     "DAILY_BUDGET",
     "DRAWDOWN_BUDGET",
     "LossBudget",
+    "StopValues",
     "entry_loss",
     "exit_value",
     "loss_budget",
@@ -114,13 +115,15 @@ def loss_budget(
     max_drawdown_pct: float,
     slip: float,
     exclude: str | None = None,
+    stops: StopValues | None = None,
 ) -> LossBudget:
     """The ``LossBudget`` of ``ctx``, leaving out the position of ``exclude`` (the symbol of the
     order being judged, whose position the order's own stop decides).
 
     The day's baseline is the state's ``day_start_equity`` when it belongs to ``day_key``, else
     the equity now (what the next sweep takes as the baseline); the peak is the state's
-    ``equity_peak`` or the equity now, whichever is higher.
+    ``equity_peak`` or the equity now, whichever is higher. ``stops``: the ``StopValues`` of
+    this context's account, when the caller keeps them (else computed here).
     """
     equity = account_view(ctx).equity
     base = state.day_start_equity if state.day_key == day_key else None
@@ -129,17 +132,9 @@ def loss_budget(
     peak = state.equity_peak
     if peak is None or equity > peak:
         peak = equity
-    worst = ctx.account.wallet_balance
-    unbounded: str | None = None
-    for symbol, p in ctx.account.positions.items():
-        if symbol == exclude:
-            continue
-        market = ctx.markets.get(symbol)
-        value = _worst_value(p, ctx, None if market is None else market.taker_fee, slip)
-        if value is None:
-            unbounded = unbounded or symbol
-            continue
-        worst += value
+    if stops is None or not stops.fits(ctx, slip):
+        stops = StopValues(ctx, slip)
+    worst, unbounded = stops.worst_case(ctx, exclude)
     return LossBudget(
         equity=equity,
         worst_equity=worst,
@@ -151,17 +146,71 @@ def loss_budget(
     )
 
 
-def _worst_value(p: Position, ctx: GuardContext, fee: float | None, slip: float) -> float | None:
-    """What closing ``p`` at its stop adds to the wallet (None when nothing bounds it).
+class StopValues:
+    """What closing each open position of one account at its stop adds to the wallet.
 
-    A mark already past the stop (a gap the stop has not seen yet) is the exit instead.
+    Depends on the account (wallet, positions and their stops), the markets' taker fees and the
+    slippage only — not on any mark — so a caller may keep it while the account object is the
+    same (``fits``); ``worst_case`` then costs one mark comparison per position (a mark already
+    past its stop, a gap the stop has not seen yet, is the exit instead).
     """
-    if fee is None:
-        return None
-    stop = p.stop_price
-    if stop is None or not math.isfinite(stop) or stop <= 0.0:
-        return -position_margin(p) if p.margin_mode == "isolated" else None
-    mark = ctx.marks.get(p.symbol)
-    if mark is not None and p.sign * (mark.price - stop) < 0.0:
-        stop = mark.price
-    return exit_value(p, stop, fee, slip)
+
+    __slots__ = ("account", "markets", "slip", "total", "triggers", "unbounded", "values")
+
+    def __init__(self, ctx: GuardContext, slip: float) -> None:
+        account = ctx.account
+        markets = ctx.markets
+        self.account = account
+        self.markets = markets
+        self.slip = slip
+        values: dict[str, float] = {}
+        #: (symbol, side sign, stop) of every stopped position
+        triggers: list[tuple[str, int, float]] = []
+        self.unbounded: list[str] = []
+        total = account.wallet_balance
+        down, up = 1.0 - slip, 1.0 + slip
+        for symbol, p in account.positions.items():
+            market = markets.get(symbol)
+            stop = p.stop_price
+            if market is None or stop is None or not 0.0 < stop < math.inf:
+                if market is not None and stop is None and p.margin_mode == "isolated":
+                    value = -position_margin(p)  # bounded by its liquidation: the margin
+                    values[symbol] = value
+                    total += value
+                else:
+                    self.unbounded.append(symbol)
+                continue
+            amount = p.amount
+            if p.side == "long":  # stop_value, inlined: this runs for every position
+                fill = stop * down
+                value = amount * (fill - p.entry_price - fill * market.taker_fee)
+                triggers.append((symbol, 1, stop))
+            else:
+                fill = stop * up
+                value = amount * (p.entry_price - fill - fill * market.taker_fee)
+                triggers.append((symbol, -1, stop))
+            values[symbol] = value
+            total += value
+        self.values = values
+        self.triggers = triggers
+        self.total = total
+
+    def fits(self, ctx: GuardContext, slip: float) -> bool:
+        """Were these values computed for ``ctx``'s very account, markets and ``slip``?"""
+        return self.account is ctx.account and self.markets is ctx.markets and self.slip == slip
+
+    def worst_case(self, ctx: GuardContext, exclude: str | None = None) -> tuple[float, str | None]:
+        """``(worst_equity, unbounded)``: the wallet plus every position but ``exclude`` closed
+        at its stop, and the first position no stop bounds (None when all are bounded)."""
+        worst = self.total
+        if exclude is not None:
+            worst -= self.values.get(exclude, 0.0)
+        marks = ctx.marks
+        for symbol, sign, stop in self.triggers:
+            mark = marks.get(symbol)
+            if mark is not None and sign * (mark.price - stop) < 0.0 and symbol != exclude:
+                p = self.account.positions[symbol]
+                fee = self.markets[symbol].taker_fee
+                worst += exit_value(p, mark.price, fee, self.slip) - self.values[symbol]
+        unbounded = next((s for s in self.unbounded if s != exclude), None)
+        return worst, unbounded

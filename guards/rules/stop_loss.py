@@ -58,6 +58,7 @@ from guards.budget import (
     DAILY_BUDGET,
     DRAWDOWN_BUDGET,
     LossBudget,
+    StopValues,
     entry_loss,
     exit_value,
     loss_budget,
@@ -133,12 +134,17 @@ class StopLoss(Rule[StopLossConfig]):
         #: The loss limits whose budgets cap the loss at the stop (None: loss_limit is off).
         self.limits: LossLimitConfig | None = limits if limits.enabled else None
         self.slip = config.slippage_bps / 1e4
+        #: The stop values of the last account judged (reused while that account object is)
+        self._stops: StopValues | None = None
 
     def budget(self, ctx: GuardContext, exclude: str | None = None) -> LossBudget | None:
         """The loss budget at ``ctx`` (``guards.budget``), None while loss_limit is off."""
         limits = self.limits
         if limits is None:
             return None
+        stops = self._stops
+        if stops is None or not stops.fits(ctx, self.slip):
+            stops = self._stops = StopValues(ctx, self.slip)
         return loss_budget(
             ctx,
             self.state,
@@ -147,6 +153,7 @@ class StopLoss(Rule[StopLossConfig]):
             limits.max_drawdown_pct,
             self.slip,
             exclude,
+            stops,
         )
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
