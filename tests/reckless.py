@@ -492,9 +492,9 @@ def main(argv: list[str]) -> int:
     if guarded:
         print(
             f"guarded runs {len(guarded)}: liquidated {sum(o.liquidations > 0 for o in guarded)},"
-            f" worst day {max(o.worst_day for o in guarded):.3f} % (closes "
+            f" worst day {max(o.worst_day for o in guarded):.4f} % (closes "
             f"{max(o.worst_day_close for o in guarded):.3f} %), worst drawdown "
-            f"{max(o.worst_dd for o in guarded):.3f} % (closes "
+            f"{max(o.worst_dd for o in guarded):.4f} % (closes "
             f"{max(o.worst_dd_close for o in guarded):.3f} %); past 3 % a day + slippage: "
             f"{sum(o.worst_day > 3 + o.day_slippage + 1e-9 for o in guarded)}, past 10 % "
             f"drawdown + slippage: {sum(o.worst_dd > 10 + o.dd_slippage + 1e-9 for o in guarded)}"

@@ -12,7 +12,8 @@ Pre-trade, for an opening or increasing order:
 - the loss at the stop, fees and slippage included, for the position after the order —
   ``existing: -exit_value(position at S)`` plus ``new: q * entry_loss(E, S)`` (``guards.budget``:
   the entry filled at ``E * (1 + s * slip)``, the stop at ``S * (1 - s * slip)``, the taker fee
-  on both fills, ``slip = slippage_bps / 1e4``) — must fit the tightest of three budgets:
+  on both fills, ``slip = slippage_bps / 1e4``; ``S`` the stop rounded away from entry to the
+  market's price step, as the exchange may round it) — must fit the tightest of three budgets:
   ``max_risk_pct`` % of equity (``risk_too_high``) and, with loss_limit enabled, what is left
   of the daily loss budget (``daily_loss_budget``) and of the drawdown budget
   (``drawdown_budget``): the worst case of the account (wallet plus every *other* open position
@@ -75,6 +76,7 @@ from guards.rules.base import (
     below_minimum,
     entry_price,
     floor_to_step,
+    round_price_away,
 )
 from guards.rules.liquidation import LiquidationConfig
 from guards.rules.loss_limit import LossLimitConfig
@@ -202,8 +204,10 @@ class StopLoss(Rule[StopLossConfig]):
         fee = market.taker_fee
         slip = self.slip
         budget = cfg.max_risk_pct / 100.0 * equity
-        base_loss = 0.0 if pos is None else -exit_value(pos, stop, fee, slip)
-        per_unit = entry_loss(s, price, stop, fee, slip)
+        # the exchange puts the stop on its price grid: size for the worse of the two ticks
+        at = round_price_away(stop, market.price_step, s)
+        base_loss = 0.0 if pos is None else -exit_value(pos, at, fee, slip)
+        per_unit = entry_loss(s, price, at, fee, slip)
         requested = intent.amount
         risk = base_loss + requested * per_unit
         figures: dict[str, Figure] = {
