@@ -4,22 +4,20 @@ Sources, highest precedence first: CLI flags (passed as overrides) > environment
 prefix, ``__`` between nested keys) > ``.env`` > the secrets directory (``/run/secrets`` in Docker)
 > the TOML file given with ``--config`` > the bundled ``config/default.toml``.
 
-``load_settings`` turns every failure (unknown key, wrong type, out-of-range value, unreadable or
-malformed file) into one ``ConfigError`` whose message names the key, the value and the source.
+``load_settings`` turns every failure (unknown key, wrong type, out-of-range value, unreadable,
+binary or malformed file, a ``GUARDBOT_`` name that names no setting — ``bot.settings_env`` —, a
+secret in a TOML file, an unknown ccxt exchange id, a symbol that is not a perpetual, a malformed
+URL) into one ``ConfigError`` whose one-line message names the key, the value, the source and what
+is expected. Secrets (``SECRET_KEYS``) are ``SecretStr``: masked in dumps, logs and run records.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 import importlib.util
-import json
 import os
 import re
 import tomllib
-import types
-import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
@@ -47,15 +45,38 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from bot.settings_env import (
+    ENV_PREFIX,
+    NESTED,
+    NON_SETTINGS,
+    ConfigError,
+    check_environment,
+    nearest,
+    read_text,
+    short,
+    tree_names,
+)
 from guards import GuardsConfig
 from paper.config import PaperConfig
 
-ENV_PREFIX = "GUARDBOT_"
-NESTED = "__"
+__all__ = [
+    "ENV_PREFIX",
+    "NESTED",
+    "NON_SETTINGS",
+    "SECRET_KEYS",
+    "ConfigError",
+    "Settings",
+    "check_environment",
+    "default_config_text",
+    "load_settings",
+    "masked_dump",
+    "read_text",
+    "read_toml",
+    "set_dotted",
+]
+
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
-#: ``GUARDBOT_`` variables that are not settings (read where they are used).
-NON_SETTINGS = frozenset({"GUARDBOT_LIVE_CONFIRM", "GUARDBOT_INSTALL_BROWSER"})
 #: Keys that hold secrets: masked everywhere, and never read from a TOML file.
 SECRET_KEYS = (
     ("exchange", "api_key"),
@@ -66,10 +87,6 @@ SECRET_KEYS = (
     ("status", "token"),
 )
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$")
-
-
-class ConfigError(Exception):
-    """A configuration problem, with one readable message (no traceback for users)."""
 
 
 def _ccxt_exchange_ids() -> list[str] | None:
@@ -84,12 +101,6 @@ def _ccxt_exchange_ids() -> list[str] | None:
     return sorted(
         f.stem for f in folder.glob("*.py") if not f.stem.startswith("_") and f.stem != "base"
     )
-
-
-def nearest(name: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean X?)`` for the closest candidate, or ``""``."""
-    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {found[0]}?)" if found else ""
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...], example: str) -> str | None:
@@ -367,28 +378,6 @@ def default_config_text() -> str:
     return resources.files("config").joinpath("default.toml").read_text(encoding="utf-8")
 
 
-def read_text(path: Path, what: str, expected: str) -> str:
-    """A config-like file as text; a missing, unreadable or binary one is a ``ConfigError``
-    naming the file and what it should be."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{what} {path} is not a text file (byte {data[exc.start]:#04x} at offset "
-            f"{exc.start} is not UTF-8): expected {expected}"
-        ) from None
-    nul = text.find("\x00")
-    if nul >= 0:
-        raise ConfigError(
-            f"{what} {path} is not a text file (a NUL byte at offset {nul}): expected {expected}"
-        )
-    return text
-
-
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file, turning every failure into a ``ConfigError`` naming the file."""
     return _parse_toml(read_text(path, "config file", "a UTF-8 TOML file"), str(path))
@@ -453,7 +442,7 @@ def load_settings(
         os.environ.clear()
         os.environ.update(env)
     try:
-        check_environment(os.environ, env_file, secrets_dir)
+        check_environment(Settings, os.environ, env_file, secrets_dir)
         return Settings()
     except ValidationError as exc:
         raise ConfigError(_explain(exc, layers, os.environ)) from None
@@ -510,13 +499,13 @@ def _explain(exc: ValidationError, layers: _Layers, environ: Mapping[str, str]) 
         origin = _origin(loc, layers, environ)
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            names = _tree_names(loc[:-1], ".")
+            names = tree_names(Settings, loc[:-1], ".")
             msg = f"unknown key{nearest(key, names)}"
         value = err.get("input")
         secret = loc[:2] in SECRET_KEYS or any(
             s in key for s in ("key", "secret", "password", "token")
         )
-        shown = "***" if secret else _short(repr(value))
+        shown = "***" if secret else short(repr(value))
         if err["type"] == "extra_forbidden" or not isinstance(value, dict):
             lines.append(f"{key} = {shown} (from {origin}): {msg}")
         else:
@@ -524,123 +513,6 @@ def _explain(exc: ValidationError, layers: _Layers, environ: Mapping[str, str]) 
     if len(lines) == 1:
         return f"invalid configuration: {lines[0]}"
     return f"{len(lines)} configuration errors: " + "; ".join(lines)
-
-
-def _short(text: str, limit: int = 120) -> str:
-    """``text`` cut to ``limit`` characters (a value in a message stays one short line)."""
-    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
-
-
-# -- GUARDBOT_ variables and secret files must name a setting -------------------------------
-
-
-def _field_kind(annotation: Any) -> tuple[str, type[BaseModel] | None]:
-    """``("section", model)``, ``("open", None)`` (a dict: any key below), ``("list", None)``
-    (a JSON list) or ``("leaf", None)`` for a field's annotation."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = args[0] if args else annotation
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "section", annotation
-    origin = typing.get_origin(annotation) or annotation
-    if origin in (dict, Mapping):
-        return "open", None
-    if origin in (tuple, list, set, frozenset):
-        return "list", None
-    return "leaf", None
-
-
-def _walk(model: type[BaseModel], prefix: tuple[str, ...]) -> dict[tuple[str, ...], str]:
-    tree: dict[tuple[str, ...], str] = {}
-    for name, field in model.model_fields.items():
-        kind, sub = _field_kind(field.annotation)
-        path = (*prefix, name)
-        tree[path] = kind
-        if sub is not None:
-            tree.update(_walk(sub, path))
-    return tree
-
-
-@functools.cache
-def _setting_tree() -> dict[tuple[str, ...], str]:
-    """Every setting path (sections and keys) with its kind (see ``_field_kind``)."""
-    return _walk(Settings, ())
-
-
-def _tree_names(under: tuple[str, ...], sep: str) -> list[str]:
-    """The setting names below ``under`` (all when empty), joined with ``sep``."""
-    return [sep.join(p) for p in _setting_tree() if p[: len(under)] == under]
-
-
-def _kind_of(path: tuple[str, ...]) -> str | None:
-    tree = _setting_tree()
-    kind = tree.get(path)
-    if kind is not None:
-        return kind
-    for depth in range(len(path) - 1, 0, -1):
-        if tree.get(path[:depth]) == "open":
-            return "open"
-    return None
-
-
-def _check_name(name: str, value: str | None, origin: str) -> None:
-    """A ``GUARDBOT_`` name must name a setting (else: the nearest valid name); the value of a
-    list or a section must be JSON, as the environment sources read it."""
-    upper = name.upper()
-    if upper in NON_SETTINGS:
-        return
-    path = tuple(upper[len(ENV_PREFIX) :].lower().split(NESTED))
-    kind = _kind_of(path)
-    secret = any(s in upper for s in ("KEY", "SECRET", "PASSWORD", "TOKEN", "WEBHOOK"))
-    shown = "" if value is None else f" = {'***' if secret else _short(repr(value))}"
-    if kind is None:
-        found = difflib.get_close_matches(
-            NESTED.join(path), _tree_names((), NESTED), n=1, cutoff=0.6
-        )
-        hint = f" (did you mean {ENV_PREFIX}{found[0].upper()}?)" if found else ""
-        raise ConfigError(
-            f"unknown setting: {origin}{shown} names no setting; expected "
-            f"{ENV_PREFIX}<SECTION>{NESTED}<KEY> of a setting{hint}"
-        )
-    if value is None or kind not in ("list", "section"):
-        return
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = None
-    want = list if kind == "list" else dict
-    if not isinstance(parsed, want):
-        dotted = ".".join(path)
-        what = "a JSON list" if kind == "list" else "a JSON object"
-        if dotted == "exchange.symbols":
-            what += ', e.g. ["BTC/USDT:USDT"]'
-        raise ConfigError(
-            f"invalid configuration: {dotted}{shown} (from {origin}): expected {what}"
-        )
-
-
-def check_environment(
-    environ: Mapping[str, str], env_file: Path | None, secrets_dir: Path | None
-) -> None:
-    """Every ``GUARDBOT_`` variable (environment, ``.env``) and ``guardbot_`` secret file must
-    name a setting; ``.env`` must be a text file. Raises ``ConfigError`` naming the first one
-    that does not."""
-    for name, value in environ.items():
-        if name.upper().startswith(ENV_PREFIX):
-            _check_name(name, value, f"environment variable {name}")
-    if env_file is not None and env_file.is_file():
-        from io import StringIO
-
-        from dotenv import dotenv_values
-
-        text = read_text(env_file, "env file", "KEY=VALUE lines")
-        for key, entry_value in dotenv_values(stream=StringIO(text)).items():
-            if key.upper().startswith(ENV_PREFIX):
-                _check_name(key, entry_value, f"{key} in env file {env_file}")
-    if secrets_dir is not None and secrets_dir.is_dir():
-        for entry in sorted(secrets_dir.iterdir()):
-            if entry.name.upper().startswith(ENV_PREFIX) and entry.is_file():
-                _check_name(entry.name, None, f"secrets file {entry}")
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
