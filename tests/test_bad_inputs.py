@@ -254,7 +254,7 @@ def results(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("bad-inputs")
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(run_case, name, case, root) for name, case in CASES.items()}
         return {name: f.result() for name, f in futures.items()}
 
