@@ -106,10 +106,12 @@ def context(
 
 
 def bench_config() -> GuardsConfig:
-    """Defaults, with trend on and caps wide enough for 50-200 small open positions."""
+    """Defaults, with trend on and caps wide enough for 50-200 small open positions (the
+    stop-out bound counts every open position as a possible stop-out: room for 500)."""
     return GuardsConfig.model_validate(
         {
             "position_cap": {"max_positions": 500, "max_total_margin_pct": 100},
+            "anti_top_up": {"max_stopouts_per_day": 1000},
             "trend": {"enabled": True, "ema_period": 20, "window_min": 60},
             "circuit_breaker": {"liq_notional": 5_000_000},
         }

@@ -42,6 +42,7 @@ from bot.settings import ConfigError, Settings
 from bot.state.heartbeat import HealthLimits
 from bot.state.lock import LockHeld, StateLock
 from bot.state.safe import WRITE_ERRORS, SafeStore
+from bot.state.store import FILENAME as STORE_FILE
 from bot.state.store import Store
 from bot.strategies import load_strategy
 from bot.trading.bars import timeframe_ms
@@ -79,9 +80,12 @@ def open_state(state_dir: Path) -> tuple[StateLock, Store]:
         raise RunError(str(exc), code=2) from None
     except OSError as exc:
         raise RunError(f"state dir {state_dir} cannot be used: {exc}", code=2) from None
+    path = Path(state_dir) / STORE_FILE
+    fresh = not path.exists()
     try:
         store = Store.open(state_dir)
     except OPEN_ERRORS as exc:
+        _forget(path, fresh)
         lock.release()
         raise RunError(f"state dir {state_dir} cannot be written: {exc}", code=2) from None
     except BaseException:
@@ -91,9 +95,20 @@ def open_state(state_dir: Path) -> tuple[StateLock, Store]:
         SafeStore(store).probe()
     except WRITE_ERRORS as exc:
         store.close()
+        _forget(path, fresh)
         lock.release()
         raise RunError(f"state dir {state_dir} cannot be written: {exc}", code=2) from None
     return lock, store
+
+
+def _forget(path: Path, fresh: bool) -> None:
+    """Remove a store this start created and could not write (a full disk): left behind, the
+    empty file would be refused at the next start. An existing store is never touched."""
+    if not fresh:
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(OSError):
+            Path(f"{path}{suffix}").unlink()
 
 
 def restore_guard(settings: Settings, store: Store | SafeStore) -> GuardEngine:

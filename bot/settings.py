@@ -4,19 +4,25 @@ Sources, highest precedence first: CLI flags (passed as overrides) > environment
 prefix, ``__`` between nested keys) > ``.env`` > the secrets directory (``/run/secrets`` in Docker)
 > the TOML file given with ``--config`` > the bundled ``config/default.toml``.
 
-``load_settings`` turns every failure (unknown key, wrong type, out-of-range value, unreadable or
-malformed file) into one ``ConfigError`` whose message names the key, the value and the source.
+``load_settings`` turns every failure (unknown key, wrong type, out-of-range value, unreadable,
+binary or malformed file, a ``GUARDBOT_`` name that names no setting — ``bot.settings_env`` —, a
+secret in a TOML file, an unknown ccxt exchange id, a symbol that is not a perpetual, a malformed
+URL) into one ``ConfigError`` whose one-line message names the key, the value, the source and what
+is expected. Secrets (``SECRET_KEYS``) are ``SecretStr``: masked in dumps, logs and run records.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -36,19 +42,78 @@ from pydantic_settings import (
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
+from bot.settings_env import (
+    ENV_PREFIX,
+    NESTED,
+    NON_SETTINGS,
+    ConfigError,
+    check_environment,
+    nearest,
+    read_text,
+    short,
+    tree_names,
+)
 from guards import GuardsConfig
 from paper.config import PaperConfig
 
-ENV_PREFIX = "GUARDBOT_"
-NESTED = "__"
+__all__ = [
+    "ENV_PREFIX",
+    "NESTED",
+    "NON_SETTINGS",
+    "SECRET_KEYS",
+    "ConfigError",
+    "Settings",
+    "check_environment",
+    "default_config_text",
+    "load_settings",
+    "masked_dump",
+    "read_text",
+    "read_toml",
+    "set_dotted",
+]
+
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+#: Keys that hold secrets: masked everywhere, and never read from a TOML file.
+SECRET_KEYS = (
+    ("exchange", "api_key"),
+    ("exchange", "api_secret"),
+    ("exchange", "password"),
+    ("notify", "webhook_url"),
+    ("notify", "telegram_token"),
+    ("status", "token"),
+)
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$")
 
 
-class ConfigError(Exception):
-    """A configuration problem, with one readable message (no traceback for users)."""
+def _ccxt_exchange_ids() -> list[str] | None:
+    """ccxt's exchange ids (its ``async_support`` modules), without importing ccxt; None when
+    ccxt cannot be found."""
+    spec = importlib.util.find_spec("ccxt")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "async_support"
+    if not folder.is_dir():
+        return None
+    return sorted(
+        f.stem for f in folder.glob("*.py") if not f.stem.startswith("_") and f.stem != "base"
+    )
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...], example: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"expected a {'/'.join(schemes)} URL like {example}")
+    return value
 
 
 class ExchangeSettings(BaseModel):
@@ -87,6 +152,35 @@ class ExchangeSettings(BaseModel):
     markets_refresh_s: float = Field(
         21_600.0, gt=0, le=604_800, description="seconds between market and leverage-tier refreshes"
     )
+
+    @field_validator("id")
+    @classmethod
+    def _known_exchange(cls, value: str) -> str:
+        ids = _ccxt_exchange_ids()
+        if ids is not None and value not in ids:
+            raise ValueError(f"not a ccxt exchange id{nearest(value, ids)}")
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _perpetual_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for symbol in value:
+            if not _SYMBOL_RE.match(symbol):
+                raise ValueError(
+                    f"{symbol!r} is not a perpetual market: expected BASE/QUOTE:SETTLE, "
+                    "e.g. BTC/USDT:USDT"
+                )
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _rest_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http", "https"), "https://fapi.binance.com")
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("ws", "wss", "http", "https"), "wss://fstream.binance.com")
 
 
 class FeedSettings(BaseModel):
@@ -171,8 +265,10 @@ class MetricsSettings(BaseModel):
 class NotifySettings(BaseModel):
     model_config = _FROZEN
 
-    webhook_url: str | None = Field(
-        None, description="generic webhook: every alert is POSTed here as JSON (retried)"
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="generic webhook: every alert is POSTed here as JSON, retried (secret: "
+        "its URL often carries a token)",
     )
     telegram_token: SecretStr | None = Field(None, description="Telegram bot token (secret)")
     telegram_chat_id: str | None = Field(None, description="Telegram chat id for alerts")
@@ -325,11 +421,7 @@ def default_config_text() -> str:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file, turning every failure into a ``ConfigError`` naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return _parse_toml(text, str(path))
+    return _parse_toml(read_text(path, "config file", "a UTF-8 TOML file"), str(path))
 
 
 def _parse_toml(text: str, name: str) -> dict[str, Any]:
@@ -337,6 +429,19 @@ def _parse_toml(text: str, name: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {name} is not valid TOML: {exc}") from None
+
+
+def _no_secrets(data: Mapping[str, Any], name: str) -> None:
+    """A TOML file must not hold a secret (they come from the environment or secret files)."""
+    for section, key in SECRET_KEYS:
+        table = data.get(section)
+        if isinstance(table, Mapping) and key in table:
+            env = f"{ENV_PREFIX}{section}{NESTED}{key}".upper()
+            raise ConfigError(
+                f"{section}.{key} is set in config file {name}: secrets are never read from a "
+                f"TOML file; expected it in the environment ({env}), a .env file or a secrets "
+                f"file ({DEFAULT_SECRETS_DIR / env.lower()})"
+            )
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -366,7 +471,9 @@ def load_settings(
     """
     files: list[tuple[str, dict[str, Any]]] = []
     if config_path is not None:
-        files.append((str(config_path), read_toml(config_path)))
+        data = read_toml(config_path)
+        _no_secrets(data, str(config_path))
+        files.append((str(config_path), data))
     files.append(("config/default.toml (bundled)", _parse_toml(default_config_text(), "default")))
     layers = _Layers(overrides or {}, files, env_file, secrets_dir)
     token = _LAYERS.set(layers)
@@ -376,9 +483,13 @@ def load_settings(
         os.environ.clear()
         os.environ.update(env)
     try:
+        check_environment(Settings, os.environ, env_file, secrets_dir)
         return Settings()
     except ValidationError as exc:
         raise ConfigError(_explain(exc, layers, os.environ)) from None
+    except SettingsError as exc:  # a source could not parse a value (checked above, mostly)
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        raise ConfigError(f"invalid configuration: {exc}{cause}") from None
     finally:
         _LAYERS.reset(token)
         if saved is not None:
@@ -421,22 +532,28 @@ def _origin(loc: tuple[str, ...], layers: _Layers, environ: Mapping[str, str]) -
 
 
 def _explain(exc: ValidationError, layers: _Layers, environ: Mapping[str, str]) -> str:
+    """One line: every problem with its key, value, source and what is expected."""
     lines = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         key = ".".join(loc) or "(top level)"
         origin = _origin(loc, layers, environ)
-        msg = str(err["msg"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            names = tree_names(Settings, loc[:-1], ".")
+            msg = f"unknown key{nearest(key, names)}"
         value = err.get("input")
-        shown = "***" if any(s in key for s in ("key", "secret", "password", "token")) else value
+        secret = loc[:2] in SECRET_KEYS or any(
+            s in key for s in ("key", "secret", "password", "token")
+        )
+        shown = "***" if secret else short(repr(value))
         if err["type"] == "extra_forbidden" or not isinstance(value, dict):
-            lines.append(f"{key} = {shown!r} (from {origin}): {msg}")
+            lines.append(f"{key} = {shown} (from {origin}): {msg}")
         else:
             lines.append(f"{key} (from {origin}): {msg}")
-    head = "invalid configuration" if len(lines) == 1 else f"{len(lines)} configuration errors"
-    return head + ":\n  " + "\n  ".join(lines)
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
+    return f"{len(lines)} configuration errors: " + "; ".join(lines)
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

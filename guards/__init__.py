@@ -17,7 +17,7 @@ rules by hand (``RuleEnv``, ``DayClock``, ``StopLoss``) is not part of the face:
   ``model_of``, ...), leverage tiers (``tiers_from_ccxt``, ``tier_index``, ...), per-context
   account figures (``account_view``, ``position_liquidation``), stop placement
   (``protective_stop``, ``round_price_away``), amount rounding (``floor_to_step``) and the
-  explain helpers.
+  explain helpers (``explain_rows``, ``resize_steps``, ``reopens``, the number formats).
 """
 
 from guards.account import (
@@ -34,11 +34,17 @@ from guards.config import GuardsConfig
 from guards.engine import RISK_REDUCING_CODES, CloseReason, GuardEngine
 from guards.explain import (
     ExplainRow,
+    ResizeStep,
     decision_to_dict,
     explain_rows,
+    format_amount,
     format_figure,
     format_figures,
+    format_number,
+    format_time,
     intent_to_dict,
+    reopens,
+    resize_steps,
     verdict_to_dict,
 )
 from guards.liquidation import (
@@ -117,6 +123,7 @@ __all__ = [
     "OrderIntent",
     "Outcome",
     "Position",
+    "ResizeStep",
     "Side",
     "StopPolicy",
     "SymbolState",
@@ -131,8 +138,11 @@ __all__ = [
     "default_stop_price",
     "explain_rows",
     "floor_to_step",
+    "format_amount",
     "format_figure",
     "format_figures",
+    "format_number",
+    "format_time",
     "intent_to_dict",
     "liq_distance_pct",
     "liquidation_price",
@@ -148,6 +158,8 @@ __all__ = [
     "position_tier_index",
     "profile_maintenance_margin",
     "protective_stop",
+    "reopens",
+    "resize_steps",
     "round_price_away",
     "tier_index",
     "tier_table",

@@ -7,7 +7,8 @@ circuit_breaker, stop_loss, position_cap (resize) and liquidation on the final s
 refusal decides but every rule's verdict is recorded (rules after a data failure are recorded
 as ``not_evaluated``). A ``resize`` verdict adjusts the order the later rules see (amount, an
 attached stop, a capped leverage); the allowed ``Decision.intent`` is that adjusted order, with
-``Decision.amount``/``stop_price`` equal to its amount and stop.
+``Decision.amount``/``stop_price`` equal to its amount and stop, and ``Decision.reason`` names
+every rule whose resize changed the size or the leverage, in evaluation order.
 
 Fail closed: an exception in a rule → ``rule_error`` naming the rule; no market rules for the
 symbol → ``missing_market``; a missing mark, or one older than ``stale_price_s`` (for the
@@ -243,7 +244,7 @@ class GuardEngine:
         if data.outcome == "reject":
             verdicts.extend(setup.not_evaluated)
             return self._refuse(intent, first or data, verdicts, cur)
-        resized: Verdict | None = None
+        resized: list[Verdict] = []  # every resize that changed the size or the leverage
         stop_source: Verdict | None = None
         for rule in setup.after_data:
             if is_order or rule.handles_add_margin:
@@ -259,21 +260,22 @@ class GuardEngine:
                 if first is None:
                     first = verdict
             elif outcome == "resize":
+                before = cur
                 cur = adjusted(cur, verdict)
                 if verdict.code in STOP_ONLY_CODES:
                     stop_source = verdict
-                else:
-                    resized = verdict
+                elif cur.amount != before.amount or cur.leverage != before.leverage:
+                    resized.append(verdict)
         if first is not None:
             return self._refuse(intent, first, verdicts, cur)
         if cur.amount != intent.amount or cur.leverage != intent.leverage:
-            assert resized is not None
+            assert resized
             return Decision(
                 "resize",
                 cur,
                 cur.amount,
                 "resized",
-                f"{resized.rule}: {resized.reason}",
+                "; ".join(f"{v.rule}: {v.reason}" for v in resized),  # each resize credited
                 tuple(verdicts),
                 cur.stop_price,
             )

@@ -108,3 +108,45 @@ def test_version() -> None:
     result = runner.invoke(app, ["version"])
     assert result.exit_code == 0
     assert result.output.startswith("guardbot ")
+
+
+def test_short_help_and_version_flag() -> None:
+    assert runner.invoke(app, ["-h"]).exit_code == 0
+    short = runner.invoke(app, ["check-order", "-h"])
+    assert short.exit_code == 0 and "--notional" in short.output and "--margin" in short.output
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("guardbot ")
+
+
+def test_readable_metavars() -> None:
+    text = runner.invoke(app, ["check-order", "--help"], terminal_width=200).output
+    for metavar in ("BASE/QUOTE:SETTLE", "long|short", "QTY", "USDT", "ISO-TIME", "FILE"):
+        assert metavar in text, metavar
+    assert "<float>" not in text and "FLOAT" not in text
+
+
+def test_live_with_a_paper_config_says_it_changes_nothing(clean_env: Path) -> None:
+    data = clean_env / "BTC_USDT_USDT-5m-futures.csv"
+    start = 1_743_465_600_000
+    data.write_text(
+        "\n".join(f"{start + i * 300_000},100,101,99,100,1" for i in range(30)) + "\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["run", "--live", "--json", "--set", f'feed.path="{data}"'])
+    assert result.exit_code == 0, result.output
+    assert '--live has no effect: the configuration says mode = "paper"' in result.output
+
+
+def test_the_webhook_url_is_a_secret(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Masked by ``config show`` and in the settings dump a run record stores."""
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("GUARDBOT_NOTIFY__WEBHOOK_URL", "https://hooks.example/T0KEN-abc123")
+    shown = runner.invoke(app, ["config", "show", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert "T0KEN-abc123" not in shown.output
+    assert json.loads(shown.output)["notify"]["webhook_url"] == "**********"
+    settings = load_settings(secrets_dir=None)
+    assert "T0KEN-abc123" not in json.dumps(settings.model_dump(mode="json"))  # the run record
+    assert settings.notify.webhook_url is not None
+    assert settings.notify.webhook_url.get_secret_value().endswith("T0KEN-abc123")

@@ -143,11 +143,13 @@ def test_first_refusal_wins_but_all_verdicts_are_recorded() -> None:
 def test_resize_happens_before_the_liquidation_check() -> None:
     # cross, wallet 1,000, long 500 @ 100 at 5x, stop 90. At the requested size the cross
     # liquidation price would be (1,000 - 50,000)/(500*0.005 - 500) = 98.49 (1.5 % away: too
-    # close). stop_loss sizes it first: budget 10, per unit 10 + 0.0005*(100 + 90) = 10.095
-    # → 0.990 units; for that size the cross wallet covers any price (liq None): allowed.
+    # close). stop_loss sizes it first: budget 10 (1 %; the daily budget leaves 30). With 2 bps
+    # of slippage the entry fills at 100.02 and the stop at 90 * 0.9998 = 89.982, so per unit
+    # 10.038 + 0.0005*(100.02 + 89.982) = 10.133001 → 10 / 10.133001 = 0.98687 → 0.986 units;
+    # for that size the cross wallet covers any price (liq None): allowed.
     intent = OrderIntent(SYM, "long", 500.0, leverage=5.0, margin_mode="cross", stop_price=90.0)
     d = GuardEngine(GuardsConfig()).check(intent, ctx(wallet=1_000.0))
-    assert d.outcome == "resize" and d.amount == pytest.approx(0.990)
+    assert d.outcome == "resize" and d.amount == pytest.approx(0.986)
     by_rule = {v.rule: v for v in d.verdicts}
     assert by_rule["stop_loss"].outcome == "resize"
     assert by_rule["liquidation"].outcome == "allow"
@@ -155,14 +157,18 @@ def test_resize_happens_before_the_liquidation_check() -> None:
 
 
 def test_stop_loss_then_position_cap_resize_chain() -> None:
-    # stop 98: risk fits 47.641 units; margin cap 1,000 at 3x and price 100 fits 30 → 30
+    # stop 98 with 2 bps of slippage: per unit (100.02 - 97.9804) + 0.0005*(100.02 + 97.9804)
+    # = 2.1386002, risk fits 100 / 2.1386002 = 46.7595 → 46.759 units; margin cap 1,000 at 3x
+    # and price 100 fits 30 → 30
     intent = OrderIntent(SYM, "long", 100.0, leverage=3.0, stop_price=98.0)
     d = GuardEngine(GuardsConfig()).check(intent, ctx())
     by_rule = {v.rule: v for v in d.verdicts}
-    assert by_rule["stop_loss"].amount == pytest.approx(47.641)
+    assert by_rule["stop_loss"].amount == pytest.approx(46.759)
     assert by_rule["position_cap"].amount == pytest.approx(30.0)
     assert d.amount == pytest.approx(30.0) and d.intent.amount == d.amount
-    assert d.code == "resized" and d.reason.startswith("position_cap:")
+    # both resizes are credited, each to its own rule
+    assert d.code == "resized" and d.reason.startswith("stop_loss: resized 100 → 46.759")
+    assert "; position_cap: resized 46.759 → 30 to fit caps" in d.reason
 
 
 # -- check: fail closed ------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from bot.trading.jobs import LiveScheduler, SimScheduler, job_specs, job_triggers
 from guards.config import GuardsConfig
 
@@ -99,3 +101,42 @@ async def test_live_scheduler_runs_jobs_on_the_loop() -> None:
     finally:
         live.shutdown()
     assert live.runs.get("heartbeat", 0) >= 2
+
+
+async def test_apscheduler_logs_go_through_structlog_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A failing job and a job still running at shutdown: APScheduler's own log records
+    become structlog JSON events; nothing raw (no traceback) reaches stderr."""
+    import io
+    import json
+
+    from bot.ops.logging import configure_logging
+
+    out = io.StringIO()
+    configure_logging(level="info", fmt="json", stream=out)
+    started = asyncio.Event()
+    failed = asyncio.Event()
+
+    async def boom() -> None:
+        failed.set()
+        raise RuntimeError("job broke")
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    trig = job_triggers(GuardsConfig(), heartbeat_s=0.05, equity_s=0.05)
+    live = LiveScheduler(job_specs(trig, {"heartbeat": boom, "equity_snapshot": slow}))
+    live.start()
+    try:
+        await asyncio.wait_for(failed.wait(), timeout=10)
+        await asyncio.wait_for(started.wait(), timeout=10)
+        await asyncio.sleep(0.2)
+    finally:
+        live.shutdown()
+        await asyncio.sleep(0.1)  # let the cancelled job report
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    errors = [e for e in events if e["event"] == "apscheduler" and e["level"] == "error"]
+    assert errors and "job broke" in errors[0]["exception"]
+    assert capsys.readouterr().err == ""

@@ -194,15 +194,32 @@ def test_stop_fills_at_stop_price_when_crossed_between_prices() -> None:
     assert core.positions() == []
 
 
-def test_stop_gapped_through_on_first_price_fills_at_that_price() -> None:
+def test_stop_gapped_through_fills_at_the_price_after_the_gap() -> None:
     core = make(slippage_bps=2)
     core.on_price(BTC, 50_000, T0)
     core.create_order(BTC, "market", "buy", 0.1)
     stop = core.create_order(
         BTC, "market", "sell", 0.1, None, {"stopLossPrice": 49_000, "reduceOnly": True}
     )
-    core.on_price(BTC, 48_000, T0 + 60_000)  # the next candle opens below the stop
-    assert core.fetch_order(stop["id"])["average"] == pytest.approx(48_000 * (1 - 0.0002))
+    core.on_price(BTC, 48_000, T0 + 60_000, gap=True)  # the next candle opens below the stop
+    # 48000 * (1 - 0.0002) = 47990.4: the gap price, slipped
+    assert core.fetch_order(stop["id"])["average"] == pytest.approx(47_990.4)
+
+
+def test_stop_armed_at_the_open_and_crossed_by_the_walk_fills_at_the_stop() -> None:
+    # The stop goes on at the candle's open; the walk's next point (the low, 48000) is past it.
+    # The walk travels through 49000, so the stop fills there: 49000 * (1 - 0.0002) = 48990.2,
+    # not at the low (48000 * 0.9998 = 47990.4) as if the price had gapped.
+    core = make(slippage_bps=2)
+    core.on_price(BTC, 50_000, T0, gap=True)
+    core.create_order(BTC, "market", "buy", 0.1)
+    stop = core.create_order(
+        BTC, "market", "sell", 0.1, None, {"stopLossPrice": 49_000, "reduceOnly": True}
+    )
+    core.on_price(BTC, 48_000, T0 + 100_000)
+    assert core.fetch_order(stop["id"])["average"] == pytest.approx(48_990.2)
+    # loss: 0.1 * (50000 * 1.0002 - 48990.2) = 0.1 * 1019.8 = 101.98 before fees
+    assert core.trades[-1].pnl == pytest.approx(-101.98)
 
 
 def test_take_profit_and_trigger_on_last_price() -> None:
@@ -257,7 +274,7 @@ def test_gap_through_stop_and_liquidation_liquidates() -> None:
     stop = core.create_order(
         BTC, "market", "sell", 0.1, None, {"stopLossPrice": 46_000, "reduceOnly": True}
     )
-    core.on_price(BTC, 44_000, T0 + 60_000)  # gap: the first price is past both
+    core.on_price(BTC, 44_000, T0 + 60_000, gap=True)  # a gap past both
     assert len(core.liquidations) == 1
     assert core.fetch_order(stop["id"])["status"] == "canceled"
     assert core.trades[-1].reason == "liquidation"

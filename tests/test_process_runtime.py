@@ -187,12 +187,13 @@ async def test_a_full_disk_blocks_entries_but_never_a_close_and_the_bot_catches_
 def test_starting_on_a_state_dir_that_cannot_be_written_exits_2_with_one_line(
     tmp_path: Path,
 ) -> None:
-    cfg = tmp_path / "paper.toml"
-    cfg.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n', encoding="utf-8")
     # a fresh state dir, and one with a store in it already
     for attempt in ("fresh", "existing"):
+        state = tmp_path / attempt / "state"
+        cfg = tmp_path / f"{attempt}.toml"
+        cfg.write_text(f'[state]\ndir = "{state}"\n', encoding="utf-8")
         if attempt == "existing":
-            Store.open(tmp_path / "state").close()
+            Store.open(state).close()
         done = cli(
             "run", "--config", str(cfg), "--set", "feed.kind=poll", cwd=tmp_path, limit_bytes=1
         )
@@ -200,3 +201,8 @@ def test_starting_on_a_state_dir_that_cannot_be_written_exits_2_with_one_line(
         assert done.returncode == 2, (attempt, done.stderr)
         assert len(lines) == 1 and "cannot be written" in lines[0], (attempt, done.stderr)
         assert "Traceback" not in done.stdout + done.stderr
+        if attempt == "fresh":  # nothing half-made is left to block the next start
+            assert not (state / "guardbot.sqlite").exists()
+        else:
+            with Store.open(state) as store:  # the existing store is untouched and opens
+                assert store.integrity_check() == "ok"

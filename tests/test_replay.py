@@ -72,7 +72,7 @@ def test_bad_data_file_is_a_clear_error(clean_env: Path) -> None:
     bad = clean_env / "BTC_USDT_USDT-5m-futures.csv"
     bad.write_text("1,2,3\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["replay", "--data", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an input error
     assert str(bad) in result.output
 
 
@@ -144,7 +144,7 @@ def test_several_symbols_replay_merged_in_time_order(clean_env: Path, shared_dat
 def test_two_files_of_one_symbol_are_refused(clean_env: Path, shared_data: Path) -> None:
     btc = shared_data / "candles" / "typhonun_DcaTpStrategy" / "BTC_USDT_USDT-5m-futures.feather"
     result = CliRunner().invoke(app, ["replay", "--data", str(btc), "--data", str(btc)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an input error
     assert "same symbol" in result.output
 
 

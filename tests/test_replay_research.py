@@ -137,12 +137,12 @@ def test_a_spot_file_is_refused_with_a_hint_before_any_gap_warning(
 ) -> None:
     spot = shared_data / "candles" / "mintanam_ftrade" / "BTC_USDT-1m.feather"
     result = runner.invoke(app, ["replay", "--data", str(spot), "--log-format", "json"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input: exit 2 like every input error
     assert "BTC/USDT is a spot symbol" in result.output
     assert "--symbol BTC/USDT:USDT" in result.output
     gappy = shared_data / "candles" / "freqtrade_testdata" / "UNITTEST_BTC-1m.json"  # 717 gaps
     result = runner.invoke(app, ["replay", "--data", str(gappy), "--allow-gaps"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "UNITTEST/BTC" in result.output and "data_gap" not in result.output
 
 

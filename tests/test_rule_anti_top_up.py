@@ -136,3 +136,26 @@ def test_stopout_counter_rolls_at_the_reset() -> None:
     )
     assert e.state.stopouts_today == 1 and e.state.day_key == "2024-06-04"
     assert check(e, ctx(now=datetime(2024, 6, 4, 1, 0, tzinfo=UTC).timestamp())).allowed
+
+
+def test_open_positions_count_as_stop_outs_that_may_still_come() -> None:
+    # max 3 stop-outs; 1 so far and one other position open (it may stop out too): a new
+    # position would make 1 + 1 + 1 = 3 possible — allowed; with 2 so far, 2 + 1 + 1 = 4 > 3.
+    other = Position("OTHER/USDT:USDT", "long", 1.0, 10.0, margin=5.0, stop_price=9.0)
+    e = engine(cooldown_min=0)
+    e.on_position_closed("S0/USDT:USDT", "stop", pnl=-1.0, ts=NOW)
+    context = GuardContext(
+        account=Account(10_000.0, {other.symbol: other}),
+        markets={SYM: MarketRules(SYM, TIERS), other.symbol: MarketRules(other.symbol, TIERS)},
+        marks={SYM: Mark(100.0, NOW + 60), other.symbol: Mark(10.0, NOW + 60)},
+        now=NOW + 60,
+    )
+    assert check(e, context).allowed
+    e.on_position_closed("S1/USDT:USDT", "stop", pnl=-1.0, ts=NOW + 1)
+    d = check(e, context)
+    assert d.code == "stopouts_budget" and not d.allowed
+    v = next(v for v in d.verdicts if v.rule == "anti_top_up")
+    assert (v.figures["stopouts_today"], v.figures["open_positions"]) == (2, 1)
+    # an add to the open position makes no new stop-out: still judged by the other checks
+    add = OrderIntent(other.symbol, "long", 1.0, leverage=2.0, stop_price=9.0)
+    assert check(e, context, add).code != "stopouts_budget"

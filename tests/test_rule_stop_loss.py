@@ -35,7 +35,11 @@ FLAT_TIER = (Tier(0.0, math.inf, 0.005, 0.0, 100.0),)
 
 
 def only(rule: str, **params: Any) -> GuardsConfig:
+    """Only ``rule`` on; the stop_loss rule without slippage unless asked (the hand formula
+    above has none; the slippage tests below add it)."""
     tables: dict[str, Any] = {name: {"enabled": name == rule} for name in REGISTRY}
+    if rule == "stop_loss":
+        tables[rule]["slippage_bps"] = 0.0
     tables[rule].update(params)
     return GuardsConfig.model_validate(tables)
 
@@ -226,3 +230,113 @@ def test_add_without_a_stop_keeps_the_positions_live_stop() -> None:
     assert d.outcome == "allow" and d.code == "stop_inherited"
     assert d.stop_price == 95.0
     assert verdict(d).figures["risk"] == pytest.approx(-24.0375)
+
+
+# -- slippage and the loss budgets ----------------------------------------------------------
+
+
+def with_limits(**loss_limit: Any) -> GuardsConfig:
+    """stop_loss (no slippage) and loss_limit on, everything else off."""
+    tables: dict[str, Any] = {
+        name: {"enabled": name in ("stop_loss", "loss_limit")} for name in REGISTRY
+    }
+    tables["stop_loss"]["slippage_bps"] = 0.0
+    tables["loss_limit"].update(loss_limit)
+    return GuardsConfig.model_validate(tables)
+
+
+def day_state(start: float, peak: float | None = None) -> GuardState:
+    state = GuardState(day_key="2024-06-03", day_start_equity=start)  # NOW is 3 Jun 12:00 UTC
+    state.equity_peak = start if peak is None else peak
+    return state
+
+
+def test_slippage_is_part_of_the_loss_at_the_stop() -> None:
+    # 2 bps: the entry fills at 100 * 1.0002 = 100.02, the stop at 98 * 0.9998 = 97.9804;
+    # per unit (100.02 - 97.9804) + 0.0005*(100.02 + 97.9804) = 2.0396 + 0.0990002 = 2.1386002
+    # → 100 / 2.1386002 = 46.7595 → 46.759
+    d = check(order(100.0), ctx(), slippage_bps=2.0)
+    assert d.amount == pytest.approx(46.759)
+    assert verdict(d).figures["risk"] == pytest.approx(46.759 * 2.1386002)
+
+
+def test_the_daily_budget_left_caps_the_risk() -> None:
+    # the day started at 10,000 and 250 are lost (wallet 9,750, flat): floor 9,700, 50 left,
+    # below 1 % of 9,750 = 97.5 → 50 / 2.099 = 23.8209... → 23.82
+    e = GuardEngine(with_limits(), day_state(10_000.0))
+    d = e.check(order(100.0), ctx(wallet=9_750.0))
+    v = verdict(d)
+    assert d.outcome == "resize" and d.amount == pytest.approx(23.82)
+    assert v.code == "daily_loss_budget"
+    assert v.figures["daily_budget_left"] == pytest.approx(50.0)
+    assert v.figures["until"] == datetime(2024, 6, 4, 0, 0, tzinfo=UTC).timestamp()
+
+
+def test_the_risk_at_the_stop_of_every_open_position_counts() -> None:
+    # OTHER long 10 @ 100, stop 90: closed at its stop 10*(90 - 100) - 0.0005*10*90 = -100.45,
+    # so the worst case is 10,000 - 100.45 = 9,899.55; with a 1.5 % daily limit the floor is
+    # 9,850: 49.55 left → 49.55 / 2.099 = 23.6064... → 23.606
+    other = Position(
+        "OTHER/USDT:USDT", "long", 10.0, 100.0, leverage=5.0, margin=200.0, stop_price=90.0
+    )
+    base = ctx()
+    context = GuardContext(
+        Account(10_000.0, {other.symbol: other}),
+        {**base.markets, other.symbol: MarketRules(other.symbol, FLAT_TIER, taker_fee=0.0005)},
+        {**base.marks, other.symbol: Mark(100.0, NOW)},
+        NOW,
+    )
+    e = GuardEngine(with_limits(max_daily_loss_pct=1.5), day_state(10_000.0))
+    d = e.check(order(100.0), context)
+    v = verdict(d)
+    assert v.figures["worst_equity"] == pytest.approx(9_899.55)
+    assert d.amount == pytest.approx(23.606) and v.code == "daily_loss_budget"
+
+
+def test_the_drawdown_budget_left_caps_the_risk() -> None:
+    # peak 11,000, drawdown limit 9.5 %: floor 11,000 * 0.905 = 9,955; flat at 10,000: 45 left
+    # (the day's 300 and 1 % = 100 leave more) → 45 / 2.099 = 21.4387... → 21.438
+    e = GuardEngine(with_limits(max_drawdown_pct=9.5), day_state(10_000.0, peak=11_000.0))
+    d = e.check(order(100.0), ctx())
+    assert d.amount == pytest.approx(21.438) and verdict(d).code == "drawdown_budget"
+
+
+def test_nothing_left_refuses_and_says_when_entries_reopen() -> None:
+    e = GuardEngine(with_limits(), day_state(10_000.0))
+    d = e.check(order(1.0), ctx(wallet=9_700.0))  # exactly at the 3 % floor
+    v = verdict(d)
+    assert not d.allowed and d.code == "daily_loss_budget"
+    assert "daily reset" in v.reason
+    assert v.figures["until"] == datetime(2024, 6, 4, 0, 0, tzinfo=UTC).timestamp()
+
+
+def test_an_open_cross_position_without_a_stop_leaves_the_budget_unknown() -> None:
+    other = Position("OTHER/USDT:USDT", "long", 1.0, 100.0, margin_mode="cross", leverage=5.0)
+    base = ctx()
+    context = GuardContext(
+        Account(10_000.0, {other.symbol: other}),
+        {**base.markets, other.symbol: MarketRules(other.symbol, FLAT_TIER)},
+        {**base.marks, other.symbol: Mark(100.0, NOW)},
+        NOW,
+    )
+    d = GuardEngine(with_limits(), day_state(10_000.0)).check(order(1.0), context)
+    assert d.code == "open_risk_unbounded"
+
+
+def test_the_sweep_tightens_stops_when_the_peak_lifts_the_floor() -> None:
+    # long 10 @ 100, stop 95, wallet 10,000, mark 105; peak 10,500, drawdown limit 5 %:
+    # floor 10,500 * 0.95 = 9,975. Worst case 10,000 + 10*(95 - 100) - 0.0005*10*95 = 9,949.525
+    # (below it). Closing now: 10,000 + 10*5 - 0.0005*10*105 = 10,049.475.
+    # f = (9,975 - 9,949.525) / (10,049.475 - 9,949.525) = 25.475 / 99.95 = 0.25488;
+    # stop 95 + 0.25488 * 10 = 97.5488 → up to the 0.1 tick: 97.6
+    # (worst case then 10,000 - 24 - 0.488 = 9,975.512 ≥ 9,975).
+    pos = Position(SYM, "long", 10.0, 100.0, leverage=5.0, margin=200.0, stop_price=95.0)
+    e = GuardEngine(with_limits(max_drawdown_pct=5.0), day_state(10_050.0, peak=10_500.0))
+    actions = [a for a in e.sweep(ctx((pos,), mark=105.0)) if a.rule == "stop_loss"]
+    (action,) = actions
+    assert action.kind == "place_stop" and action.code == "stop_tightened"
+    assert action.stop_price == pytest.approx(97.6)
+    assert action.figures["fraction"] == pytest.approx(25.475 / 99.95)
+    # with the stop there, nothing more to do
+    tightened = Position(SYM, "long", 10.0, 100.0, leverage=5.0, margin=200.0, stop_price=97.6)
+    assert [a for a in e.sweep(ctx((tightened,), mark=105.0)) if a.rule == "stop_loss"] == []

@@ -156,5 +156,5 @@ def test_a_users_own_strategy_file_is_replayed_in_a_grid(clean_env: Path) -> Non
 
 def test_a_missing_strategy_file_is_a_clear_error(clean_env: Path) -> None:
     result = runner.invoke(app, ["replay", "--set", 'strategy.path="nowhere.py:X"'])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an input error
     assert "nowhere.py" in result.output and "cannot import" in result.output

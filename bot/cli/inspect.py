@@ -27,24 +27,57 @@ if TYPE_CHECKING:
 
 @app.command("check-order")
 def check_order(
-    symbol: Annotated[str, typer.Option(help="Market, e.g. BTC/USDT:USDT.")],
-    side: Annotated[str, typer.Option(help="long | short.")],
-    amount: Annotated[float, typer.Option(help="Amount in base units (e.g. BTC).")],
-    price: Annotated[float, typer.Option(help="Entry price (also used as the mark).")],
-    leverage: Annotated[float, typer.Option(help="Leverage.")] = 1.0,
-    stop: Annotated[float | None, typer.Option(help="Stop-loss trigger price.")] = None,
-    take_profit: Annotated[float | None, typer.Option(help="Take-profit price.")] = None,
-    margin_mode: Annotated[str, typer.Option(help="isolated | cross.")] = "isolated",
-    balance: Annotated[float, typer.Option(help="Wallet balance in USDT.")] = 10_000.0,
+    symbol: Annotated[
+        str, typer.Option(metavar="BASE/QUOTE:SETTLE", help="Market, e.g. BTC/USDT:USDT.")
+    ],
+    side: Annotated[str, typer.Option(metavar="long|short", help="Position direction.")],
+    price: Annotated[
+        float, typer.Option(metavar="USDT", help="Entry price (also used as the mark).")
+    ],
+    amount: Annotated[
+        float | None, typer.Option(metavar="QTY", help="Size in base units (e.g. BTC).")
+    ] = None,
+    notional: Annotated[
+        float | None,
+        typer.Option(
+            metavar="USDT", help="Size as notional (amount × price), instead of --amount."
+        ),
+    ] = None,
+    margin: Annotated[
+        float | None,
+        typer.Option(
+            metavar="USDT", help="Size as margin (notional ÷ leverage), instead of --amount."
+        ),
+    ] = None,
+    leverage: Annotated[
+        float, typer.Option(metavar="X", help="Leverage, up to the market's maximum.")
+    ] = 1.0,
+    stop: Annotated[
+        float | None, typer.Option(metavar="USDT", help="Stop-loss trigger price.")
+    ] = None,
+    take_profit: Annotated[
+        float | None, typer.Option(metavar="USDT", help="Take-profit price.")
+    ] = None,
+    margin_mode: Annotated[
+        str, typer.Option(metavar="isolated|cross", help="Margin mode.")
+    ] = "isolated",
+    balance: Annotated[
+        float, typer.Option(metavar="USDT", help="Wallet balance of the flat account.")
+    ] = 10_000.0,
     at: Annotated[
         datetime | None,
-        typer.Option("--at", help="Check as of this time (ISO 8601; default: now)."),
+        typer.Option(
+            "--at", metavar="ISO-TIME", help="Check as of this time (naive = UTC; default: now)."
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Explain what the guards decide for one order: liquidation calculator and guard explainer."""
+    """Explain what the guards decide for one order: liquidation calculator and guard explainer.
+
+    Exit status 0 when the order would be allowed (possibly resized), 1 when refused, 2 for bad
+    input."""
     from bot.research.checkorder import CheckOrderError, explain_order
 
     try:
@@ -58,6 +91,8 @@ def check_order(
             symbol=symbol,
             side=side,
             amount=amount,
+            notional=notional,
+            margin=margin,
             price=price,
             leverage=leverage,
             stop=stop,

@@ -17,6 +17,7 @@ from bot.cli.common import (
     SetOpt,
     app,
     fail,
+    live_notice,
     overrides_from,
     parse_value,
     settings_or_exit,
@@ -45,6 +46,7 @@ def run(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     settings = settings_or_exit(config, overrides)
+    live_notice(settings, live)
     if settings.mode == "live":
         import os
 
@@ -306,8 +308,8 @@ def _replay(settings: Settings, *, guards_on: bool, show: bool, curve: bool) -> 
                 record_curve=curve,
                 record_decisions=curve,
             )
-    except ReplayError as exc:
-        raise fail(str(exc), code=1) from None
+    except ReplayError as exc:  # bad data: the exit status of every input error
+        raise fail(str(exc)) from None
 
 
 def _plot(report: Report, path: Path, off: Report | None = None) -> None:

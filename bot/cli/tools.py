@@ -26,6 +26,27 @@ if TYPE_CHECKING:
     pass
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"guardbot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the guardbot version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """A crypto-perpetuals trading bot whose product is its risk guard layer."""
+
+
 @app.command()
 def version() -> None:
     """Print the guardbot version."""

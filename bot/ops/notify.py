@@ -470,7 +470,7 @@ def build_notifier(settings: NotifySettings) -> Notifier | None:
     }
     sinks: list[Sink] = []
     if settings.webhook_url:
-        sinks.append(WebhookSink(settings.webhook_url, **common))
+        sinks.append(WebhookSink(settings.webhook_url.get_secret_value(), **common))
     if settings.telegram_token is not None and settings.telegram_chat_id:
         sinks.append(
             TelegramSink(

@@ -326,7 +326,7 @@ class Replay:
         low_eq = 0.0
         daily = self.daily
         next_day = (first_ts // 86_400_000 + 1) * 86_400.0
-        next_due = jobs.next_due
+        next_due_ms = jobs.next_due * 1000.0  # jobs run at the first price at or after this
         lo_b, hi_b = self.lo, self.hi  # the calm's band, re-read after whatever may move it
         for done, (k, (ts, o, h, lo, c, v)) in enumerate(rows, 1):
             if k != current:
@@ -347,8 +347,9 @@ class Replay:
                 )
             else:
                 m0, m1, m2, m3 = o, p1, p2, c
-            # After each price: what the core did, and the liquidation danger zone.
-            ev = on_price(symbol, o, ts, m0)
+            # After each price: what the core did, and the liquidation danger zone. The open
+            # comes after a gap (no trading since the previous close): stops it jumps fill there.
+            ev = on_price(symbol, o, ts, m0, True)
             if ev:
                 happened(ev)
                 lo_b, hi_b = self.lo, self.hi
@@ -356,6 +357,9 @@ class Replay:
                 low_eq = core.equity()
             if many:
                 last_mark[symbol] = (m0, ts / 1000.0)
+            if ts >= next_due_ms:  # jobs due since the last price (after a data gap): run now
+                next_due_ms = self._run_jobs(jobs, ts)
+                lo_b, hi_b = self.lo, self.hi
             if watch_danger and not lo_b < m0 < hi_b:
                 danger(symbol, ts, m0)
                 lo_b, hi_b = self.lo, self.hi
@@ -372,13 +376,14 @@ class Replay:
                 if watch_danger and not lo_b < m < hi_b:
                     danger(symbol, t, m)
                     lo_b, hi_b = self.lo, self.hi
+                if t >= next_due_ms and t != ts + t3:  # due inside the candle: this price
+                    next_due_ms = self._run_jobs(jobs, t)
+                    lo_b, hi_b = self.lo, self.hi
             close_s = (ts + tf) / 1000.0
             if many:
                 last_mark[symbol] = (m3, close_s)
-            if close_s >= next_due:
-                self.now_s = close_s
-                jobs.run_sync(close_s)
-                next_due = jobs.next_due
+            if ts + tf >= next_due_ms:  # the close price stands at the close time
+                next_due_ms = self._run_jobs(jobs, ts + tf)
             engine.on_close(symbol, o, h, lo, c, close_s)
             eq = core.equity()
             position = self._sweep(close_s, symbol, m3, eq)
@@ -408,6 +413,13 @@ class Replay:
                     next_beat = time.monotonic() + beat_every
         if progress is not None:
             progress(n, n)
+
+    def _run_jobs(self, jobs: SimScheduler, ts_ms: int) -> float:
+        """Run the jobs due at ``ts_ms`` (the first price at or after their time, gaps
+        included); return when the next one is due (epoch ms)."""
+        self.now_s = ts_ms / 1000.0
+        jobs.run_sync(self.now_s)
+        return jobs.next_due * 1000.0
 
     # -- what the core did ------------------------------------------------------------------
     def _happened(self, events: Sequence[CoreEvent]) -> None:

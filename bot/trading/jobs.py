@@ -9,11 +9,19 @@ refresh; heartbeat; equity snapshot.
 ``coalesce=True``, ``max_instances=1`` and a misfire grace time). ``SimScheduler`` runs the very
 same triggers from a replay clock: ``advance(now)`` fires every job whose next fire time has
 come, once (coalesced) however many were missed, so replay and live share one behaviour.
+
+APScheduler logs through the standard library; ``route_apscheduler_logs`` (called by
+``LiveScheduler``) sends its warnings and errors through structlog instead (event
+``apscheduler``, its level, the logger name and message; an exception as structlog renders
+exceptions, one JSON field in JSON mode), so no raw
+line reaches stderr in JSON mode, and a job cancelled at shutdown is one ``job_cancelled``
+event rather than a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,10 +92,44 @@ def job_specs(triggers: dict[str, BaseTrigger], funcs: dict[str, JobFunc]) -> li
     return [JobSpec(name, trig, funcs[name]) for name, trig in triggers.items() if name in funcs]
 
 
+class _ToStructlog(logging.Handler):
+    """A logging handler that re-emits each record as a structlog event."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = structlog.get_logger(record.name)
+            exc = record.exc_info
+            if (
+                exc is not None
+                and exc[0] is not None
+                and issubclass(exc[0], asyncio.CancelledError)
+            ):
+                logger.info("job_cancelled", message=record.getMessage())  # a shutdown
+                return
+            level = record.levelname.lower()
+            method = getattr(logger, level if level != "critical" else "critical", logger.info)
+            fields: dict[str, Any] = {"message": record.getMessage()}
+            if exc is not None and exc[0] is not None:
+                fields["exc_info"] = exc
+            method("apscheduler", **fields)
+        except Exception:  # logging must never raise into the scheduler
+            self.handleError(record)
+
+
+def route_apscheduler_logs() -> None:
+    """Send APScheduler's standard-library logging through structlog (idempotent)."""
+    logger = logging.getLogger("apscheduler")
+    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
+        logger.addHandler(_ToStructlog())
+    logger.setLevel(logging.WARNING)  # its INFO lines ("Running job ...") would flood the log
+    logger.propagate = False
+
+
 class LiveScheduler:
     """APScheduler's ``AsyncIOScheduler`` on the running loop, with run/misfire counters."""
 
     def __init__(self, specs: list[JobSpec]) -> None:
+        route_apscheduler_logs()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.runs: dict[str, int] = {}
         self.misfires: dict[str, int] = {}

@@ -11,7 +11,11 @@ Pre-trade:
   (``cooldown``);
 - after ``max_stopouts_per_day`` such closes in one trading day, every entry is refused until
   the daily reset (``stopouts_exhausted``). The trading day is the one of loss_limit
-  (``loss_limit.timezone``, ``loss_limit.day_reset``).
+  (``loss_limit.timezone``, ``loss_limit.day_reset``);
+- the limit is a bound, not a tripwire: every open position may still stop out, so a new
+  position is refused while the stop-outs so far plus the open positions plus this one would
+  exceed ``max_stopouts_per_day`` (``stopouts_budget``; an add to an open position adds no
+  stop-out). A run of stop-outs can then never go past the limit within one trading day.
 
 Sweep: none (the cooldown and counter are fed by the engine's ``on_position_closed``).
 """
@@ -78,8 +82,25 @@ class AntiTopUp(Rule[AntiTopUpConfig]):
                 f"for {sub.cooldown_until - now:.0f} s more",
                 {"until": sub.cooldown_until, "remaining_s": sub.cooldown_until - now},
             )
-        pos = ctx.account.positions.get(symbol)
+        positions = ctx.account.positions
+        pos = positions.get(symbol)
         if pos is None:
+            today = state.stopouts_today if state.day_key == day.key(now) else 0
+            possible = today + len(positions) + 1
+            if possible > cfg.max_stopouts_per_day:
+                return self.reject(
+                    "stopouts_budget",
+                    f"{today} stop-out(s) today and {len(positions)} open position(s) that may "
+                    f"still stop out: another position could make {possible} "
+                    f"(max {cfg.max_stopouts_per_day}); entries reopen when a position closes "
+                    "without a stop-out, or at the daily reset",
+                    {
+                        "stopouts_today": today,
+                        "open_positions": len(positions),
+                        "max_stopouts_per_day": cfg.max_stopouts_per_day,
+                        "until": day.next_reset(now),
+                    },
+                )
             return self.ok
         mark = ctx.marks[symbol].price
         pnl = pos.unrealized_pnl(mark)

@@ -138,10 +138,12 @@ class PositionCap(Rule[PositionCapConfig]):
             return self._below_min(market.min_amount, market.min_notional, amount, figures)
         figures = {**figures, "requested_amount": requested, "amount": amount}
         code = binding if amount < requested else "cap_leverage"
+        changes = [f"resized {requested:g} → {amount:g}"] if amount < requested else []
         if leverage != intent.leverage:
             figures[SET_LEVERAGE] = leverage
             figures["requested_leverage"] = intent.leverage
-        return self.resize(amount, code, f"resized {requested:g} → {amount:g} to fit caps", figures)
+            changes.append(f"leverage {intent.leverage:g}x → {leverage:g}x")
+        return self.resize(amount, code, f"{' and '.join(changes)} to fit caps", figures)
 
     def _figures(
         self,

@@ -110,9 +110,14 @@ class PaperCore:
     # ------------------------------------------------------------------ driver API (hot path)
 
     def on_price(
-        self, symbol: str, price: float, ts_ms: int, mark: float | None = None
+        self, symbol: str, price: float, ts_ms: int, mark: float | None = None, gap: bool = False
     ) -> tuple[CoreEvent, ...]:
         """Process one price point of ``symbol``: funding, fills, triggers, liquidation.
+
+        ``gap``: no trading happened between the previous price and this one (a candle's open
+        after the previous close, a feed that resumes after an outage): a trigger the move
+        crossed fills at this price. Otherwise the price is taken to have travelled through
+        every level in between, and a crossed trigger fills at its own price (plus slippage).
 
         Returns what it caused, in order: ``FundingPayment``s, then each ``Fill`` followed by
         the ``Trade`` it closed (if any) and, for the liquidation engine's orders, the
@@ -129,7 +134,7 @@ class PaperCore:
         if b.active:
             b.seq += 1
             if ts_ms >= b.next_funding and b.pos is not None and self._auto_funding:
-                return self._funding_then_events(b, ts_ms)
+                return self._funding_then_events(b, ts_ms, gap)
             if (
                 price >= b.hi_last
                 or price <= b.lo_last
@@ -141,14 +146,14 @@ class PaperCore:
                 recent = self._recent
                 if recent:
                     recent.clear()
-                self._matcher.resolve(b, ts_ms, ts_ms)
+                self._matcher.resolve(b, ts_ms, ts_ms, gap)
                 if recent:
                     events = tuple(recent)
                     recent.clear()
                     return events
         return ()
 
-    def _funding_then_events(self, b: Book, ts_ms: int) -> tuple[CoreEvent, ...]:
+    def _funding_then_events(self, b: Book, ts_ms: int, gap: bool) -> tuple[CoreEvent, ...]:
         """``on_price`` at or after a funding time: funding first (it moves the liquidation
         trigger), then whatever the price crossed."""
         recent = self._recent
@@ -162,7 +167,7 @@ class PaperCore:
             or mark <= b.lo_mark
             or b.dynamic
         ):
-            self._matcher.resolve(b, ts_ms, ts_ms)
+            self._matcher.resolve(b, ts_ms, ts_ms, gap)
         events = tuple(recent)
         recent.clear()
         return events

@@ -20,17 +20,22 @@ Fills
   with ``slip = slippage_bps / 1e4 + participation_coef * amount / candle volume`` (volume from
   ``on_candle_volume``; the term is 0 without it; capped at 0.99), adverse to the order's
   side. A trigger fires when its basis price (mark or last: ``workingType`` param, else
-  ``config.trigger_price``) crosses it; it fills at its trigger price, except on the *first*
-  price seen after it was armed: a gap past the trigger then fills at that price (the last
-  price). A resting limit fills as maker at its own price when the last price reaches it (no
-  price improvement); a limit that is marketable on arrival fills at once as taker at the
-  slipped last price, capped at its limit.
+  ``config.trigger_price``) crosses it. The move from the previous price point is either a
+  path (the intrabar walk of a candle, or consecutive live prices: the price is taken to have
+  travelled through every level in between) or a gap (``on_price(..., gap=True)``: a candle's
+  open after the previous close, a feed resuming after an outage). A trigger a path crosses
+  fills at its trigger price (plus slippage) — also on the first price after it was armed, so a
+  stop placed at a candle's open and crossed by the walk fills at the stop, not at the extreme;
+  a trigger a gap jumps fills at the price after the gap (the last price). A resting limit
+  fills as maker at its own price when the last price reaches it (no price improvement); a limit
+  that is marketable on arrival fills at once as taker at the slipped last price, capped at its
+  limit.
 
 Order of events
   Within one price point, events are taken in the order the price path meets them (distance from
-  the previous price); events that fire on their first price come first, and a liquidation
-  crossed on the same point beats them (the gap is past the liquidation price, so the engine has
-  the position before the stop can act). Reduce-only orders never flip or grow a position; when
+  the previous price); after a gap, the gapped triggers come first, and a liquidation crossed
+  on the same point beats them (the gap is past the liquidation price, so the engine has the
+  position before the stop can act). Reduce-only orders never flip or grow a position; when
   a position goes flat its resting reduce-only / close-position orders are cancelled
   (``cancel_reduce_only_on_flat``).
 """
@@ -309,17 +314,18 @@ class Matcher:
 
     # ------------------------------------------------------------------ the price path
 
-    def resolve(self, b: Book, ts: int, now: int) -> None:
+    def resolve(self, b: Book, ts: int, now: int, gap: bool = False) -> None:
         """Handle every event the latest price point crossed, in path order.
 
-        ``ts`` stamps liquidations, ``now`` fills (the same on a price point).
+        ``ts`` stamps liquidations, ``now`` fills (the same on a price point); ``gap``: the move
+        from the previous price was a gap (crossed triggers fill at the last price).
         """
         led = self.ledger
         if b.dynamic:
             led.update_liq(b)
         skip_liq = False
         for _ in range(MAX_EVENTS_PER_PRICE):
-            found = self._next_event(b, skip_liq)
+            found = self._next_event(b, skip_liq, gap)
             if found is None:
                 break
             o, gap = found
@@ -331,14 +337,18 @@ class Matcher:
         b.rearm(len(led.cross) > 1)
 
     @staticmethod
-    def _next_event(b: Book, skip_liq: bool) -> tuple[OrderRecord | None, bool] | None:
-        """The earliest crossed event: ``(order, gap)``, ``(None, False)`` for liquidation."""
+    def _next_event(
+        b: Book, skip_liq: bool, gapped: bool = False
+    ) -> tuple[OrderRecord | None, bool] | None:
+        """The earliest crossed event: ``(order, gap)``, ``(None, False)`` for liquidation.
+
+        ``gapped``: the price point came after a gap, so every trigger it crossed gaps.
+        """
         last, mark = b.last, b.mark
         best: OrderRecord | None = None
         best_key = (INF, 0)
         best_gap = False
         any_gap = False
-        first_seq = b.seq - 1
         for o in b.orders:
             if o.type == LIMIT:
                 assert o.price is not None
@@ -352,7 +362,7 @@ class Matcher:
                 up = (o.sign > 0) == (o.type == STOP)
                 if not ((x >= o.trigger) if up else (x <= o.trigger)):
                     continue
-                gap = o.armed_seq == first_seq
+                gap = gapped
                 if gap:
                     any_gap = True
                     key = -1.0

@@ -13,8 +13,10 @@
 
 Times are candle OPEN times, epoch milliseconds UTC. A missing volume (mark-price files) reads
 as 0. Funding files: the rate in a ``funding_rate`` / ``last_funding_rate`` / ``rate`` column,
-or in ``open`` (freqtrade). A malformed number or too few columns raises ``FeedError`` naming
-the file and the row; so does a file that cannot be read at all.
+or in ``open`` (freqtrade). A malformed number, a timestamp beyond any date, too few columns or a
+line longer than ``MAX_LINE`` characters (read no further: memory stays bounded) raises
+``FeedError`` naming the file and the row; so does a file that cannot be read at all. Values
+quoted in messages are cut to a short excerpt.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from paper.feed.table import (
     ts_parser,
     ts_value,
 )
+from paper.feed.validation import TS_RANGE
 
 
 def find_files(p: Path) -> list[Path]:
@@ -89,6 +92,46 @@ def _kind(p: Path) -> str:
     return "json" if head.lstrip()[:1] in (b"[", b"{") else "csv"
 
 
+#: The longest line a candle CSV may have (a row is well under 200 characters).
+MAX_LINE = 1 << 16
+
+
+def _bounded(f: Iterable[str], source: str) -> Iterator[str]:
+    """The lines of ``f``, each read with at most ``MAX_LINE + 1`` characters: a longer line
+    (a file that is not a candle CSV) is refused before it is read whole."""
+    readline = getattr(f, "readline", None)
+    if readline is None:
+        yield from f
+        return
+    n = 0
+    while True:
+        line = readline(MAX_LINE + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > MAX_LINE:
+            raise FeedError(
+                source,
+                None,
+                f"line {n} is longer than {MAX_LINE:,} characters ({_excerpt(line)}); expected "
+                "a candle CSV (timestamp_ms,open,high,low,close,volume per line)",
+            )
+        yield line
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    """A short quote of ``text`` for a message."""
+    text = text.strip()
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}…"
+
+
+def _names(names: list[str]) -> str:
+    """Header names for a message: the first few, cut short."""
+    shown = [n[:40] for n in names[:8]]
+    more = f" … ({len(names)} columns)" if len(names) > 8 else ""
+    return f"{shown}{more}"
+
+
 def _open_text(p: Path) -> IO[str]:
     with p.open("rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
@@ -107,6 +150,9 @@ def read_candle_table(p: Path) -> Table:
     return _read_table(p, OHLCV, _read_csv_ohlcv)
 
 
+#: Beyond this an epoch-ms timestamp does not fit the int64 column (validation names the range).
+_TS_LIMIT = 1 << 62
+
 #: Files smaller than this are read by Python alone (importing pyarrow costs more than it saves).
 FAST_MIN_BYTES = 1 << 20
 
@@ -117,11 +163,12 @@ def _read_csv_fast(p: Path) -> Table | None:
         if p.stat().st_size < FAST_MIN_BYTES:
             return None
         with _open_text(p) as f:
-            names, first, header_lines = _csv_start(iter(f))
+            lines = _bounded(f, str(p))
+            names, first, header_lines = _csv_start(lines)
             if names is not None:
-                first = next(f, None)
-    except (OSError, UnicodeDecodeError, EOFError):
-        return None
+                first = next(lines, None)
+    except (OSError, UnicodeDecodeError, EOFError, FeedError):
+        return None  # the Python reader reads it again and names the problem
     if first is None:
         return None
     if names is not None:
@@ -167,9 +214,10 @@ def _read_table(p: Path, roles: Sequence[str], csv_reader: _CsvReader) -> Table:
                     raise FeedError(source, None, f"zip must hold one file, holds {members}")
                 with z.open(members[0]) as raw:
                     text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-                    return csv_reader(text, f"{source}:{members[0]}")
+                    inner = f"{source}:{members[0]}"
+                    return csv_reader(_bounded(text, inner), inner)
         with _open_text(p) as f:
-            return csv_reader(f, source)
+            return csv_reader(_bounded(f, source), source)
     except FeedError:
         raise
     except (OSError, UnicodeDecodeError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as e:
@@ -193,8 +241,13 @@ def _csv_start(lines: Iterator[str]) -> tuple[list[str] | None, str | None, int]
 
 
 def _bad_row(source: str, row: int, line_no: int, line: str, e: Exception) -> FeedError:
-    problem = "too few columns" if isinstance(e, IndexError) else f"malformed value ({e})"
-    return FeedError(source, row, f"{problem}: {line.strip()[:120]!r}", line_no)
+    if isinstance(e, IndexError):
+        problem = "too few columns; expected timestamp_ms,open,high,low,close[,volume]"
+    elif isinstance(e, OverflowError):
+        problem = f"timestamp out of range; expected {TS_RANGE}"
+    else:
+        problem = f"malformed value ({_excerpt(str(e), 80)}); expected numbers"
+    return FeedError(source, row, f"{problem}: {_excerpt(line, 120)}", line_no)
 
 
 def _read_csv_ohlcv(lines_in: Iterable[str], source: str) -> Table:
@@ -204,7 +257,9 @@ def _read_csv_ohlcv(lines_in: Iterable[str], source: str) -> Table:
         ti = find_column(names, TS_NAMES)
         idx = [find_column(names, (k,)) for k in OHLCV]
         if ti is None or any(i is None for i in idx[:4]):
-            raise FeedError(source, None, f"header needs a time and open/high/low/close: {names}")
+            raise FeedError(
+                source, None, f"header needs a time and open/high/low/close: {_names(names)}"
+            )
         oi, hi, li, ci = (i for i in idx[:4] if i is not None)
         vi = idx[4]
         first = next(lines, None)
@@ -240,7 +295,9 @@ def _read_csv_ohlcv(lines_in: Iterable[str], source: str) -> Table:
             t = parse_ts(parts[ti])
             oo, hh, ll, cc = float(parts[oi]), float(parts[hi]), float(parts[li]), float(parts[ci])
             vv = float(parts[vcol]) if has_volume else 0.0
-        except (ValueError, IndexError) as e:
+            if not -_TS_LIMIT < t < _TS_LIMIT:
+                raise OverflowError(t)
+        except (ValueError, IndexError, OverflowError) as e:
             if not line.strip():
                 blank += 1
                 continue
@@ -267,7 +324,9 @@ def _read_csv_rate(lines_in: Iterable[str], source: str) -> Table:
         ti = find_column(names, TS_NAMES)
         ri = find_column(names, RATE_NAMES)
         if ti is None or ri is None:
-            raise FeedError(source, None, f"header needs a time and a funding rate: {names}")
+            raise FeedError(
+                source, None, f"header needs a time and a funding rate: {_names(names)}"
+            )
         first = next(lines, None)
     else:
         ti, ri = 0, 1
@@ -286,7 +345,9 @@ def _read_csv_rate(lines_in: Iterable[str], source: str) -> Table:
             parts = line.split(",")
             t = parse_ts(parts[ti])
             r = float(parts[ri])
-        except (ValueError, IndexError) as e:
+            if not -_TS_LIMIT < t < _TS_LIMIT:
+                raise OverflowError(t)
+        except (ValueError, IndexError, OverflowError) as e:
             raise _bad_row(source, row, line_no, line, e) from None
         ts.append(t)
         rate.append(r)
@@ -322,9 +383,14 @@ def _from_json(data: Any, source: str, roles: Sequence[str]) -> Table:
                     col.append(0.0)
                 else:
                     col.append(to_float(item[pos]))
-        except (ValueError, IndexError, TypeError, KeyError) as e:
-            problem = "too few columns" if isinstance(e, IndexError) else f"malformed value ({e})"
-            raise FeedError(source, n, f"{problem}: {str(item)[:120]}") from None
+        except (ValueError, IndexError, TypeError, KeyError, OverflowError) as e:
+            if isinstance(e, IndexError):
+                problem = "too few columns"
+            elif isinstance(e, OverflowError):
+                problem = f"timestamp out of range; expected {TS_RANGE}"
+            else:
+                problem = f"malformed value ({_excerpt(str(e), 80)})"
+            raise FeedError(source, n, f"{problem}: {_excerpt(str(item), 120)}") from None
     return Table(ts, cols, [Segment(source, 0)])
 
 
@@ -348,8 +414,8 @@ def _from_json_columns(data: dict[str, Any], source: str, roles: Sequence[str]) 
             ts.append(ts_value(data[tkey][key]))
             for k, col in cols.items():
                 col.append(to_float(src[k].get(key, 0.0 if k == "volume" else None)))
-        except (ValueError, TypeError) as e:
-            raise FeedError(source, n, f"malformed value ({e})") from None
+        except (ValueError, TypeError, OverflowError) as e:
+            raise FeedError(source, n, f"malformed value ({_excerpt(str(e), 80)})") from None
     return Table(ts, cols, [Segment(source, 0)])
 
 
@@ -371,15 +437,20 @@ def _read_feather(p: Path, roles: Sequence[str]) -> Table:
     if pa.types.is_timestamp(tcol.type):
         per_ms = {"s": -1_000, "ms": 1, "us": 1_000, "ns": 1_000_000}[tcol.type.unit]
         raw = pc.cast(tcol, pa.int64()).to_pylist()
-        if per_ms < 0:
-            ts = array("q", (x * -per_ms for x in raw))
-        else:
-            ts = array("q", (x // per_ms for x in raw))
+        try:
+            if per_ms < 0:
+                ts = array("q", (x * -per_ms for x in raw))
+            else:
+                ts = array("q", (x // per_ms for x in raw))
+        except OverflowError:
+            raise FeedError(source, None, "timestamp out of range in the time column") from None
     else:
         try:
             ts = array("q", (ts_value(x) for x in tcol.to_pylist()))
-        except (ValueError, TypeError) as e:
-            raise FeedError(source, None, f"malformed time column ({e})") from None
+        except (ValueError, TypeError, OverflowError) as e:
+            raise FeedError(
+                source, None, f"malformed time column ({_excerpt(str(e), 80)})"
+            ) from None
     cols: dict[str, array[float]] = {}
     for k in roles:
         wanted = RATE_NAMES if k == "rate" else (k,)

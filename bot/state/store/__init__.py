@@ -23,7 +23,7 @@ strict JSON convert them (see ``bot.state.history``). Times are epoch seconds (U
 from __future__ import annotations
 
 from bot.state.store.audit import AuditLog
-from bot.state.store.base import FILENAME, StoreBase
+from bot.state.store.base import FILENAME, StoreBase, StoreRefused
 from bot.state.store.orders import OrderLog
 from bot.state.store.rows import (
     CCXT_STATUS,
@@ -65,6 +65,7 @@ __all__ = [
     "RunRow",
     "Store",
     "StoreError",
+    "StoreRefused",
     "advance_status",
     "json_safe",
     "migrate",

@@ -10,6 +10,13 @@ Concurrency. One connection, opened with ``check_same_thread=False`` and guarded
 lock, so worker threads may use the same store too. Do not ``await`` inside ``transaction()``:
 another task on the same thread would join the open transaction. Other processes may read at the
 same time (WAL); a second writer waits up to ``busy_timeout_s``.
+
+Opening. A missing file is created; an existing one must be a guardbot store, or it is refused
+(``StoreRefused``, a configuration error: state.dir points at the wrong file) and left exactly as
+it was — never replaced, never converted: a zero-length file (unless its write-ahead log holds
+the data), a file that is not SQLite, a damaged SQLite file, and another program's database (an
+unversioned file with tables of its own, or a versioned one without guardbot's tables). A state
+folder that cannot be created or written is refused the same way.
 """
 
 from __future__ import annotations
@@ -23,11 +30,65 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self, cast
 
+from bot.settings import ConfigError
 from bot.state.store.rows import StoreError, _dumps, _loads_obj
-from bot.state.store.schema import migrate, user_version
+from bot.state.store.schema import SCHEMA_VERSION, migrate, user_version
 from guards import MarginMode, Position, Side
 
 FILENAME = "guardbot.sqlite"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Tables every guardbot store has had since schema version 1.
+_OWN_TABLES = frozenset({"orders", "fills", "positions", "guard_state", "kv"})
+_MOVE_AWAY = "move it away (or point state.dir elsewhere) to start a new store"
+
+
+class StoreRefused(ConfigError):
+    """The state folder or file cannot be a guardbot store; nothing was changed."""
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """Raise ``StoreRefused`` unless the existing ``path`` looks like an SQLite file."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreRefused(
+            f"cannot read the store {path} ({exc.strerror or exc}); expected a readable file"
+        ) from None
+    if size == 0:
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            return  # the data is in the write-ahead log: SQLite recovers it
+        raise StoreRefused(
+            f"the store {path} is empty (0 bytes): it is not a guardbot store, and its halts, "
+            f"kill switch and counters may have been lost; {_MOVE_AWAY}"
+        )
+    if head != _SQLITE_MAGIC:
+        raise StoreRefused(
+            f"{path} is not a guardbot store (not an SQLite file: starts with {head[:8]!r}); "
+            f"{_MOVE_AWAY}"
+        )
+
+
+def _refuse_foreign_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise ``StoreRefused`` unless the SQLite file at ``path`` is a guardbot store (or empty)."""
+    version = user_version(conn)
+    tables = {
+        str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    if version == 0 and tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise StoreRefused(
+            f"{path} is not a guardbot store (another program's database: tables {shown}, no "
+            f"guardbot schema version); {_MOVE_AWAY}"
+        )
+    if 0 < version <= SCHEMA_VERSION and not tables >= _OWN_TABLES:  # newer: migrate says so
+        missing = ", ".join(sorted(_OWN_TABLES - tables))
+        raise StoreRefused(
+            f"{path} is not a guardbot store (schema version {version} but no {missing} "
+            f"table); {_MOVE_AWAY}"
+        )
 
 
 class StoreBase:
@@ -35,23 +96,46 @@ class StoreBase:
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 5.0, readonly: bool = False) -> None:
         self.path = Path(path)
-        conn = sqlite3.connect(
-            f"file:{self.path}?mode=ro" if readonly else self.path,
-            timeout=busy_timeout_s,
-            isolation_level=None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
-            check_same_thread=False,
-            uri=readonly,
-        )
+        existed = self.path.exists()
+        if existed:
+            _refuse_foreign_file(self.path)
+        try:
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro" if readonly else self.path,
+                timeout=busy_timeout_s,
+                isolation_level=None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
+                check_same_thread=False,
+                uri=readonly,
+            )
+        except sqlite3.Error as exc:
+            raise StoreRefused(
+                f"cannot open the store {self.path} ({exc}); expected a writable state.dir"
+            ) from None
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000):d}")
-            if readonly:
+            if existed:  # before anything writes to it (WAL mode, migrations)
+                _refuse_foreign_schema(conn, self.path)
+            if readonly:  # the status page's reader: never writes, never migrates
                 self.journal_mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
             else:
                 self.journal_mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA foreign_keys = ON")
                 migrate(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            text = str(exc)
+            if "unable to open" in text or "readonly" in text:
+                raise StoreRefused(
+                    f"cannot write the store {self.path} ({text}); expected a writable state.dir"
+                ) from None
+            raise  # busy, locked, disk I/O: the runtime's concern, not the file's identity
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
+            conn.close()
+            raise StoreRefused(
+                f"{self.path} is not a guardbot store (SQLite says: {exc}); {_MOVE_AWAY}"
+            ) from None
         except BaseException:
             conn.close()
             raise
@@ -63,7 +147,13 @@ class StoreBase:
     def open(cls, state_dir: Path) -> Self:
         """Open (creating the folder and file if needed) ``state_dir/guardbot.sqlite``."""
         folder = Path(state_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreRefused(
+                f"state.dir {folder}: cannot create the folder ({exc.strerror or exc}); expected "
+                "a folder guardbot can create and write"
+            ) from None
         return cls(folder / FILENAME)
 
     @classmethod
