@@ -268,7 +268,7 @@ class Matcher:
             after = qty - pos.amount
         if after <= 0:
             return
-        cap = b.max_leverage(after * price)
+        cap = b.max_leverage(after * price, after)
         if b.leverage > cap + EPS:
             raise InvalidOrder(
                 f"paper Exceeded the maximum allowable position at current leverage "
