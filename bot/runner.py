@@ -48,6 +48,7 @@ from bot.strategies import load_strategy
 from bot.trading.bars import timeframe_ms
 from bot.trading.engine import Engine
 from bot.trading.jobs import LiveScheduler, job_specs, job_triggers
+from bot.trading.recorder import Recorder
 from guards import GuardEngine, GuardState
 
 log = structlog.get_logger("runner")
@@ -57,6 +58,8 @@ log = structlog.get_logger("runner")
 SHUTDOWN_BUDGET_S = 6.0
 #: What opening a store on an unwritable or damaged state dir raises.
 OPEN_ERRORS: tuple[type[BaseException], ...] = (*WRITE_ERRORS, sqlite3.DatabaseError)
+#: Seconds between two REST polls of the fills when the exchange streams none.
+FILLS_POLL_S = 10.0
 #: Seconds between two snapshots published to the HTTP thread.
 PUBLISH_S = 1.0
 
@@ -182,6 +185,7 @@ async def _run(
     notifier: Notifier | None = None
     http: HttpThread | None = None
     publisher: asyncio.Task[None] | None = None
+    fills_task: asyncio.Task[None] | None = None
     observing = False
     # Signals first: a SIGTERM during start-up becomes a clean shutdown once start-up is done.
     stop = stop or asyncio.Event()
@@ -244,9 +248,15 @@ async def _run(
             settings.exchange.symbols, settings.exchange.margin_mode, settings.exchange.leverage
         )
 
+        last_tick: dict[str, float] = {}
+
         def paper_tick(symbol: str, price: float, ts: float) -> None:
             if isinstance(exchange, DurablePaperExchange):
-                exchange.on_price(symbol, price, ts)
+                # a price after a feed outage follows a gap: a stop it jumped fills there
+                before = last_tick.get(symbol)
+                gap = before is not None and ts - before > settings.guards.stale_price_s
+                last_tick[symbol] = ts
+                exchange.on_price(symbol, price, ts, gap=gap)
 
         engine = Engine(
             exchange=exchange,
@@ -279,7 +289,21 @@ async def _run(
             on_price=engine.on_price,
             on_liquidation=engine.on_liquidations,
         )
+        recorder = Recorder(
+            exchange,
+            store,
+            symbols=settings.exchange.symbols,
+            on_close=engine.on_round_trip,
+            # without the user-data stream the account's fills are polled: often on the paper
+            # exchange (local), gently on a real one (Binance weighs userTrades at 5)
+            poll_s=1.0 if settings.mode == "paper" else FILLS_POLL_S,
+        )
+        recorder.load()
+        engine.recorder = recorder
+        # the bot's own positions: on its record (fills, positions as last seen), not adopted
+        executor.owned.update(recorder.held() | set(store.positions()))
         await engine.start()
+        fills_task = asyncio.create_task(recorder.run(), name="fills")
         published = Published()
         published.publish(engine.snapshot())
         http = serve_http(settings, published, metrics)
@@ -306,6 +330,10 @@ async def _run(
             if isinstance(source, LiveExchange):
                 await source.refresh_markets()
 
+        async def reconcile_fills() -> None:
+            await recorder.sync()
+            await recorder.sync_orders()
+
         triggers = job_triggers(
             settings.guards,
             heartbeat_s=settings.state.heartbeat_s,
@@ -322,6 +350,7 @@ async def _run(
                     "markets_refresh": refresh,
                     "heartbeat": heartbeat,
                     "equity_snapshot": engine.job_equity,
+                    "reconcile_fills": reconcile_fills,
                 },
             )
         )
@@ -355,6 +384,8 @@ async def _run(
                 loop.remove_signal_handler(sig)
         if publisher is not None:
             publisher.cancel()
+        if fills_task is not None:
+            fills_task.cancel()
         if http is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(http.stop)

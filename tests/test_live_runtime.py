@@ -127,9 +127,9 @@ async def test_a_hung_entry_gets_its_stop_within_2s_and_no_sweep_is_skipped(
     assert watch.stopped_at is not None, "the position never got a stop"
     unprotected = watch.stopped_at - watch.filled_at
     assert unprotected < 2.0, f"position without a stop for {unprotected:.2f}s"
-    # every scheduled sweep ran: consecutive completions at most 1.5 periods apart
-    assert len(watch.sweeps) >= 6
-    assert watch.max_sweep_gap() < 1.5 * SWEEP_S
+    # every scheduled sweep ran: a skipped one would leave two periods between completions
+    assert len(watch.sweeps) >= 7
+    assert watch.max_sweep_gap() < 2.0 * SWEEP_S
     assert "maximum number of running instances" not in caplog.text
     assert watch.worst_mark_age < 1.0  # prices kept flowing
     assert violations(emulator) == []  # one entry, one stop, no duplicate client id

@@ -234,7 +234,29 @@ async def test_actions_and_equity(client: TestClient[Any, Any]) -> None:
         (20.0, 9_990.0),
         (30.0, 10_020.0),
     ]
-    assert (await (await client.get("/api/trades")).json()) == {"trades": []}
+    empty = await (await client.get("/api/trades")).json()
+    assert (empty["fills"], empty["trades"], empty["realized_today"]["net"]) == ([], [], 0)
+
+
+async def test_trades_are_round_trips_with_todays_realised_pnl(
+    client: TestClient[Any, Any], store: Store
+) -> None:
+    now = time.time()
+    for tid, side, price, fee, rp, role in (
+        ("1", "buy", 60_000.0, 0.24, None, "entry"),
+        ("2", "sell", 59_000.0, 0.236, -10.0, "stop"),  # 0.01 BTC down 1,000
+    ):
+        store.record_fill(
+            trade_id=tid, symbol=BTC, side=side, amount=0.01, price=price, ts=now - 60 + int(tid),
+            order_id=f"o{tid}", fee=fee, fee_currency="USDT", role=role, realized_pnl=rp,
+        )  # fmt: skip
+    data = await (await client.get("/api/trades")).json()
+    assert [f["role"] for f in data["fills"]] == ["stop", "entry"]  # newest first
+    (trip,) = data["trades"]
+    assert (trip["entry_price"], trip["exit_price"], trip["reason"]) == (60_000.0, 59_000.0, "stop")
+    assert trip["net"] == pytest.approx(-10.0 - 0.24 - 0.236)
+    assert data["realized_today"]["net"] == pytest.approx(-10.476)
+    assert data["realized_today"]["by_reason"] == {"stop": pytest.approx(-10.476)}
 
 
 # -- HTML ----------------------------------------------------------------------------------

@@ -60,9 +60,10 @@ class DurablePaperExchange(PaperExchange):
             self.store.kv_set(PAPER_SNAPSHOT_KEY, snap)
         self._seen = self._fingerprint()
 
-    def on_price(self, symbol: str, price: float, ts: float) -> None:
-        """Price the paper book (fills, stops, liquidations) and persist if anything moved."""
-        self.core.on_price(symbol, price, int(ts * 1000))
+    def on_price(self, symbol: str, price: float, ts: float, gap: bool = False) -> None:
+        """Price the paper book (fills, stops, liquidations) and persist if anything moved;
+        ``gap``: no trading since the previous price (a feed that resumes after an outage)."""
+        self.core.on_price(symbol, price, int(ts * 1000), gap=gap)
         if self._fingerprint() != self._seen:
             self.persist()
 

@@ -18,6 +18,8 @@ Series (all prefixed ``guardbot_``):
 - ``guard_decisions_total{outcome, code}``: one per decision, labelled with the deciding code
 - ``guard_verdicts_total{rule, verdict}``: every non-skipped rule verdict of every decision
 - ``guard_actions_total{kind, rule}``: sweep actions (and seatbelt cuts, ``rule="seatbelt"``)
+- ``realized_pnl{reason}``: net realised PnL of the round trips closed since the start, by why
+  they closed (stop, take_profit, guard, strategy, manual, liquidation, adl)
 - ``order_latency_seconds{role}``: order intent recorded → exchange acknowledgement
 - ``exchange_errors_total{class}``: error reports carrying a ccxt exception, by its class
 - ``job_runs_total{job}``, ``job_misfires_total{job}``, ``job_errors_total{job}``
@@ -195,6 +197,12 @@ class Metrics:
             "guardbot_store_writable", "1 while the state store can write", registry=r
         )
         self.healthy = Gauge("guardbot_healthy", "1 while /health says ok", registry=r)
+        self.realized_pnl = Gauge(
+            "guardbot_realized_pnl",
+            "net realised PnL of the round trips closed since the bot started, by close reason",
+            ["reason"],
+            registry=r,
+        )
         for gauge in (self.reachable, self.unreachable_s, self.since_sweep):
             gauge.set(NAN)
         self._marked: set[str] = set()
@@ -288,6 +296,10 @@ class Metrics:
 
     def action(self, kind: str, rule: str) -> None:
         self.actions.labels(kind, rule).inc()
+
+    def realized(self, reason: str, net: float) -> None:
+        """Add one round trip's net PnL (the exchange's realised PnL less fees) to its reason."""
+        self.realized_pnl.labels(reason).inc(net)
 
     def exchange_error(self, error_class: str) -> None:
         self.exchange_errors.labels(error_class).inc()

@@ -103,6 +103,10 @@ class Observer:
                 metrics.action(str(event.get("kind")), str(event.get("rule")))
             elif name == "seatbelt_cut":
                 metrics.action("reduce", "seatbelt")
+            elif name == "round_trip":
+                net = event.get("net")
+                if isinstance(net, int | float):
+                    metrics.realized(str(event.get("reason")), float(net))
             if "error" in event or "after" in event:
                 cls = error_class(event.get("error")) or error_class(event.get("after"))
                 if cls is not None:

@@ -68,6 +68,7 @@ from guards import (
     Mark,
     MarketRules,
     OrderIntent,
+    Position,
 )
 
 log = structlog.get_logger("engine")
@@ -154,6 +155,10 @@ class Engine:
         self._rereads = Coalesced(self._reread, "refresh_account")
         #: The fills' record (``bot.trading.recorder``); closes come from it when set.
         self.recorder: Recorder | None = None
+        #: Closes counted from fills before the account read showed the position gone, and
+        #: positions gone whose closing fills are being fetched.
+        self._counted: dict[str, bool] = {}
+        self._awaiting: dict[str, Position] = {}
         self._beat_failed = False
 
     @property
@@ -202,28 +207,48 @@ class Engine:
                 entries[sym] = entries.get(sym, 0) + 1
         self.view = AccountView(account, entries)
         now = self.clock()
-        gone = []
+        gone: list[tuple[str, Position]] = []
         for sym, old in before.items():
             new = self.view.account.positions.get(sym)
             if new is not None and new.side == old.side:
                 continue
             if self.recorder is not None:  # the fills tell how it closed (on_round_trip)
-                gone.append(sym)
+                if not self._counted.pop(sym, False):
+                    gone.append((sym, old))
                 continue
-            reason = self.closing.pop(sym, "stop")
-            mark = self.marks[sym].price if sym in self.marks else old.entry_price
-            pnl = old.unrealized_pnl(mark)
-            self.guard.on_position_closed(sym, reason, pnl, now)
-            log.info("position_closed", symbol=sym, reason=reason, pnl=round(pnl, 2))
+            self._estimate_close(sym, old, now)
         held = list(self.view.account.positions.values())
         self.write("positions", lambda s: s.replace_positions(held, now), "positions")
         track_unprotected(self.unprotected_since, self.view.account.positions, now)
-        if gone and self.recorder is not None:
-            if self.tasks.background:
-                self.recorder.request_sync(gone)
-            else:
-                await self.recorder.sync(gone)
+        for sym, old in gone:
+            await self.tasks.run(("close_fills", sym), partial(self._confirm_close, sym, old, now))
         return self.view
+
+    async def _confirm_close(self, symbol: str, old: Position, now: float) -> None:
+        """A position gone from the account: its closing fills give the reason and PnL
+        (``on_round_trip``). If the exchange reports none (or cannot be asked), the close is
+        counted from the last mark instead -- never not at all -- and that is logged."""
+        self._awaiting[symbol] = old
+        try:
+            assert self.recorder is not None
+            await self.recorder.sync([symbol])
+        except Exception as exc:
+            log.warning("close_fills_unavailable", symbol=symbol, error=repr(exc))
+        if self._awaiting.pop(symbol, None) is not None:
+            self._estimate_close(symbol, old, now, confirmed=False)
+
+    def _estimate_close(self, sym: str, old: Position, now: float, confirmed: bool = True) -> None:
+        reason = self.closing.pop(sym, "stop")
+        mark = self.marks[sym].price if sym in self.marks else old.entry_price
+        pnl = old.unrealized_pnl(mark)
+        self.guard.on_position_closed(sym, reason, pnl, now)
+        event = log.info if confirmed else log.warning
+        event(
+            "position_closed" if confirmed else "position_closed_estimated",
+            symbol=sym,
+            reason=reason,
+            pnl=round(pnl, 2),
+        )
 
     def on_round_trip(self, trip: RoundTrip) -> None:
         """A fill closed (part of) a position: the guards count the close with its recorded
@@ -248,6 +273,8 @@ class Engine:
             log.warning("position_auto_deleveraged", alert=True, **fields)
         if not trip.closed:
             return
+        if self._awaiting.pop(trip.symbol, None) is None:
+            self._counted[trip.symbol] = True  # before the account read shows it gone
         self.closing.pop(trip.symbol, None)
         self.guard.on_position_closed(trip.symbol, trip.reason, trip.net, trip.closed_at)
         self.save_state()

@@ -3,7 +3,7 @@
 ``job_specs`` names every job once, with its APScheduler 3 trigger: the guard sweep every
 ``guards.sweep_s``; the no-overnight flatten as a ``CronTrigger`` at ``flat_by`` in the configured
 time zone; the daily counter reset at the loss-limit day boundary; market and leverage-tier
-refresh; heartbeat; equity snapshot.
+refresh; heartbeat; equity snapshot; the REST reconciliation of fills and order statuses.
 
 ``LiveScheduler`` runs them on an ``AsyncIOScheduler`` on the bot's own loop (every job with
 ``coalesce=True``, ``max_instances=1`` and a misfire grace time). ``SimScheduler`` runs the very
@@ -61,6 +61,7 @@ def job_triggers(
     heartbeat_s: float,
     equity_s: float = 60.0,
     markets_refresh_s: float = 6 * 3600.0,
+    reconcile_s: float = 60.0,
     start: datetime | None = None,
 ) -> dict[str, BaseTrigger]:
     """Name → trigger for every scheduled job (interval triggers anchored at ``start``).
@@ -83,6 +84,9 @@ def job_triggers(
     triggers["equity_snapshot"] = IntervalTrigger(seconds=equity_s, start_date=anchor, timezone=UTC)
     triggers["markets_refresh"] = IntervalTrigger(
         seconds=markets_refresh_s, start_date=anchor, timezone=UTC
+    )
+    triggers["reconcile_fills"] = IntervalTrigger(
+        seconds=reconcile_s, start_date=anchor, timezone=UTC
     )
     return triggers
 
