@@ -4,7 +4,8 @@
 paper core, so a real ccxt ``binanceusdm`` client pointed at it (API URLs overridden) trades
 exactly as paper mode does: market data (``market``), account and signing (``account``), orders
 (``orders``), market history (``history``: klines, mark-price klines, funding rates), the
-user-data stream (``userdata``: listen key and private websocket), shared
+user-data stream (``userdata``: listen key and private websocket; ``events``: what it carries),
+trades and order history (``fills``: userTrades, allOrders, allAlgoOrders, forceOrders), shared
 registries (``base``) and Binance's shapes and error codes (``shapes``).
 """
 
@@ -14,9 +15,9 @@ from collections.abc import Mapping
 from typing import Final
 
 from bot.emulator.binance.account import BinanceAccount
+from bot.emulator.binance.fills import BinanceFills
 from bot.emulator.binance.history import BinanceHistory
 from bot.emulator.binance.market import BinanceMarket
-from bot.emulator.binance.userdata import BinanceUserData
 
 ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("GET", "/fapi/v1/ping"): ("ep_ping", False),
@@ -50,6 +51,10 @@ ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("DELETE", "/fapi/v1/algoOrder"): ("ep_cancel_algo_order", True),
     ("GET", "/fapi/v1/openAlgoOrders"): ("ep_open_algo_orders", True),
     ("DELETE", "/fapi/v1/algoOpenOrders"): ("ep_cancel_all_algo", True),
+    ("GET", "/fapi/v1/userTrades"): ("ep_user_trades", True),
+    ("GET", "/fapi/v1/allOrders"): ("ep_all_orders", True),
+    ("GET", "/fapi/v1/allAlgoOrders"): ("ep_all_algo_orders", True),
+    ("GET", "/fapi/v1/forceOrders"): ("ep_force_orders", True),
     ("POST", "/fapi/v1/listenKey"): ("ep_listen_key_new", False),
     ("PUT", "/fapi/v1/listenKey"): ("ep_listen_key_keepalive", False),
     ("DELETE", "/fapi/v1/listenKey"): ("ep_listen_key_close", False),
@@ -67,7 +72,7 @@ API_KEY_ROUTES: Final[frozenset[tuple[str, str]]] = frozenset(
 )
 
 
-class BinanceEmulator(BinanceUserData, BinanceAccount, BinanceHistory, BinanceMarket):
+class BinanceEmulator(BinanceFills, BinanceAccount, BinanceHistory, BinanceMarket):
     """Binance USDⓈ-M futures over a ``PaperCore``; see the package docstring."""
 
     routes = ROUTES
