@@ -322,7 +322,12 @@ def test_a_whole_cross_liquidation_leaves_the_others_on_their_edge() -> None:
     27.1152 + 8.7e-13; its BTC trigger 60,000.000000000015, the guards' 60,000.0).
     """
     session = Session("binance", 2_000.0)
-    legs = [(0, "sell", 0.25, 11), (1, "buy", 0.25, 2), (2, "buy", 0.0625, 23), (2, "sell", 0.5, 23)]
+    legs = [
+        (0, "sell", 0.25, 11),
+        (1, "buy", 0.25, 2),
+        (2, "buy", 0.0625, 23),
+        (2, "sell", 0.5, 23),
+    ]
     for index, side, share, leverage in legs:
         assert session.order(SYMBOLS[index], side, share, "cross", leverage)
     btc, eth, xrp = SYMBOLS

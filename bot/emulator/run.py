@@ -56,12 +56,18 @@ async def serve(
     print(f"guardbot emulator ({_TITLES[venue]}) on {url}", flush=True)
     if venue == "binance":
         print(f"  streams:  {emulator.ws_url}", flush=True)
+        print(
+            f"  user data: POST /fapi/v1/listenKey, then {emulator.ws_url[:-3]}/private/ws"
+            "?listenKey=<key> | GET /fapi/v1/userTrades, allOrders, allAlgoOrders, forceOrders",
+            flush=True,
+        )
     print(f"  markets:  {', '.join(emulator.core.symbols)}", flush=True)
     print(f"  api key:  {key}  (secret from GUARDBOT_EXCHANGE__API_SECRET)", flush=True)
     for line in (
         "  control:  POST /_control/price {symbol,last,mark?} | /_control/fault {...} |",
         "            /_control/position {symbol,side,amount} | /_control/liquidation",
-        "            {symbol,side,amount,price} | GET /_control/state",
+        "            {symbol,side,amount,price} | /_control/adl {symbol,price,amount?} |",
+        "            GET /_control/state",
     ):
         print(line, flush=True)
     try:

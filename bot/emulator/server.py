@@ -11,14 +11,19 @@ authentication, the JSON shapes and the stream events.
 Control API: ``POST /_control/price {symbol, last, mark?}``, ``POST /_control/fault {...}``,
 ``POST /_control/position {symbol, side, amount}`` (a trade placed outside the bot),
 ``POST /_control/liquidation {symbol, side, amount, price}`` (another trader's forced
-liquidation) and ``GET /_control/state``: balances, every position with its stop (or none), every
-order with its client id and status, and the liquidations, so a rehearsal can be audited over
-HTTP.
+liquidation), ``POST /_control/adl {symbol, price, amount?}`` (the exchange auto-deleverages the
+account's position) and ``GET /_control/state``: balances, every position with its stop (or
+none), every order with its client id and status, and the liquidations (the venue adds its own,
+e.g. Binance's listen key and user-data streams), so a rehearsal can be audited over HTTP.
 
 Venue hooks: ``_body_params`` (how a request body becomes parameters: form fields by default,
 a JSON object or a one-element JSON array for Bybit and OKX, kept whole in ``body_json``),
-``_error_payload`` (the venue's error body and HTTP status for a code and message) and
-``rate_limit_error`` (the venue's code and message for an injected 429).
+``_error_payload`` (the venue's error body and HTTP status for a code and message),
+``rate_limit_error`` (the venue's code and message for an injected 429), ``_after_change``
+(called after every request, price and control action: Binance pushes its user-data events
+there), ``_private_ws`` (the user-data stream at ``/private/ws``), ``_apply_fault`` (a fault
+applied when injected, ``drop_user_stream``) and ``api_key_routes`` /
+``_authenticate_api_key`` (unsigned routes that need the API key).
 """
 
 from __future__ import annotations
@@ -48,7 +53,12 @@ FaultKind = Literal[
     "reject",
     "partial_fill",
     "open_then_filled",
+    "drop_user_stream",
 ]
+
+
+#: Fault kinds applied when injected rather than matched to a request.
+IMMEDIATE_FAULTS: frozenset[str] = frozenset({"drop_user_stream"})
 
 
 class ApiError(Exception):
@@ -77,6 +87,9 @@ class Fault:
       ``partial_fill``     a MARKET order fills only ``fill_ratio`` of its quantity (rest expires)
       ``open_then_filled`` a MARKET order is acknowledged as NEW and fills only after ``polls``
                            queries of it
+      ``drop_user_stream`` applied when injected, not matched to requests: the server closes
+                           every user-data stream connection and refuses new ones (HTTP 503
+                           on the upgrade) for ``refuse_s`` seconds (the venue's streams)
     """
 
     kind: FaultKind
@@ -93,11 +106,15 @@ class Fault:
     after_accept: bool = False
     fill_ratio: float = 0.5
     polls: int = 2
+    #: ``drop_user_stream``: seconds during which reconnects are refused.
+    refuse_s: float = 0.0
     #: How many requests matched this fault so far (read by tests).
     hits: int = 0
 
     def matches(self, method: str, path: str, params: Mapping[str, str]) -> bool:
-        if self.times <= 0 or method != self.method or path != self.path:
+        if self.kind in IMMEDIATE_FAULTS or self.times <= 0:
+            return False
+        if method != self.method or path != self.path:
             return False
         return all(params.get(k) == v for k, v in self.when.items())
 
@@ -147,6 +164,8 @@ class EmulatorServer:
 
     #: ``(method, path) -> (handler method name, signed)`` of the venue's REST API.
     routes: Mapping[tuple[str, str], tuple[str, bool]] = {}
+    #: Unsigned routes that still need the API key (Binance's USER_STREAM security type).
+    api_key_routes: frozenset[tuple[str, str]] = frozenset()
     #: Code and message of an injected rate-limit refusal (HTTP 429).
     rate_limit_error: tuple[int | str, str] = (
         -1003,
@@ -173,6 +192,32 @@ class EmulatorServer:
     ) -> None:
         """Check a signed request the way the venue does (raise ``ApiError``)."""
         raise ApiError(-1000, "emulator: no venue")
+
+    def _authenticate_api_key(self, request: web.Request) -> None:
+        """Check the API key of a key-only route (raise ``ApiError``)."""
+        raise ApiError(-1000, "emulator: no venue")
+
+    def _after_change(self) -> None:
+        """Called after every request, price and control action: the venue pushes what changed
+        to its user-data streams."""
+
+    def _apply_fault(self, fault: Fault) -> None:
+        """Apply a fault of ``IMMEDIATE_FAULTS`` now (the venue's streams)."""
+
+    async def _private_ws(self, request: web.Request) -> web.StreamResponse:
+        """The venue's user-data stream (``/private/ws``); none by default."""
+        raise web.HTTPNotFound()
+
+    def emit_adl(self, symbol: str, price: float, amount: float | None = None) -> dict[str, Any]:
+        """The exchange auto-deleverages the position of ``symbol`` at ``price``."""
+        self.core.set_time(max(self.now_ms(), self.core.now_ms))
+        fill = self.core.auto_deleverage(symbol, price, amount)
+        self._after_change()
+        return fill.to_dict()
+
+    def _state_extra(self) -> dict[str, Any]:
+        """What the venue adds to ``GET /_control/state``."""
+        return {}
 
     def client_ids(self) -> dict[str, list[str]]:
         """Every client order id the emulator accepted and the order ids that used it."""
@@ -228,8 +273,13 @@ class EmulatorServer:
         return int(self.clock() * 1000) + self.clock_skew_ms
 
     def inject(self, fault: Fault) -> Fault:
-        """Queue a fault; returns it (its ``hits`` counts matches)."""
+        """Queue a fault; returns it (its ``hits`` counts matches). A fault of
+        ``IMMEDIATE_FAULTS`` is applied at once instead (``hits`` 1)."""
         self.faults.append(fault)
+        if fault.kind in IMMEDIATE_FAULTS:
+            fault.hits += 1
+            fault.times = 0
+            self._apply_fault(fault)
         return fault
 
     def set_price(self, symbol: str, last: float, mark: float | None = None) -> None:
@@ -237,6 +287,7 @@ class EmulatorServer:
         now = max(self.now_ms(), self.core.now_ms)
         self.core.on_price(symbol, float(last), now, None if mark is None else float(mark))
         self._on_price(symbol, now)
+        self._after_change()
 
     def _on_price(self, symbol: str, now: int) -> None:
         """The venue's stream events after a price (mark updates, liquidations)."""
@@ -244,7 +295,9 @@ class EmulatorServer:
     def open_external_position(self, symbol: str, side: str, amount: float) -> dict[str, Any]:
         """A market order placed outside the bot (web UI, another program): no client id."""
         self.core.set_time(max(self.now_ms(), self.core.now_ms))
-        return self.core.create_order(symbol, "market", side, amount, None, {"tag": "external"})
+        order = self.core.create_order(symbol, "market", side, amount, None, {"tag": "external"})
+        self._after_change()
+        return order
 
     def emit_liquidation(self, symbol: str, side: str, amount: float, price: float) -> None:
         """Another trader's forced liquidation (``side`` of the liquidation order: buy/sell)."""
@@ -277,6 +330,8 @@ class EmulatorServer:
             name, signed = route
             if signed:
                 self._authenticate(request, raw_query, body, params)
+            elif (method, path) in self.api_key_routes:
+                self._authenticate_api_key(request)
             fault = next((f for f in self.faults if f.matches(method, path, params)), None)
             if fault is not None:
                 fault.times -= 1
@@ -290,7 +345,9 @@ class EmulatorServer:
         except ApiError as err:
             self.requests.append(RequestRecord(method, path, shown, err.status))
             payload, status = self._error_payload(err.code, err.msg, err.status, err)
+            self._after_change()
             return web.json_response(payload, status=status)
+        self._after_change()
         if fault is not None and fault.kind == "server_error":  # processed, answered 5xx
             return self._fault_response(fault, method, path, shown)
         self.requests.append(RequestRecord(method, path, shown, 200))
@@ -336,6 +393,14 @@ class EmulatorServer:
                     str(data["symbol"]), str(data["side"]), float(data["amount"])
                 )
                 return web.json_response({"ok": True, "order": order["id"]})
+            if method == "POST" and path == "/_control/adl":
+                amount = data.get("amount")
+                fill = self.emit_adl(
+                    str(data["symbol"]),
+                    float(data["price"]),
+                    None if amount is None else float(amount),
+                )
+                return web.json_response({"ok": True, "fill": fill})
             if method == "POST" and path == "/_control/liquidation":
                 self.emit_liquidation(
                     str(data["symbol"]),
@@ -390,9 +455,12 @@ class EmulatorServer:
             "orders": orders,
             "open_orders": core.open_orders(),
             "liquidations": [e.to_dict() for e in core.liquidations],
+            **self._state_extra(),
         }
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info.get("category") == "private":
+            return await self._private_ws(request)
         ws = web.WebSocketResponse(autoping=True, heartbeat=None)
         await ws.prepare(request)
         stream = _Stream(ws)

@@ -49,6 +49,7 @@ from guards import Account, MarginMode, MarketRules, Position
 from paper.config import PaperConfig
 from paper.core import snapshot as snap_io
 from paper.core import views
+from paper.core.adl import deleverage
 from paper.core.book import Book
 from paper.core.history import History
 from paper.core.ledger import Ledger
@@ -239,6 +240,21 @@ class PaperCore:
         events = tuple(recent)
         recent.clear()
         return events
+
+    def auto_deleverage(self, symbol: str, price: float, amount: float | None = None) -> Fill:
+        """The exchange's auto-deleveraging: close ``amount`` (None: all) of the position of
+        ``symbol`` at ``price`` (``paper.core.adl``); returns the ADL ``Fill``, also recorded in
+        the history (``order_events()`` returns it with the ``Trade`` it closed)."""
+        b = self._book(symbol)
+        self._recent.clear()
+        fill = deleverage(b, self._ledger, self._history, float(price), amount, self.now_ms)
+        self._ledger.rearm(b)
+        return fill
+
+    @property
+    def last_order_id(self) -> int:
+        """Id of the last order placed (0: none): order ids are ``1 .. last_order_id``."""
+        return self._matcher.seq
 
     def cancel_order(
         self, id: str, symbol: str | None = None, params: Mapping[str, Any] | None = None

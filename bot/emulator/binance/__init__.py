@@ -3,7 +3,9 @@
 ``BinanceEmulator`` serves ``/fapi/v1``, ``/fapi/v2``, ``/fapi/v3`` and ``/sapi/v1`` over the
 paper core, so a real ccxt ``binanceusdm`` client pointed at it (API URLs overridden) trades
 exactly as paper mode does: market data (``market``), account and signing (``account``), orders
-(``orders``), market history (``history``: klines, mark-price klines, funding rates), shared
+(``orders``), market history (``history``: klines, mark-price klines, funding rates), the
+user-data stream (``userdata``: listen key and private websocket; ``events``: what it carries),
+trades and order history (``fills``: userTrades, allOrders, allAlgoOrders, forceOrders), shared
 registries (``base``) and Binance's shapes and error codes (``shapes``).
 """
 
@@ -13,9 +15,9 @@ from collections.abc import Mapping
 from typing import Final
 
 from bot.emulator.binance.account import BinanceAccount
+from bot.emulator.binance.fills import BinanceFills
 from bot.emulator.binance.history import BinanceHistory
 from bot.emulator.binance.market import BinanceMarket
-from bot.emulator.binance.orders import BinanceOrders
 
 ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("GET", "/fapi/v1/ping"): ("ep_ping", False),
@@ -49,16 +51,32 @@ ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("DELETE", "/fapi/v1/algoOrder"): ("ep_cancel_algo_order", True),
     ("GET", "/fapi/v1/openAlgoOrders"): ("ep_open_algo_orders", True),
     ("DELETE", "/fapi/v1/algoOpenOrders"): ("ep_cancel_all_algo", True),
-    ("POST", "/fapi/v1/listenKey"): ("ep_listen_key", False),
-    ("PUT", "/fapi/v1/listenKey"): ("ep_listen_key", False),
+    ("GET", "/fapi/v1/userTrades"): ("ep_user_trades", True),
+    ("GET", "/fapi/v1/allOrders"): ("ep_all_orders", True),
+    ("GET", "/fapi/v1/allAlgoOrders"): ("ep_all_algo_orders", True),
+    ("GET", "/fapi/v1/forceOrders"): ("ep_force_orders", True),
+    ("POST", "/fapi/v1/listenKey"): ("ep_listen_key_new", False),
+    ("PUT", "/fapi/v1/listenKey"): ("ep_listen_key_keepalive", False),
+    ("DELETE", "/fapi/v1/listenKey"): ("ep_listen_key_close", False),
     ("GET", "/sapi/v1/account/apiRestrictions"): ("ep_api_restrictions", True),
 }
 
 
-class BinanceEmulator(BinanceOrders, BinanceAccount, BinanceHistory, BinanceMarket):
+#: USER_STREAM endpoints: the API key, no signature.
+API_KEY_ROUTES: Final[frozenset[tuple[str, str]]] = frozenset(
+    {
+        ("POST", "/fapi/v1/listenKey"),
+        ("PUT", "/fapi/v1/listenKey"),
+        ("DELETE", "/fapi/v1/listenKey"),
+    }
+)
+
+
+class BinanceEmulator(BinanceFills, BinanceAccount, BinanceHistory, BinanceMarket):
     """Binance USDⓈ-M futures over a ``PaperCore``; see the package docstring."""
 
     routes = ROUTES
+    api_key_routes = API_KEY_ROUTES
 
 
-__all__ = ["ROUTES", "BinanceEmulator"]
+__all__ = ["API_KEY_ROUTES", "ROUTES", "BinanceEmulator"]

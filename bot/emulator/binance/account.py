@@ -1,8 +1,9 @@
 """Binance account endpoints and request signing: positions, account, balance, leverage,
-margin type, position mode, API-key permissions and the listen key.
+margin type, position mode and API-key permissions.
 
 Signed endpoints check the ``X-MBX-APIKEY`` header (-2014/-2015), the HMAC-SHA256 signature over
-query string + body (-1022) and ``timestamp`` against ``recvWindow`` (-1021), like the real one.
+query string + body (-1022) and ``timestamp`` against ``recvWindow`` (-1021), like the real one;
+USER_STREAM endpoints (the listen key, ``bot.emulator.binance.userdata``) the header only.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ from bot.emulator.server import ApiError, Fault
 class BinanceAccount(BinanceBase):
     """Account endpoints of the Binance emulator."""
 
-    def _authenticate(
-        self, request: web.Request, raw_query: str, body: str, params: Mapping[str, str]
-    ) -> None:
+    def _authenticate_api_key(self, request: web.Request) -> None:
         key = request.headers.get("X-MBX-APIKEY")
         if not key:
             raise ApiError(-2014, "API-key format invalid.", 401)
@@ -40,6 +39,11 @@ class BinanceAccount(BinanceBase):
             raise ApiError(
                 -2015, "Invalid API-key, IP, or permissions for action, request ip: 127.0.0.1", 401
             )
+
+    def _authenticate(
+        self, request: web.Request, raw_query: str, body: str, params: Mapping[str, str]
+    ) -> None:
+        self._authenticate_api_key(request)
         signature = params.get("signature")
         if signature is None:
             raise ApiError(-1102, _missing("signature"))
@@ -209,6 +213,3 @@ class BinanceAccount(BinanceBase):
 
     def ep_api_restrictions(self, params: dict[str, str], fault: Fault | None) -> Any:
         return dict(self.permissions)
-
-    def ep_listen_key(self, params: dict[str, str], fault: Fault | None) -> Any:
-        return {"listenKey": hashlib.sha256(self.api_key.encode()).hexdigest()}

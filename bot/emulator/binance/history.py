@@ -19,7 +19,6 @@ history loaded serves the bundled data where the package has it (BTC and ETH: 5m
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -51,7 +50,6 @@ INTERVALS_MS: Final = {
 }
 KLINES_LIMIT: Final = (500, 1500)
 FUNDING_LIMIT: Final = (100, 1000)
-_INT_RE: Final = re.compile(r"^[0-9]{1,20}$")
 
 Row = tuple[int, float, float, float, float, float]
 
@@ -95,33 +93,6 @@ class BinanceHistory(BinanceBase):
         if hist is None:
             hist = book[symbol] = _bundled(symbol)
         return hist
-
-    # -- parameters, checked as Binance checks them ------------------------------------------
-    def _int(self, params: dict[str, str], name: str) -> int | None:
-        raw = params.get(name)
-        if raw is None or raw == "":
-            return None
-        if not _INT_RE.match(raw):
-            raise ApiError(
-                -1100,
-                f"Illegal characters found in parameter '{name}'; legal range is "
-                "'^[0-9]{1,20}$'.",
-            )
-        return int(raw)
-
-    def _limit(self, params: dict[str, str], bounds: tuple[int, int]) -> int:
-        value = self._int(params, "limit")
-        if value is None:
-            return bounds[0]
-        if not 1 <= value <= bounds[1]:
-            raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
-        return value
-
-    def _window(self, params: dict[str, str]) -> tuple[int | None, int | None]:
-        start, end = self._int(params, "startTime"), self._int(params, "endTime")
-        if start is not None and end is not None and start > end:
-            raise ApiError(-1023, "Start time is greater than end time.")
-        return start, end
 
     def _interval(self, params: dict[str, str]) -> int:
         raw = params.get("interval")

@@ -63,10 +63,18 @@ class BinanceOrders(BinanceBase):
             cid = params.get(cid_key)
             if cid is None:
                 raise ApiError(-1102, f"Either '{id_key}' or '{cid_key}' must be sent.")
-            ids = self._oids_by_cid.get(cid)
+            ids = self._oids_by_cid.get(cid, [])
+            if not algo:
+                # the order a triggered stop placed carries the stop's client id
+                ids = [i for i in ids if not self._is_algo(i)] + self._engine_ids(cid)
+                ids.sort(key=self._placed_at)
             if not ids:
                 raise ApiError(-2013, "Order does not exist.")
             ext = ids[-1]
+        if ext in self._engine:
+            if algo:
+                raise ApiError(-2013, "Order does not exist.")
+            return ext
         if ext not in self._pending and ext not in self._cid_by_oid:
             # orders placed from outside carry no registered client id but exist in the core
             try:
@@ -74,6 +82,31 @@ class BinanceOrders(BinanceBase):
             except OrderNotFound:
                 raise ApiError(-2013, "Order does not exist.") from None
         return ext
+
+    def _is_algo(self, ext: str) -> bool:
+        """Whether the external id ``ext`` names a conditional (algo) order."""
+        if ext in self._pending or ext in self._engine:
+            return False
+        try:
+            return self.core.fetch_order(self._core_id(ext))["triggerPrice"] is not None
+        except OrderNotFound:
+            return False
+
+    def _engine_ids(self, cid: str) -> list[str]:
+        return [e.ext_id for e in self._engine.values() if e.client_id == cid]
+
+    def _placed_at(self, ext: str) -> tuple[int, int]:
+        """When the order ``ext`` was placed (then its id), to pick the latest of a client id."""
+        engine = self._engine.get(ext)
+        if engine is not None:
+            return engine.time_ms, int(ext)
+        pending = self._pending.get(ext)
+        if pending is not None:
+            return pending.time_ms, int(ext)
+        try:
+            return int(self.core.fetch_order(self._core_id(ext))["timestamp"]), int(ext)
+        except (OrderNotFound, ValueError):
+            return 0, int(ext)
 
     def _place(self, params: dict[str, str], fault: Fault | None, algo: bool) -> dict[str, Any]:
         market = self._market(params)
@@ -235,9 +268,18 @@ class BinanceOrders(BinanceBase):
         status = order["status"]
         if status == "open":
             return "PARTIALLY_FILLED" if order["filled"] > 0 else "NEW"
-        return {"closed": "FILLED", "canceled": "CANCELED", "rejected": "REJECTED"}.get(
-            status, "EXPIRED"
-        )
+        if status == "canceled":
+            # the exchange's own cancels (position closed, liquidation) show as EXPIRED
+            return "CANCELED" if order["id"] in self._user_canceled else "EXPIRED"
+        return {"closed": "FILLED", "rejected": "REJECTED"}.get(status, "EXPIRED")
+
+    def _algo_status(self, order: Mapping[str, Any]) -> str:
+        """Binance's ``algoStatus``: FINISHED once the order it placed is done, CANCELED by
+        the user, EXPIRED by the exchange (position gone), REJECTED when triggering failed."""
+        status = order["status"]
+        if status == "canceled":
+            return "CANCELED" if order["id"] in self._user_canceled else "EXPIRED"
+        return {"open": "NEW", "closed": "FINISHED", "rejected": "REJECTED"}.get(status, "EXPIRED")
 
     def _order_json(self, order: Mapping[str, Any]) -> dict[str, Any]:
         ext = self._ext(order["id"])
@@ -279,12 +321,8 @@ class BinanceOrders(BinanceBase):
         ext = self._ext(order["id"])
         market = self.core.market(order["symbol"])
         info = order["info"]
-        status = order["status"]
-        algo_status = {"open": "NEW", "closed": "FINISHED", "canceled": "CANCELED"}.get(
-            status, "EXPIRED"
-        )
-        closed = status == "closed"
-        return {
+        child = self._engine.get(self._engine_by_core.get(order["id"], ""))
+        out: dict[str, Any] = {
             "algoId": int(ext),
             "clientAlgoId": self._cid_by_oid.get(ext, ""),
             "algoType": "CONDITIONAL",
@@ -294,9 +332,9 @@ class BinanceOrders(BinanceBase):
             "positionSide": "BOTH",
             "timeInForce": "GTC",
             "quantity": _s(order["amount"]),
-            "algoStatus": algo_status,
-            "actualOrderId": int(ext) if closed else "",
-            "actualPrice": _s(order["average"] or 0),
+            "algoStatus": self._algo_status(order),
+            "actualOrderId": "" if child is None else child.ext_id,
+            "actualPrice": _s(0 if child is None else child.avg),
             "triggerPrice": _s(order["triggerPrice"]),
             "price": "0",
             "icebergQuantity": None,
@@ -308,9 +346,13 @@ class BinanceOrders(BinanceBase):
             "reduceOnly": bool(order["reduceOnly"]),
             "createTime": order["timestamp"],
             "updateTime": order["lastUpdateTimestamp"] or order["timestamp"],
-            "triggerTime": order["lastTradeTimestamp"] or 0,
+            "triggerTime": 0 if child is None else child.time_ms,
             "goodTillDate": 0,
         }
+        if child is not None:  # Binance adds these once the order has been triggered
+            out["actualQty"] = _s(child.qty)
+            out["actualType"] = child.type
+        return out
 
     def _pending_json(self, p: _Pending) -> dict[str, Any]:
         return {
@@ -342,6 +384,11 @@ class BinanceOrders(BinanceBase):
         }
 
     def _ext_order_json(self, ext: str, algo: bool) -> dict[str, Any]:
+        engine = self._engine.get(ext)
+        if engine is not None:
+            if algo:
+                raise ApiError(-2013, "Order does not exist.")
+            return self._engine_json(engine)
         pending = self._pending.get(ext)
         if pending is not None:
             if algo:
@@ -393,6 +440,7 @@ class BinanceOrders(BinanceBase):
             if (order["triggerPrice"] is not None) != algo or order["symbol"] != m.symbol:
                 raise OrderNotFound(ext)
             order = self.core.cancel_order(order["id"], m.symbol)
+            self._user_canceled.add(order["id"])
         except (OrderNotFound, BadRequest):
             raise ApiError(-2011, "Unknown order sent.") from None
         if algo:
@@ -435,6 +483,7 @@ class BinanceOrders(BinanceBase):
         for o in self.core.open_orders(m.symbol):
             if (o["triggerPrice"] is not None) == algo:
                 self.core.cancel_order(o["id"], m.symbol)
+                self._user_canceled.add(o["id"])
         if not algo:
             for ext, p in list(self._pending.items()):
                 if p.symbol == m.symbol:

@@ -43,6 +43,9 @@ _ALGO_TYPES: Final = frozenset(
 
 _PENDING_BASE: Final = 900_000_000
 
+#: Order ids of the matching engine's own orders: triggered stops, liquidations, ADL.
+_ENGINE_BASE: Final = 800_000_000
+
 _EPS: Final = 1e-9
 
 
@@ -58,6 +61,36 @@ class _Pending:
     params: dict[str, Any]
     polls: int
     time_ms: int
+
+
+@dataclass
+class _EngineOrder:
+    """An order the exchange itself placed in its matching engine, filled at once.
+
+    ``kind``: ``triggered`` (a conditional algo order reached its trigger: the order it placed,
+    with the algo order's client id), ``liquidation`` (client id ``autoclose-...``) or ``adl``
+    (client id ``adl_autoclose``).
+    """
+
+    ext_id: str
+    kind: str
+    symbol: str
+    client_id: str
+    side: str
+    type: str
+    orig_type: str
+    time_in_force: str
+    qty: float
+    price: float
+    avg: float
+    time_ms: int
+    fill_id: int
+    stop_price: float = 0.0
+    working_type: str = "CONTRACT_PRICE"
+    close_position: bool = False
+    reduce_only: bool = True
+    #: The algo order (external id) that placed a ``triggered`` order.
+    algo_ext: str | None = None
 
 
 def _s(x: float | int | None) -> str:
