@@ -282,10 +282,14 @@ class EmulatorServer:
             self._apply_fault(fault)
         return fault
 
-    def set_price(self, symbol: str, last: float, mark: float | None = None) -> None:
-        """A new last (and mark) price: fills, triggers and liquidations run; streams are fed."""
+    def set_price(
+        self, symbol: str, last: float, mark: float | None = None, *, gap: bool = False
+    ) -> None:
+        """A new last (and mark) price: fills, triggers and liquidations run; streams are fed.
+        ``gap``: the market jumped there without trading in between (a crossed stop fills at
+        this price, not at its trigger)."""
         now = max(self.now_ms(), self.core.now_ms)
-        self.core.on_price(symbol, float(last), now, None if mark is None else float(mark))
+        self.core.on_price(symbol, float(last), now, None if mark is None else float(mark), gap)
         self._on_price(symbol, now)
         self._after_change()
 
@@ -383,7 +387,12 @@ class EmulatorServer:
         try:
             data: dict[str, Any] = json.loads(body) if body else {}
             if method == "POST" and path == "/_control/price":
-                self.set_price(str(data["symbol"]), float(data["last"]), data.get("mark"))
+                self.set_price(
+                    str(data["symbol"]),
+                    float(data["last"]),
+                    data.get("mark"),
+                    gap=bool(data.get("gap", False)),
+                )
                 return web.json_response({"ok": True, "mark": self.core.mark_price(data["symbol"])})
             if method == "POST" and path == "/_control/fault":
                 fault = self.inject(Fault(**data))

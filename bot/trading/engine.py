@@ -217,6 +217,9 @@ class Engine:
                     gone.append((sym, old))
                 continue
             self._estimate_close(sym, old, now)
+        for sym in [s for s in self._counted if s not in before]:
+            if sym not in self.view.account.positions:  # closed before a read ever showed it
+                del self._counted[sym]
         held = list(self.view.account.positions.values())
         self.write("positions", lambda s: s.replace_positions(held, now), "positions")
         track_unprotected(self.unprotected_since, self.view.account.positions, now)
@@ -335,6 +338,7 @@ class Engine:
         if self.recorder is not None:  # fills missed while down, then the record set straight
             try:
                 await self.recorder.sync()
+                await self.recorder.sync_orders()  # how the orders left open ended meanwhile
             except Exception as exc:
                 log.warning("fills_reconcile_failed", error=f"{type(exc).__name__}: {exc}")
             self.recorder.align(self.view.account.positions)

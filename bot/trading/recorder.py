@@ -264,9 +264,20 @@ class Recorder:
         return updated
 
     def on_orders(self, orders: Iterable[Mapping[str, Any]]) -> None:
-        """Order updates from the stream: the store follows their status."""
+        """Order updates from the stream: the store follows their status. An order the bot did
+        not send that filled (a liquidation, an auto-deleverage, a close by hand) has its fills
+        fetched at once: ccxt's ``watch_my_trades`` skips the exchange's own executions
+        (Binance's ``CALCULATED``), and the account read may never have shown the position."""
+        foreign: set[str] = set()
         for order in orders:
             self._update(order, None)
+            client_id, symbol = order.get("clientOrderId"), order.get("symbol")
+            if symbol is None or not float(order.get("filled") or 0.0) > 0.0:
+                continue
+            if not client_id or self.store.order(str(client_id)) is None:
+                foreign.add(str(symbol))
+        if foreign:
+            self.request_sync(foreign)
 
     def _update(self, order: Mapping[str, Any], client_id: str | None, note: str = "") -> None:
         snapshot = dict(order)
@@ -309,8 +320,9 @@ class Recorder:
                 await asyncio.sleep(self.poll_s)
                 continue
             try:
-                if broken:
-                    await self.sync()  # what the stream missed while it was down
+                if broken:  # what the stream missed while it was down: fills, orders ended
+                    await self.sync()
+                    await self.sync_orders()
                     broken = False
                 trades = await self.exchange.watch_my_trades()
             except asyncio.CancelledError:
