@@ -462,3 +462,44 @@ async def test_a_paper_session_records_the_same_history(
     assert sum(t["net"] for t in trips) == pytest.approx(
         core.wallet_balance - s.paper.starting_balance, abs=1e-6
     )
+
+
+async def test_flatten_and_halt_closes_are_recorded_with_their_roles(
+    tmp_path: Path, emulator: Emulator, logs: io.StringIO
+) -> None:
+    """The no-overnight flatten and ``guardbot halt`` close positions: their fills carry the
+    roles ``flatten`` and ``halt``, and the closes are in the actions history."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    emu = emulator
+    s = fills_settings(tmp_path, emu)
+    state = s.state.dir
+    task, stop, box = await start(s, "fills-halt")
+    try:
+        await open_position(emu, state)
+        assert await box[0].job_flatten(tries=5, wait_s=0.2)
+        assert emu.core.position(BTC) is None
+        await until(lambda: any(r.role == "flatten" for r in recorded(state)), "the flatten fill")
+        emu.open_external_position(BTC, "buy", 0.01)  # opened by hand: adopted and guarded
+        await until(lambda: emu.core.position(BTC).stop_price is not None, "the adopted stop")
+        result = CliRunner().invoke(app, ["halt", "--reason", "test", "--state-dir", str(state)])
+        assert result.exit_code == 0, result.output
+        await until(lambda: emu.core.position(BTC) is None, "the halt's close")
+        await until(lambda: any(r.role == "halt" for r in recorded(state)), "the halt fill")
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    finally:
+        stop.set()
+    rows = recorded(state)
+    assert_same_fills(emu, rows)
+    assert [r.role for r in rows] == ["entry", "flatten", "manual", "halt"]
+    result = CliRunner().invoke(
+        app, ["history", "--json", "--kind", "all", "--state-dir", str(state)]
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert [t["role"] for t in shown["trades"]] == ["halt", "flatten"]  # newest first
+    closes = {(a["rule"], a["code"]) for a in shown["actions"] if a["kind"] == "close"}
+    assert {("manual", "kill_switch"), ("no_overnight", "flatten")} <= closes, closes
