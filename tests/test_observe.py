@@ -120,6 +120,27 @@ def test_events_feed_metrics_and_alerts_and_the_log_is_unchanged(out: io.StringI
     assert notifier.refusals == {("stop_missing", BTC): [1, "no stop"]}
 
 
+def test_round_trips_feed_realised_pnl_by_reason_and_a_liquidation_alerts(
+    out: io.StringIO,
+) -> None:
+    metrics = Metrics()
+    notifier = Notifier([Recorder()], clock=lambda: 50.0)
+    install(Observer(metrics, notifier, clock=lambda: 50.0), level="info")
+    log = structlog.get_logger("engine")
+    log.info("round_trip", symbol=BTC, reason="stop", net=-12.5, closed=True)
+    log.info("round_trip", symbol=BTC, reason="stop", net=-2.25, closed=True)
+    log.info("round_trip", symbol=BTC, reason="strategy", net=30.0, closed=True)
+    log.info("round_trip", symbol=BTC, reason="liquidation", net=-1001.7, closed=True)
+    log.critical("position_liquidated", alert=True, symbol=BTC, net=-1001.7)
+    pnl = "guardbot_realized_pnl"
+    assert value(metrics, pnl, reason="stop") == pytest.approx(-14.75)
+    assert value(metrics, pnl, reason="strategy") == pytest.approx(30.0)
+    assert value(metrics, pnl, reason="liquidation") == pytest.approx(-1001.7)
+    assert value(metrics, pnl, reason="manual") is None
+    queued = list(notifier.lanes[0].queue._queue)  # type: ignore[attr-defined]
+    assert [a.kind for a in queued] == ["position_liquidated"]
+
+
 def test_alerts_carry_redacted_values(out: io.StringIO) -> None:
     secret = "sk-live-0123456789abcdef"
     configure_logging(fmt="json", stream=out, level="info", secrets=[secret])
