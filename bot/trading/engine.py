@@ -49,6 +49,7 @@ from bot.strategies.base import Strategy
 from bot.trading import routines
 from bot.trading.account import AccountView, Coalesced, Execution
 from bot.trading.bars import Bar, BarBuilder
+from bot.trading.closes import Closes
 from bot.trading.planning import is_risk_reducing
 from bot.trading.reconcile import resolve_in_flight
 from bot.trading.recorder import Recorder
@@ -153,13 +154,20 @@ class Engine:
         self._reads = 0  # account reads started
         self._applied = 0  # the newest read applied
         self._rereads = Coalesced(self._reread, "refresh_account")
-        #: The fills' record (``bot.trading.recorder``); closes come from it when set.
-        self.recorder: Recorder | None = None
-        #: Closes counted from fills before the account read showed the position gone, and
-        #: positions gone whose closing fills are being fetched.
-        self._counted: dict[str, bool] = {}
-        self._awaiting: dict[str, Position] = {}
+        self._recorder: Recorder | None = None
+        #: How closes are learnt and counted (from the fills once ``recorder`` is set).
+        self.closes = Closes(self)
         self._beat_failed = False
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """The fills' record (``bot.trading.recorder``); closes come from it when set."""
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder | None) -> None:
+        self._recorder = recorder
+        self.closes.from_fills = recorder is not None
 
     @property
     def store_down(self) -> str | None:
@@ -207,19 +215,7 @@ class Engine:
                 entries[sym] = entries.get(sym, 0) + 1
         self.view = AccountView(account, entries)
         now = self.clock()
-        gone: list[tuple[str, Position]] = []
-        for sym, old in before.items():
-            new = self.view.account.positions.get(sym)
-            if new is not None and new.side == old.side:
-                continue
-            if self.recorder is not None:  # the fills tell how it closed (on_round_trip)
-                if not self._counted.pop(sym, False):
-                    gone.append((sym, old))
-                continue
-            self._estimate_close(sym, old, now)
-        for sym in [s for s in self._counted if s not in before]:
-            if sym not in self.view.account.positions:  # closed before a read ever showed it
-                del self._counted[sym]
+        gone = self.closes.gone(before, self.view.account.positions, now)
         held = list(self.view.account.positions.values())
         self.write("positions", lambda s: s.replace_positions(held, now), "positions")
         track_unprotected(self.unprotected_since, self.view.account.positions, now)
@@ -228,59 +224,13 @@ class Engine:
         return self.view
 
     async def _confirm_close(self, symbol: str, old: Position, now: float) -> None:
-        """A position gone from the account: its closing fills give the reason and PnL
-        (``on_round_trip``). If the exchange reports none (or cannot be asked), the close is
-        counted from the last mark instead -- never not at all -- and that is logged."""
-        self._awaiting[symbol] = old
-        try:
-            assert self.recorder is not None
-            await self.recorder.sync([symbol])
-        except Exception as exc:
-            log.warning("close_fills_unavailable", symbol=symbol, error=repr(exc))
-        if self._awaiting.pop(symbol, None) is not None:
-            self._estimate_close(symbol, old, now, confirmed=False)
-
-    def _estimate_close(self, sym: str, old: Position, now: float, confirmed: bool = True) -> None:
-        reason = self.closing.pop(sym, "stop")
-        mark = self.marks[sym].price if sym in self.marks else old.entry_price
-        pnl = old.unrealized_pnl(mark)
-        self.guard.on_position_closed(sym, reason, pnl, now)
-        event = log.info if confirmed else log.warning
-        event(
-            "position_closed" if confirmed else "position_closed_estimated",
-            symbol=sym,
-            reason=reason,
-            pnl=round(pnl, 2),
-        )
+        recorder = self.recorder
+        assert recorder is not None
+        await self.closes.confirm(symbol, old, now, partial(recorder.sync, [symbol]))
 
     def on_round_trip(self, trip: RoundTrip) -> None:
-        """A fill closed (part of) a position: the guards count the close with its recorded
-        reason and PnL; a liquidation raises its own critical alert."""
-        fields = {
-            "symbol": trip.symbol,
-            "side": trip.side,
-            "amount": trip.amount,
-            "entry": trip.entry_price,
-            "exit": trip.exit_price,
-            "pnl": round(trip.pnl, 8),
-            "fees": round(trip.fees, 8),
-            "net": round(trip.net, 8),
-            "role": trip.role,
-            "reason": trip.reason,
-            "closed": trip.closed,
-        }
-        log.info("round_trip", **fields)
-        if trip.reason == "liquidation":
-            log.critical("position_liquidated", alert=True, **fields)
-        elif trip.reason == "adl":
-            log.warning("position_auto_deleveraged", alert=True, **fields)
-        if not trip.closed:
-            return
-        if self._awaiting.pop(trip.symbol, None) is None:
-            self._counted[trip.symbol] = True  # before the account read shows it gone
-        self.closing.pop(trip.symbol, None)
-        self.guard.on_position_closed(trip.symbol, trip.reason, trip.net, trip.closed_at)
-        self.save_state()
+        """A fill closed (part of) a position (``bot.trading.closes``)."""
+        self.closes.on_round_trip(trip)
 
     async def refreshed(self) -> None:
         """Re-read the account after a piece of work: at once inline; in the background one
