@@ -53,6 +53,7 @@ class AccountView:
         "oldest_mark_ts",
         "oldest_symbol",
         "open_count",
+        "past_stop",
         "total_margin",
         "upnl",
         "wallet_balance",
@@ -65,6 +66,7 @@ class AccountView:
         oldest = math.inf
         oldest_symbol: str | None = None
         missing: str | None = None
+        past: list[str] = []
         positions = ctx.account.positions
         for symbol, p in positions.items():
             m = marks.get(symbol)
@@ -76,10 +78,15 @@ class AccountView:
                 if missing is None:
                     missing = symbol
                 continue
+            stop = p.stop_price
             if p.side == "long":
                 upnl += p.amount * (m.price - p.entry_price)
+                if stop is not None and m.price < stop:
+                    past.append(symbol)
             else:
                 upnl += p.amount * (p.entry_price - m.price)
+                if stop is not None and m.price > stop:
+                    past.append(symbol)
             if m.ts < oldest:
                 oldest = m.ts
                 oldest_symbol = symbol
@@ -90,6 +97,8 @@ class AccountView:
         self.total_margin = margin
         self.open_count = len(positions)
         self.missing_mark = missing
+        #: Positions whose mark is already past their stop (a gap the stop has not filled yet).
+        self.past_stop: tuple[str, ...] = tuple(past)
         self.oldest_mark_ts = oldest
         self.oldest_symbol = oldest_symbol
         # The context's parts, not the context: the context holds this view (no ref cycle).

@@ -151,11 +151,12 @@ class StopValues:
 
     Depends on the account (wallet, positions and their stops), the markets' taker fees and the
     slippage only — not on any mark — so a caller may keep it while the account object is the
-    same (``fits``); ``worst_case`` then costs one mark comparison per position (a mark already
-    past its stop, a gap the stop has not seen yet, is the exit instead).
+    same (``fits``); ``worst_case`` then looks only at the positions whose mark is already past
+    their stop (``AccountView.past_stop``, found once per context: a gap the stop has not seen
+    yet), whose exit is the mark instead.
     """
 
-    __slots__ = ("account", "markets", "slip", "total", "triggers", "unbounded", "values")
+    __slots__ = ("account", "markets", "slip", "stopped", "total", "unbounded", "values")
 
     def __init__(self, ctx: GuardContext, slip: float) -> None:
         account = ctx.account
@@ -164,8 +165,7 @@ class StopValues:
         self.markets = markets
         self.slip = slip
         values: dict[str, float] = {}
-        #: (symbol, side sign, stop) of every stopped position
-        triggers: list[tuple[str, int, float]] = []
+        stopped: set[str] = set()  # the positions a (finite, positive) stop bounds
         self.unbounded: list[str] = []
         total = account.wallet_balance
         down, up = 1.0 - slip, 1.0 + slip
@@ -184,15 +184,15 @@ class StopValues:
             if p.side == "long":  # stop_value, inlined: this runs for every position
                 fill = stop * down
                 value = amount * (fill - p.entry_price - fill * market.taker_fee)
-                triggers.append((symbol, 1, stop))
+                stopped.add(symbol)
             else:
                 fill = stop * up
                 value = amount * (p.entry_price - fill - fill * market.taker_fee)
-                triggers.append((symbol, -1, stop))
+                stopped.add(symbol)
             values[symbol] = value
             total += value
         self.values = values
-        self.triggers = triggers
+        self.stopped = frozenset(stopped)
         self.total = total
 
     def fits(self, ctx: GuardContext, slip: float) -> bool:
@@ -203,14 +203,16 @@ class StopValues:
         """``(worst_equity, unbounded)``: the wallet plus every position but ``exclude`` closed
         at its stop, and the first position no stop bounds (None when all are bounded)."""
         worst = self.total
+        values = self.values
         if exclude is not None:
-            worst -= self.values.get(exclude, 0.0)
-        marks = ctx.marks
-        for symbol, sign, stop in self.triggers:
-            mark = marks.get(symbol)
-            if mark is not None and sign * (mark.price - stop) < 0.0 and symbol != exclude:
-                p = self.account.positions[symbol]
-                fee = self.markets[symbol].taker_fee
-                worst += exit_value(p, mark.price, fee, self.slip) - self.values[symbol]
+            worst -= values.get(exclude, 0.0)
+        # only the positions whose mark is past their stop differ (found once per context)
+        for symbol in account_view(ctx).past_stop:
+            value = values.get(symbol)
+            if value is None or symbol == exclude or symbol not in self.stopped:
+                continue
+            p = self.account.positions[symbol]
+            fee = self.markets[symbol].taker_fee
+            worst += exit_value(p, ctx.marks[symbol].price, fee, self.slip) - value
         unbounded = next((s for s in self.unbounded if s != exclude), None)
         return worst, unbounded

@@ -293,6 +293,38 @@ def test_the_risk_at_the_stop_of_every_open_position_counts() -> None:
     assert d.amount == pytest.approx(23.606) and v.code == "daily_loss_budget"
 
 
+@pytest.mark.parametrize(
+    ("side", "stop", "mark", "worst"),
+    [
+        # long 10 @ 100, stop 90, mark 100: closed at the stop, 10*(90-100) - 0.0005*900 = -100.45
+        ("long", 90.0, 100.0, 9_899.55),
+        # mark 85, already past the stop (a gap it has not filled): the exit is the mark,
+        # 10*(85-100) - 0.0005*850 = -150.425
+        ("long", 90.0, 85.0, 9_849.575),
+        # short 10 @ 100, stop 110, mark 120 past it: 10*(100-120) - 0.0005*1200 = -200.6
+        ("short", 110.0, 120.0, 9_799.4),
+        # short, mark 105 short of the stop: at the stop, 10*(100-110) - 0.0005*1100 = -100.55
+        ("short", 110.0, 105.0, 9_899.45),
+    ],
+)
+def test_a_position_whose_mark_is_past_its_stop_counts_at_the_mark(
+    side: str, stop: float, mark: float, worst: float
+) -> None:
+    other = Position(
+        "OTHER/USDT:USDT", side, 10.0, 100.0, leverage=5.0, margin=200.0, stop_price=stop
+    )  # type: ignore[arg-type]
+    base = ctx()
+    context = GuardContext(
+        Account(10_000.0, {other.symbol: other}),
+        {**base.markets, other.symbol: MarketRules(other.symbol, FLAT_TIER, taker_fee=0.0005)},
+        {**base.marks, other.symbol: Mark(mark, NOW)},
+        NOW,
+    )
+    e = GuardEngine(with_limits(max_daily_loss_pct=5.0), day_state(10_000.0))
+    v = verdict(e.check(order(1.0), context))
+    assert v.figures["worst_equity"] == pytest.approx(worst)
+
+
 def test_the_drawdown_budget_left_caps_the_risk() -> None:
     # peak 11,000, drawdown limit 9.5 %: floor 11,000 * 0.905 = 9,955; flat at 10,000: 45 left
     # (the day's 300 and 1 % = 100 leave more) → 45 / 2.099 = 21.4387... → 21.438
