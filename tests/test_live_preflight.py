@@ -59,6 +59,7 @@ async def test_preflight_reports_and_changes_nothing(
         "markets": "ok",
         "api_key": "warn",
         "position_mode": "ok",
+        "asset_mode": "ok",
         "balance": "ok",
         "positions": "warn",
         "leverage": "ok",
@@ -92,13 +93,16 @@ async def test_preflight_fails_on_hedge_mode_and_missing_futures_permission(
     assert not report.ok and "FAILED" in report.render_text()
 
 
-async def test_preflight_flags_leverage_above_the_guard_cap(
+async def test_preflight_fails_on_leverage_above_the_guard_cap(
     live: LiveExchange,  # noqa: F811
 ) -> None:
     settings = bot_settings(position_cap={"max_leverage": 2.0})
     report = await run_preflight(live, settings)  # exchange.leverage defaults to 3
     check = report.check("leverage")
-    assert check is not None and check.status == "warn" and "capped" in check.detail
+    assert (
+        check is not None and check.status == "fail" and "lower exchange.leverage" in check.detail
+    )
+    assert not report.ok  # run --live would refuse to start
 
 
 async def test_preflight_stops_early_when_the_exchange_is_unreachable() -> None:
