@@ -309,6 +309,7 @@ async def _run(
                 unprotected_s=settings.health.unprotected_s,
             ),
         )
+        engine.seatbelt.act_on_existing = settings.seatbelt.act_on_existing
         feed = PriceFeed(
             source,
             settings.exchange.symbols,
@@ -488,6 +489,15 @@ def serve_http(
 
 def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def request_seatbelt_apply(state_dir: Path) -> None:
+    """``guardbot seatbelt apply``: the running bot (or the next start) lets the seatbelt act
+    on the positions it found at start."""
+    from bot.trading.seatbelt import SEATBELT_KEY
+
+    with Store.open(state_dir) as store:
+        store.kv_set(SEATBELT_KEY, {"requested": time.time(), "applied": None})
 
 
 def request_halt(state_dir: Path, halted: bool, reason: str) -> None:

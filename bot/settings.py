@@ -327,6 +327,16 @@ class ShutdownSettings(BaseModel):
     flatten: bool = Field(False, description="close all positions on SIGTERM/SIGINT")
 
 
+class SeatbeltSettings(BaseModel):
+    model_config = _FROZEN
+
+    act_on_existing: bool = Field(
+        False,
+        description="seatbelt mode: cut positions found at start at once (else after "
+        "`guardbot seatbelt apply`)",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one bot process."""
 
@@ -353,6 +363,7 @@ class Settings(BaseSettings):
     status: StatusSettings = Field(default_factory=lambda: StatusSettings())
     shutdown: ShutdownSettings = Field(default_factory=lambda: ShutdownSettings())
     health: HealthSettings = Field(default_factory=lambda: HealthSettings())
+    seatbelt: SeatbeltSettings = Field(default_factory=lambda: SeatbeltSettings())
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:
