@@ -4,7 +4,7 @@
 # none of it.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml requirements.lock README.md ./
+COPY pyproject.toml requirements.lock README.md LICENSE ./
 COPY bot ./bot
 COPY guards ./guards
 COPY paper ./paper

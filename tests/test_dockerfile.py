@@ -70,6 +70,17 @@ def test_the_image_installs_no_pyarrow() -> None:
     assert "pyarrow" not in FINAL.replace("No pyarrow", "")
 
 
+def test_licence_files_are_in_the_build_context() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT AND GPL-3.0-only"  # SPDX (PEP 639), not a table
+    for path in project["license-files"]:
+        assert (REPO / path).is_file(), path
+    assert re.search(r"COPY [^\n]*LICENSE", TEXT)
+    assert "MIT License" in (REPO / "LICENSE").read_text(encoding="utf-8")
+
+
 def test_volume_stopsignal_and_commands_exist_in_the_cli() -> None:
     assert instr("VOLUME") == ['["/data"]']
     assert instr("STOPSIGNAL") == ["SIGTERM"]
