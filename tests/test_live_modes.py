@@ -120,6 +120,16 @@ async def test_multi_assets_balance_counts_every_margin_asset(
     assert multi["USDC"]["total"] == pytest.approx(2_500.0)
 
 
+def test_the_emulator_command_starts_in_either_mode() -> None:
+    from bot.emulator.run import make_emulator
+
+    emu = make_emulator("binance", API_KEY, API_SECRET, None, 1_000.0, False, True, True)
+    assert isinstance(emu, Emulator) and emu.hedge_mode and emu.multi_assets
+    assert {emu.core.margin_mode(s) for s in emu.core.symbols} == {"cross"}
+    plain = make_emulator("binance", API_KEY, API_SECRET, None, 1_000.0)
+    assert isinstance(plain, Emulator) and not plain.hedge_mode and not plain.multi_assets
+
+
 # ---------------------------------------------------------------------- preflight
 
 
