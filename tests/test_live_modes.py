@@ -161,6 +161,7 @@ async def test_preflight_on_multi_assets_refuses_isolated_and_passes_cross(
     assert cross.ok, cross.render_text()
     balance = cross.check("balance")
     assert balance is not None and balance.figures["wallet"] == pytest.approx(11_000.0)
+    assert "USD over all margin assets" in balance.detail
     assert writes(emulator) == []
 
 

@@ -194,10 +194,13 @@ async def run_preflight(
     currency = "USDT"
     wallet = wallet_balance(balance, currency)
     free = (balance.get(currency) or {}).get("free")
+    modes = report.check("asset_mode")
+    multi = modes is not None and bool(modes.figures.get("multi_assets"))
+    unit = "USD over all margin assets (multi-assets mode)" if multi else currency
     report.add(
         "balance",
         "ok" if wallet > 0 else "fail",
-        f"wallet {wallet:,.2f} {currency}, available {float(free or 0.0):,.2f}",
+        f"wallet {wallet:,.2f} {unit}, available {float(free or 0.0):,.2f} {currency}",
         wallet=wallet,
         free=free,
     )
