@@ -3,7 +3,8 @@
 ``run_bot`` takes the state dir's lock (one bot per state dir: a second exits 2 naming the pid
 that holds it), opens the state store and proves it can write (a full disk exits 2 with one
 line), restores guard counters and halts, builds the exchange
-(``PaperExchange`` restored from the store's paper snapshot, or ``LiveExchange``), the executor,
+(``PaperExchange`` restored from the store's paper snapshot, or ``LiveExchange`` after the
+preflight checks passed: ``start_gate``, nothing is sent otherwise), the executor,
 the strategy, the ``Engine`` and its ``PriceFeed`` (public market data: ccxt streams with a
 polling fallback), starts the scheduled jobs on an ``AsyncIOScheduler``, serves the status page
 and metrics on their own thread (``bot.ops.http``: no HTTP load slows trading), then waits for a
@@ -71,6 +72,33 @@ class RunError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PreflightRefused(RunError):
+    """``run --live`` ran the preflight checks and one failed: nothing was sent (exit 2)."""
+
+    def __init__(self, report: Any) -> None:
+        failed = ", ".join(c.name for c in report.checks if c.status == "fail")
+        super().__init__(
+            f"preflight FAILED ({failed}): guardbot refuses to trade until it passes; "
+            "no order was sent",
+            code=2,
+        )
+        self.report = report
+
+
+async def start_gate(exchange: Any, settings: Settings) -> None:
+    """Live mode: the preflight checks before anything is set up or sent; a failure (position
+    mode, multi-assets with isolated margin, key permissions, clock drift, leverage above the
+    cap, ...) raises ``PreflightRefused`` carrying the report ``guardbot preflight`` prints."""
+    from bot.ops.preflight import run_preflight
+
+    report = await run_preflight(exchange, settings)
+    failed = [c.name for c in report.checks if c.status == "fail"]
+    if failed:
+        log.error("preflight_refused", failed=failed)
+        raise PreflightRefused(report)
+    log.info("preflight_passed", warnings=[c.name for c in report.checks if c.status == "warn"])
 
 
 def open_state(state_dir: Path) -> tuple[StateLock, Store]:
@@ -215,6 +243,7 @@ async def _run(
                 streams=settings.feed.kind == "stream",
             )
             source = exchange
+            await start_gate(exchange, settings)
             await exchange.load_markets()
             markets = exchange.market_rules(settings.exchange.symbols)
         missing = [s for s in settings.exchange.symbols if s not in markets]
@@ -280,6 +309,7 @@ async def _run(
                 unprotected_s=settings.health.unprotected_s,
             ),
         )
+        engine.seatbelt.act_on_existing = settings.seatbelt.act_on_existing
         feed = PriceFeed(
             source,
             settings.exchange.symbols,
@@ -459,6 +489,15 @@ def serve_http(
 
 def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def request_seatbelt_apply(state_dir: Path) -> None:
+    """``guardbot seatbelt apply``: the running bot (or the next start) lets the seatbelt act
+    on the positions it found at start."""
+    from bot.trading.seatbelt import SEATBELT_KEY
+
+    with Store.open(state_dir) as store:
+        store.kv_set(SEATBELT_KEY, {"requested": time.time(), "applied": None})
 
 
 def request_halt(state_dir: Path, halted: bool, reason: str) -> None:

@@ -120,7 +120,11 @@ class ExchangeSettings(BaseModel):
     model_config = _FROZEN
 
     id: str = Field("binanceusdm", description="ccxt exchange id (live mode)")
-    sandbox: bool = Field(False, description="use the exchange's testnet (ccxt set_sandbox_mode)")
+    demo: bool = Field(
+        False,
+        description="demo trading (Binance: demo-fapi.binance.com, keys from demo.binance.com)",
+    )
+    sandbox: bool = Field(False, description="refused: the futures testnet is gone, use demo")
     api_key: SecretStr | None = Field(None, description="API key (env or Docker secret only)")
     api_secret: SecretStr | None = Field(None, description="API secret (env or Docker secret only)")
     password: SecretStr | None = Field(
@@ -159,6 +163,16 @@ class ExchangeSettings(BaseModel):
         ids = _ccxt_exchange_ids()
         if ids is not None and value not in ids:
             raise ValueError(f"not a ccxt exchange id{nearest(value, ids)}")
+        return value
+
+    @field_validator("sandbox")
+    @classmethod
+    def _no_sandbox(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "sandbox mode is not supported any more (Binance's futures testnet is gone and "
+                "ccxt refuses it): set exchange.demo = true for demo trading instead"
+            )
         return value
 
     @field_validator("symbols")
@@ -313,6 +327,16 @@ class ShutdownSettings(BaseModel):
     flatten: bool = Field(False, description="close all positions on SIGTERM/SIGINT")
 
 
+class SeatbeltSettings(BaseModel):
+    model_config = _FROZEN
+
+    act_on_existing: bool = Field(
+        False,
+        description="seatbelt mode: cut positions found at start at once (else after "
+        "`guardbot seatbelt apply`)",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one bot process."""
 
@@ -339,6 +363,7 @@ class Settings(BaseSettings):
     status: StatusSettings = Field(default_factory=lambda: StatusSettings())
     shutdown: ShutdownSettings = Field(default_factory=lambda: ShutdownSettings())
     health: HealthSettings = Field(default_factory=lambda: HealthSettings())
+    seatbelt: SeatbeltSettings = Field(default_factory=lambda: SeatbeltSettings())
 
     @model_validator(mode="after")
     def _live_needs_keys(self) -> Settings:

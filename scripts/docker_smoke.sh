@@ -6,7 +6,8 @@
 #  2. a stand-in python:3.11-slim (Debian bookworm minbase + python3/pip from Debian) when the
 #     real one cannot be pulled; then the real Dockerfile, built with --pull=never, docker
 #     format (keeps HEALTHCHECK) and the host's CA bundle mounted read-only for pip's TLS;
-#  3. `guardbot version` and the bundled replay (`run`) inside the image;
+#  3. the image's size (fails above SIZE_MAX_MB), `guardbot version` and the bundled replay
+#     (`run`) inside the image;
 #  4. the bot long-running (paper mode polling the local emulator, run from the same image),
 #     read-only root, tmpfs /tmp, no-new-privileges, a named volume for /data: wait for the
 #     HEALTHCHECK to report healthy, set the kill switch, SIGTERM -> clean exit within 10 s,
@@ -17,6 +18,7 @@
 #   SMOKE_PORT (default 18765)                  emulator port on the host network
 #   MIRROR (default http://deb.debian.org/debian)
 #   KEEP=1                                       leave containers and the volume behind
+#   SIZE_MAX_MB (default 350)                    fail when the image is larger
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -85,6 +87,12 @@ else
     ln -sf python3 "$rootfs/usr/bin/python"
     rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+    # What Debian's slim images leave out (dpkg path-exclude in debian:bookworm-slim, which
+    # python:3.11-slim is built on): the downloaded .debs, documentation but the copyright
+    # files, man and info pages, translations.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/usr/share/man/* \
+        "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/*
+    find "$rootfs"/usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete
     tar -C "$rootfs" -c . | podman import \
         --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
@@ -98,6 +106,15 @@ podman build --pull=never --format docker -v "$CA:$CA:ro" -t "$IMAGE" .
 health_cmd=$(podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE")
 echo "HEALTHCHECK in image: $health_cmd"
 case "$health_cmd" in *guardbot*health*) ;; *) die "image has no HEALTHCHECK" ;; esac
+
+step "image size"
+base_mb=$(( $(podman image inspect --format '{{.Size}}' "$BASE") / 1000000 ))
+image_mb=$(( $(podman image inspect --format '{{.Size}}' "$IMAGE") / 1000000 ))
+echo "base $BASE: $base_mb MB; $IMAGE: $image_mb MB (guardbot and its dependencies: $((image_mb - base_mb)) MB)"
+podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | cut -c1-110 | head -12
+if [ "$image_mb" -gt "${SIZE_MAX_MB:-350}" ]; then
+    die "image is $image_mb MB, above ${SIZE_MAX_MB:-350} MB"
+fi
 
 step "guardbot version"
 out=$(podman run --rm "$IMAGE" version)

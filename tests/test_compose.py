@@ -3,7 +3,9 @@
 Parsed with PyYAML (a dev dependency): the bot service, a named volume for /data, the API keys as
 secrets, metrics and status ports published on 127.0.0.1 only (and the servers told to listen
 inside the container), restart unless-stopped, json-file log rotation, read-only root with a
-tmpfs /tmp, no-new-privileges, all capabilities dropped and the image's HEALTHCHECK inherited.
+tmpfs /tmp, no-new-privileges, all capabilities dropped and the image's HEALTHCHECK inherited;
+the live confirmation from the env file (not ``--live`` on the command), the image pinned to the
+package version, memory and pids limits.
 The secret names must be ones the settings loader maps to fields.
 """
 
@@ -85,10 +87,34 @@ def test_hardening_and_operations(bot: dict[str, Any]) -> None:
     assert "healthcheck" not in bot  # the image's HEALTHCHECK (guardbot health) applies
 
 
-def test_live_run_needs_the_explicit_flag(bot: dict[str, Any]) -> None:
+def test_the_live_confirmation_comes_from_the_env_file_not_the_command(
+    bot: dict[str, Any],
+) -> None:
     command = bot["command"]
-    assert command[0] == "run" and "--live" in command
+    assert command[0] == "run" and "--live" not in command
     assert command[command.index("--config") + 1].startswith("/config/")
+    # interpolated from .env (or the shell); absent, it is "no" and the bot refuses live mode
+    assert bot["environment"]["GUARDBOT_LIVE_CONFIRM"] == "${GUARDBOT_LIVE_CONFIRM:-no}"
+    from bot.settings_env import NON_SETTINGS
+
+    assert "GUARDBOT_LIVE_CONFIRM" in NON_SETTINGS  # the settings loader lets it through
+
+
+def test_the_image_is_pinned_to_the_package_version(bot: dict[str, Any]) -> None:
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "version"
+    ]
+    name, _, tag = str(bot["image"]).partition(":")
+    assert name == "guardbot" and tag == version and tag != "latest"
+
+
+def test_memory_and_pids_are_limited(bot: dict[str, Any]) -> None:
+    mem = str(bot["mem_limit"])
+    assert mem.endswith("m") and 256 <= int(mem[:-1]) <= 2048
+    assert bot["memswap_limit"] == bot["mem_limit"]  # no swap beyond the limit
+    assert 32 <= int(bot["pids_limit"]) <= 1024
 
 
 def test_dockerfile_has_the_healthcheck_compose_relies_on() -> None:

@@ -22,7 +22,7 @@ def test_live_example_validates_with_keys_and_is_safe(clean_env: Path) -> None:
     keys = {"exchange": {"api_key": "k" * 16, "api_secret": "s" * 16}}
     s = load_settings(REPO / "config" / "live.example.toml", keys, env_file=None, secrets_dir=None)
     assert s.mode == "live"
-    assert s.exchange.sandbox is True  # the example starts on the testnet
+    assert s.exchange.demo is True  # the example starts on demo trading
     assert s.exchange.leverage <= s.guards.position_cap.max_leverage
     data = tomllib.loads((REPO / "config" / "live.example.toml").read_text(encoding="utf-8"))
     assert not {"api_key", "api_secret", "password"} & set(data["exchange"])  # keys: env/secrets

@@ -48,6 +48,39 @@ def test_installs_from_the_projects_own_pyproject_with_the_lock() -> None:
     assert "--no-index" in FINAL
 
 
+def test_wheels_come_from_a_bind_mount_so_no_wheels_layer_remains() -> None:
+    runs = instr("RUN")
+    install = [r for r in runs if "pip install" in r]
+    assert len(install) == 1
+    assert re.match(r"--mount=type=bind,from=build,source=/wheels,target=/wheels\s", install[0])
+    # nothing copies the wheels into the final image (a later rm could not shrink that layer)
+    assert not any("/wheels" in c for c in instr("COPY"))
+
+
+def test_the_image_installs_no_pyarrow() -> None:
+    """pyarrow (~170 MB) is the optional extra guardbot[feather]; the image builds the wheel of
+    ``.`` without extras, so the default dependencies must not name it."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert not any(d.lower().startswith("pyarrow") for d in project["dependencies"])
+    assert any(d.startswith("pyarrow") for d in project["optional-dependencies"]["feather"])
+    assert any(d.startswith("pyarrow") for d in project["optional-dependencies"]["dev"])
+    assert re.search(r"pip wheel [^\n]* \.$", TEXT, re.M)  # ".", not ".[feather]"
+    assert "pyarrow" not in FINAL.replace("No pyarrow", "")
+
+
+def test_licence_files_are_in_the_build_context() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT AND GPL-3.0-only"  # SPDX (PEP 639), not a table
+    for path in project["license-files"]:
+        assert (REPO / path).is_file(), path
+    assert re.search(r"COPY [^\n]*LICENSE", TEXT)
+    assert "MIT License" in (REPO / "LICENSE").read_text(encoding="utf-8")
+
+
 def test_volume_stopsignal_and_commands_exist_in_the_cli() -> None:
     assert instr("VOLUME") == ['["/data"]']
     assert instr("STOPSIGNAL") == ["SIGTERM"]

@@ -53,7 +53,7 @@ def live_for(url: str, venue: str, symbol: str, **kw: Any) -> LiveExchange:
         api_secret=SecretStr(kw.pop("secret", SECRET)),
         password=SecretStr(kw.pop("password", PASSPHRASE)),
         symbols=(symbol,),
-        sandbox=kw.pop("sandbox", False),
+        demo=kw.pop("sandbox", False),
     )
     opts: dict[str, Any] = {"streams": False, "rate_limit": False, "timeout_ms": 5_000}
     opts.update({"retry": FAST, **kw})

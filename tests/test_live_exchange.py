@@ -1,5 +1,5 @@
 """LiveExchange against the local exchange through the real ccxt client: markets and tiers cached
-on disk, sandbox mode, retries with Retry-After, refusals not retried, auth errors stop trading.
+on disk, demo trading, retries with Retry-After, refusals not retried, auth errors stop trading.
 """
 
 from __future__ import annotations
@@ -120,14 +120,15 @@ async def test_market_rules_match_the_bundled_binance_figures(live: LiveExchange
     assert market_rules(live.markets[ETH], live.tiers[ETH]).price_step == 0.01
 
 
-async def test_sandbox_mode_uses_the_testnet_urls() -> None:
-    ex = LiveExchange(settings(sandbox=True), streams=False)
+async def test_demo_mode_uses_the_demo_trading_urls() -> None:
+    """The futures testnet is gone; ``exchange.demo`` is Binance's demo trading."""
+    ex = LiveExchange(settings(demo=True), streams=False)
     try:
         api = ex.client.urls["api"]
-        assert api["fapiPrivate"] == "https://testnet.binancefuture.com/fapi/v1"
-        assert api["fapiPublic"] == "https://testnet.binancefuture.com/fapi/v1"
-        assert ex.client.options["disableFuturesSandboxWarning"] is True
-        assert ex.client.isSandboxModeEnabled
+        assert api["fapiPrivate"] == "https://demo-fapi.binance.com/fapi/v1"
+        assert api["fapiPublic"] == "https://demo-fapi.binance.com/fapi/v1"
+        assert ex.client.options["enableDemoTrading"] is True
+        assert not ex.client.isSandboxModeEnabled
     finally:
         await ex.close()
 

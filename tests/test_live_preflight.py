@@ -59,6 +59,7 @@ async def test_preflight_reports_and_changes_nothing(
         "markets": "ok",
         "api_key": "warn",
         "position_mode": "ok",
+        "asset_mode": "ok",
         "balance": "ok",
         "positions": "warn",
         "leverage": "ok",
@@ -92,13 +93,16 @@ async def test_preflight_fails_on_hedge_mode_and_missing_futures_permission(
     assert not report.ok and "FAILED" in report.render_text()
 
 
-async def test_preflight_flags_leverage_above_the_guard_cap(
+async def test_preflight_fails_on_leverage_above_the_guard_cap(
     live: LiveExchange,  # noqa: F811
 ) -> None:
     settings = bot_settings(position_cap={"max_leverage": 2.0})
     report = await run_preflight(live, settings)  # exchange.leverage defaults to 3
     check = report.check("leverage")
-    assert check is not None and check.status == "warn" and "capped" in check.detail
+    assert (
+        check is not None and check.status == "fail" and "lower exchange.leverage" in check.detail
+    )
+    assert not report.ok  # run --live would refuse to start
 
 
 async def test_preflight_stops_early_when_the_exchange_is_unreachable() -> None:
@@ -189,3 +193,47 @@ def test_live_mode_without_the_second_confirmation_is_refused(
     assert result.exit_code == 2
     assert "--live" in result.output and "GUARDBOT_LIVE_CONFIRM=yes" in result.output
     assert "Nothing was sent" in result.output
+
+
+@pytest.mark.parametrize("mode", ["hedge", "multi_assets"])
+def test_cli_run_live_refuses_with_the_preflight_report(
+    mode: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch, served: Emulator
+) -> None:
+    """``guardbot run --live`` on an account in hedge mode (with a hand-opened position) or in
+    multi-assets mode with isolated margin: the preflight report, exit 2, nothing sent."""
+    monkeypatch.setenv("GUARDBOT_EXCHANGE__API_KEY", API_KEY)
+    monkeypatch.setenv("GUARDBOT_EXCHANGE__API_SECRET", API_SECRET)
+    monkeypatch.setenv("GUARDBOT_EXCHANGE__SYMBOLS", f'["{BTC}"]')
+    if mode == "hedge":
+        served.hedge_mode = True
+    else:
+        for symbol in (BTC, ETH):
+            served.core.set_margin_mode("cross", symbol)
+        served.multi_assets = True
+    served.open_external_position(BTC, "buy", 0.01)
+    common = ["--set", "guards.no_overnight.enabled=false"]
+    pre = runner.invoke(app, ["preflight", "--exchange-url", served.url, *common])
+    assert pre.exit_code == 1, pre.output
+    result = runner.invoke(
+        app,
+        [
+            "run", "--live", "--set", 'mode="live"', "--set", f'exchange.api_url="{served.url}"',
+            "--set", 'feed.kind="poll"', "--set", f'state.dir="{clean_env / "state"}"', *common,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    failing = "position_mode" if mode == "hedge" else "asset_mode"
+    assert f"[FAIL] {failing}:" in result.output and "preflight FAILED" in result.output
+    assert "no order was sent" in result.output
+
+    def checks(text: str) -> list[str]:  # the report's check lines, without the timings
+        return [
+            line.split(":")[0]
+            for line in text.splitlines()
+            if line.startswith("  [") and "connectivity" not in line and "clock" not in line
+        ]
+
+    assert f"  [FAIL] {failing}" in checks(pre.output)
+    assert checks(result.output) == checks(pre.output)  # the same report as guardbot preflight
+    assert writes(served) == []
+    assert API_SECRET not in result.output

@@ -186,9 +186,10 @@ def test_live_mode_with_both_confirmations_runs_the_engine(
     else:
         monkeypatch.setenv("GUARDBOT_LIVE_CONFIRM", "yes")
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # the start gate: preflight failed
     assert "second confirmation" not in result.output
-    assert "cannot reach the exchange" in result.output
+    assert "[FAIL] connectivity: cannot reach the exchange" in result.output
+    assert "preflight FAILED" in result.output
     assert API_SECRET not in result.output
 
 

@@ -1,4 +1,5 @@
-"""Controlling a running bot: the kill switch (``halt`` / ``resume``) and ``reload``."""
+"""Controlling a running bot: the kill switch (``halt`` / ``resume``), ``reload`` and
+``seatbelt apply``."""
 
 from __future__ import annotations
 
@@ -74,3 +75,28 @@ def reload(
     except ProcessLookupError:
         raise fail(f"bot process {pid} is gone", code=1) from None
     typer.echo(f"reload requested from bot process {pid}; see its log for the changed keys")
+
+
+seatbelt_app = typer.Typer(
+    help="Seatbelt mode (strategy = none): guarding positions opened by hand."
+)
+app.add_typer(seatbelt_app, name="seatbelt")
+
+
+@seatbelt_app.command("apply")
+def seatbelt_apply(
+    config: ConfigOpt = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+    ] = None,
+) -> None:
+    """Let the seatbelt act on the positions found at start (cut them back to the guards)."""
+    from bot.runner import request_seatbelt_apply
+
+    settings, folder = state_folder(config, state_dir)
+    request_seatbelt_apply(folder)
+    typer.echo(
+        f"seatbelt confirmation recorded in {folder}: at its next sweep (within "
+        f"{settings.guards.sweep_s:g} s) the running bot judges the positions it found at start "
+        "and cuts what the guards would not allow"
+    )

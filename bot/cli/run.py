@@ -76,6 +76,9 @@ def _run_engine(settings: Settings, config: Path | None, overrides: dict[str, An
             run_bot(settings, run_id, reload_settings=lambda: load_settings(config, overrides))
         )
     except RunError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:  # the start gate: the same report as guardbot preflight
+            typer.echo(report.render_text())
         raise fail(str(exc), code=exc.code) from None
     except StoreError as exc:
         raise fail(str(exc), code=1) from None

@@ -122,6 +122,14 @@ def emulator(
         str,
         typer.Option("--venue", help="The exchange to speak: binance, bybit or okx."),
     ] = "binance",
+    hedge_mode: Annotated[
+        bool,
+        typer.Option("--hedge-mode", help="Binance: hedge (dual-side) position mode (refused)."),
+    ] = False,
+    multi_assets: Annotated[
+        bool,
+        typer.Option("--multi-assets", help="Binance: multi-assets mode, every symbol cross."),
+    ] = False,
 ) -> None:
     """Serve the local exchange (Binance USDⓈ-M, Bybit v5 or OKX v5, backed by the paper core)
     until interrupted.
@@ -149,6 +157,8 @@ def emulator(
                 prices=prices,
                 withdrawals=withdrawals,
                 venue=venue,
+                hedge_mode=hedge_mode,
+                multi_assets=multi_assets,
             )
         )
 

@@ -38,18 +38,23 @@ async def serve(
     prices: Iterable[tuple[str, float]] = (),
     withdrawals: bool = False,
     venue: EmulatorVenue = "binance",
+    hedge_mode: bool = False,
+    multi_assets: bool = False,
 ) -> None:
     """Serve the emulator until cancelled (``guardbot emulator``, ``python -m bot.emulator``).
 
-    The API key and secret (and OKX's passphrase) come from ``GUARDBOT_EXCHANGE__API_KEY`` /
-    ``_API_SECRET`` / ``_PASSWORD`` (so the bot's own settings sign its requests), else
-    placeholders; ``prices`` also select the markets. ``withdrawals`` is Binance's only.
+        The API key and secret (and OKX's passphrase) come from ``GUARDBOT_EXCHANGE__API_KEY`` /
+        ``_API_SECRET`` / ``_PASSWORD`` (so the bot's own settings sign its requests), else
+        placeholders; ``prices`` also select the markets. ``withdrawals``, ``hedge_mode`` (dual-side
+    position mode) and ``multi_assets`` (multi-assets mode, every symbol cross) are Binance's only.
     """
     key = os.environ.get("GUARDBOT_EXCHANGE__API_KEY", "emulator-key")
     secret = os.environ.get("GUARDBOT_EXCHANGE__API_SECRET", "emulator-secret")
     chosen = list(prices)
     symbols = sorted({s for s, _ in chosen}) or None
-    emulator = make_emulator(venue, key, secret, symbols, balance, withdrawals)
+    emulator = make_emulator(
+        venue, key, secret, symbols, balance, withdrawals, hedge_mode, multi_assets
+    )
     for symbol, price in chosen:
         emulator.set_price(symbol, price)
     url = await emulator.start(host, port)
@@ -62,6 +67,11 @@ async def serve(
             flush=True,
         )
     print(f"  markets:  {', '.join(emulator.core.symbols)}", flush=True)
+    if venue == "binance":
+        modes = ("hedge" if hedge_mode else "one-way") + (
+            ", multi-assets" if multi_assets else ", single-asset"
+        )
+        print(f"  modes:    {modes} (GET/POST /fapi/v1/positionSide/dual, multiAssetsMargin)")
     print(f"  api key:  {key}  (secret from GUARDBOT_EXCHANGE__API_SECRET)", flush=True)
     for line in (
         "  control:  POST /_control/price {symbol,last,mark?} | /_control/fault {...} |",
@@ -83,6 +93,8 @@ def make_emulator(
     symbols: list[str] | None,
     balance: float,
     withdrawals: bool = False,
+    hedge_mode: bool = False,
+    multi_assets: bool = False,
 ) -> EmulatorServer:
     """The emulator of ``venue`` (its own liquidation profile and bundled markets)."""
     if venue == "binance":
@@ -92,6 +104,8 @@ def make_emulator(
             symbols=symbols,
             balance=balance,
             permissions={"enableWithdrawals": withdrawals},
+            hedge_mode=hedge_mode,
+            multi_assets=multi_assets,
         )
     if venue == "bybit":
         return BybitEmulator(api_key=key, api_secret=secret, symbols=symbols, balance=balance)
@@ -140,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="report the API key as withdrawal-enabled (to see preflight's warning)",
     )
+    parser.add_argument(
+        "--hedge-mode", action="store_true", help="Binance: hedge (dual-side) position mode"
+    )
+    parser.add_argument(
+        "--multi-assets", action="store_true", help="Binance: multi-assets mode (all cross)"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
@@ -150,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
                 prices=args.price or [],
                 withdrawals=args.withdrawals,
                 venue=args.venue,
+                hedge_mode=args.hedge_mode,
+                multi_assets=args.multi_assets,
             )
         )
 

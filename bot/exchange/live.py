@@ -9,7 +9,8 @@ configurable, so Bybit/OKX work where ccxt's unified API suffices. It
 - loads markets and leverage tiers at start and caches both on disk with a timestamp
   (``bot.exchange.cache``); a fresh cache is installed with ``set_markets`` (no request), an old
   one is refreshed; ``refresh_loop`` / ``maybe_refresh`` refresh them on a schedule;
-- uses the testnet when ``exchange.sandbox`` is true (``set_sandbox_mode``);
+- uses the venue's demo trading when ``exchange.demo`` is true (``Venue.demo``: Binance's
+  ``enable_demo_trading``, demo-fapi.binance.com);
 - retries reads, cancels and settings changes on transient errors (``bot.exchange.retry``; the
   one retrying layer); ``create_order`` is sent exactly once — ``bot.trading.executor`` decides
   about re-sending after it has looked the order up by its client id, and it is the executor
@@ -23,7 +24,7 @@ configurable, so Bybit/OKX work where ccxt's unified API suffices. It
 rehearsals), per venue (``point_at``): Binance's every ``fapi*`` and ``sapi`` base URL (and,
 since ccxt picks Binance's futures error table by URL prefix, that table is merged into the
 general one), Bybit's five REST bases, OKX's ``rest`` base. The client is built with the
-venue's ccxt options and its demo mode (``bot.exchange.venue``: Binance's testnet, Bybit's
+venue's ccxt options and its demo mode (``bot.exchange.venue``: Binance's demo trading, Bybit's
 demo trading, OKX's simulated trading).
 """
 
@@ -153,7 +154,7 @@ class LiveExchange:
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
         self._cache = (
-            MarketCache(cache_dir, settings.id, sandbox=settings.sandbox)
+            MarketCache(cache_dir, settings.id, sandbox=settings.demo)
             if cache_dir is not None
             else None
         )
@@ -169,7 +170,7 @@ class LiveExchange:
             )
         )
         self._streams = streams
-        if settings.sandbox:
+        if settings.demo:
             venue_for(settings.id).demo(self.client)
         if api_url is not None:
             point_at(self.client, api_url, ws_url)
@@ -450,6 +451,15 @@ class LiveExchange:
             return None
         result = await self._call("fetch_position_mode", lambda: self.client.fetch_position_mode())
         return bool(result.get("hedged"))
+
+    async def multi_assets(self) -> bool | None:
+        """True when the account is in Binance's multi-assets mode; None where unknown."""
+        if not self.is_binance:
+            return None
+        result = await self._call(
+            "fetch_multi_assets", lambda: self.client.fapiPrivateGetMultiAssetsMargin()
+        )
+        return str(result.get("multiAssetsMargin")).lower() == "true"
 
     # ------------------------------------------------------------------ protocol: writes
 

@@ -3,9 +3,14 @@
 ``run_preflight`` talks to the exchange through ``ReadOnly``, a wrapper that refuses every call
 that could change anything, and reports, one ``Check`` each: connectivity (and round trip),
 clock drift against the exchange, the configured markets and their leverage tiers, the API key's
-permissions (loudly if withdrawals are enabled), one-way position mode, balances, open positions
-and which of them have no stop on the exchange, the configured leverage against the guard cap —
-and the actions the guard sweep would take right now (listed, never executed).
+permissions (loudly if withdrawals are enabled; skipped on demo trading, which does not answer
+that call), one-way position mode, the asset mode (Binance's multi-assets mode refuses isolated
+margin), balances, open positions and which of them have no stop on the exchange, the configured
+leverage against the guard cap — and the actions the guard sweep would take right now (listed,
+never executed).
+
+``guardbot run --live`` runs the same checks first (``bot.runner``) and refuses to trade on any
+failure; each failure says how to fix it.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ccxt.base.errors import NotSupported
+
 from bot.exchange.protocol import fetch_marks
 from bot.exchange.retry import describe
 from bot.exchange.shapes import account_from_ccxt, wallet_balance
+from bot.exchange.venue import venue_for
 from bot.settings import Settings
 from guards import Action, GuardContext, GuardEngine, MarketRules
 
@@ -115,6 +123,7 @@ class ReadOnly:
             "fetch_mark",
             "api_permissions",
             "hedge_mode",
+            "multi_assets",
             "market_rules",
             "markets",
             "tiers",
@@ -171,6 +180,7 @@ async def run_preflight(
     rules = await _markets(ex, report, symbols)
     await _permissions(ex, report)
     await _position_mode(ex, report)
+    await _asset_mode(ex, report, settings.exchange.margin_mode)
     try:
         balance = await ex.fetch_balance()
         positions = await ex.fetch_positions()
@@ -184,10 +194,13 @@ async def run_preflight(
     currency = "USDT"
     wallet = wallet_balance(balance, currency)
     free = (balance.get(currency) or {}).get("free")
+    modes = report.check("asset_mode")
+    multi = modes is not None and bool(modes.figures.get("multi_assets"))
+    unit = "USD over all margin assets (multi-assets mode)" if multi else currency
     report.add(
         "balance",
         "ok" if wallet > 0 else "fail",
-        f"wallet {wallet:,.2f} {currency}, available {float(free or 0.0):,.2f}",
+        f"wallet {wallet:,.2f} {unit}, available {float(free or 0.0):,.2f} {currency}",
         wallet=wallet,
         free=free,
     )
@@ -217,10 +230,13 @@ async def run_preflight(
     lev = settings.exchange.leverage
     report.add(
         "leverage",
-        "ok" if lev <= cap else "warn",
+        "ok" if lev <= cap else "fail",
         f"exchange.leverage {lev:g}x "
-        + ("within" if lev <= cap else "above (will be capped to)")
-        + f" the guard cap {cap:g}x",
+        + (
+            f"within the guard cap {cap:g}x"
+            if lev <= cap
+            else f"above the guard cap {cap:g}x — lower exchange.leverage to {cap:g} or less"
+        ),
         leverage=lev,
         cap=cap,
     )
@@ -284,6 +300,14 @@ async def _markets(ex: Any, report: PreflightReport, symbols: list[str]) -> dict
 async def _permissions(ex: Any, report: PreflightReport) -> None:
     try:
         perms = await ex.api_permissions()
+    except NotSupported:
+        report.add(
+            "api_key",
+            "skip",
+            "this environment does not answer the key-permission call (Binance demo trading "
+            "has no sapi): check on the exchange's API page that withdrawals are off",
+        )
+        return
     except Exception as exc:
         report.add("api_key", "fail", f"cannot read the key's permissions: {describe(exc)}")
         return
@@ -326,9 +350,56 @@ async def _position_mode(ex: Any, report: PreflightReport) -> None:
         return
     if hedged is None:
         report.add("position_mode", "skip", "not reported by this exchange: use one-way mode")
-    elif hedged:
+    elif hedged and any(
+        c.method == "set_position_mode" for c in venue_for(str(ex.id)).account_setup_calls()
+    ):
         report.add(
-            "position_mode", "fail", "hedge (dual-side) mode is on: guardbot needs one-way mode"
+            "position_mode", "warn", "hedge mode is on: guardbot switches it to one-way at start"
         )
+    elif hedged:
+        report.add("position_mode", "fail", HEDGE_MODE_FIX.get(str(ex.id), HEDGE_MODE_FIX[""]))
     else:
         report.add("position_mode", "ok", "one-way mode")
+
+
+async def _asset_mode(ex: Any, report: PreflightReport, margin_mode: str) -> None:
+    """Binance's multi-assets mode: isolated margin is refused there (-4168); cross reads the
+    account's total margin balance over all its assets (in USD)."""
+    try:
+        multi = await ex.multi_assets()
+    except Exception as exc:
+        report.add("asset_mode", "warn", f"cannot read the asset mode: {describe(exc)}")
+        return
+    if multi is None:
+        return  # not a notion of this exchange
+    if not multi:
+        report.add("asset_mode", "ok", "single-asset mode (USDT margin)", multi_assets=False)
+    elif margin_mode == "isolated":
+        report.add(
+            "asset_mode",
+            "fail",
+            "multi-assets mode is on and exchange.margin_mode = isolated: Binance refuses "
+            "isolated margin in multi-assets mode (-4168), so no entry could be set up — set "
+            'exchange.margin_mode = "cross", or switch to single-asset mode (POST '
+            "/fapi/v1/multiAssetsMargin multiAssetsMargin=false, or Futures > Preferences > "
+            "Asset Mode > Single-Asset Mode)",
+            multi_assets=True,
+        )
+    else:
+        report.add(
+            "asset_mode",
+            "ok",
+            "multi-assets mode, cross margin: equity is the account's margin balance over all "
+            "its assets (in USD)",
+            multi_assets=True,
+        )
+
+
+#: How to leave hedge mode, per exchange ("" for any other).
+HEDGE_MODE_FIX: dict[str, str] = {
+    "binanceusdm": "hedge (dual-side) position mode is on: guardbot needs one-way mode — switch "
+    "with POST /fapi/v1/positionSide/dual dualSidePosition=false (no open positions or orders), "
+    "or in the app: Futures > Preferences > Position Mode > One-way Mode",
+    "": "hedge (dual-side) position mode is on: guardbot needs one-way mode — switch to "
+    "one-way mode in the exchange's futures settings (no open positions or orders)",
+}

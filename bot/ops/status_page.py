@@ -21,6 +21,7 @@ PAGE = """<!doctype html>
   updated <span id="updated">never</span> <span id="error" class="bad"></span></p>
   <p id="halt" class="banner" hidden></p>
   <p id="blind" class="banner blind" role="alert" hidden></p>
+  <p id="existing" class="banner" hidden></p>
 </header>
 <main>
 <section>
@@ -188,6 +189,12 @@ function showStatus(s) {
     halt.hidden = true;
     halt.textContent = "";
   }
+  const existing = document.getElementById("existing");
+  const found = Object.entries(s.seatbelt_existing || {});
+  existing.hidden = found.length === 0;
+  existing.textContent = found.length === 0 ? "" : "Found at start, left as they are until "
+    + "`guardbot seatbelt apply`: " + found.map(([sym, w]) => sym + ": "
+    + (w || "being judged")).join("; ");
   fill("positions", s.positions || [], 10, (tr, p) => {
     tr.dataset.symbol = p.symbol;
     cell(tr, p.symbol);

@@ -118,8 +118,13 @@ def _existing(path: Path, kind: Kind) -> list[tuple[float, ...]]:
 
 
 def _write_feather(path: Path, rows: Sequence[tuple[float, ...]], kind: Kind) -> None:
-    import pyarrow as pa
-    import pyarrow.feather as feather
+    try:
+        import pyarrow as pa
+        import pyarrow.feather as feather
+    except ImportError:
+        from paper.feed.formats import FEATHER_NEEDS
+
+        raise DownloadError(f"{FEATHER_NEEDS}, or use --format csv") from None
 
     ts = [int(r[0]) for r in rows]
     date = pa.array(ts, type=pa.int64()).cast(pa.timestamp("ms", tz="UTC"))

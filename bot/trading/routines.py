@@ -1,5 +1,5 @@
-"""The engine's operator controls and jobs: the kill switch, the no-overnight flatten, the equity
-snapshot and the shutdown.
+"""The engine's operator controls and jobs: the kill switch, the seatbelt's confirmation
+(``guardbot seatbelt apply``), the no-overnight flatten, the equity snapshot and the shutdown.
 
 Every close they make is an action like a sweep's -- a ``guard_action`` event and a row in the
 store (``close_as``) -- so ``guardbot history`` and the status page show what a halt or a
@@ -21,6 +21,7 @@ from bot.exchange.venue import ExitReason
 from bot.state.store import Store, StoreError
 from bot.trading.account import AccountView, Execution
 from bot.trading.results import describe_result, log_action
+from bot.trading.seatbelt import SEATBELT_KEY
 from bot.trading.tasks import Tasks
 from guards import Action, CloseReason, GuardEngine, Mark
 
@@ -68,7 +69,9 @@ class Controlled(Protocol):
 
 
 async def apply_control(engine: Controlled) -> None:
-    """``guardbot halt`` / ``resume``: the request the store holds, applied once."""
+    """``guardbot halt`` / ``resume`` (and ``seatbelt apply``): the request the store holds,
+    applied once."""
+    apply_seatbelt(engine)
     try:
         request = engine.store.kv_get(CONTROL_KEY)
     except (StoreError, sqlite3.Error):
@@ -90,6 +93,23 @@ async def apply_control(engine: Controlled) -> None:
         engine.guard.resume()
         log.warning("kill_switch_off")
     engine.save_state()
+
+
+def apply_seatbelt(engine: Controlled) -> None:
+    """``guardbot seatbelt apply``: a confirmation not yet applied lets the seatbelt act on the
+    positions found at start (``Seatbelt.confirm``); marked applied in the store."""
+    seatbelt = getattr(engine, "seatbelt", None)
+    try:
+        request = engine.store.kv_get(SEATBELT_KEY)
+    except (StoreError, sqlite3.Error):
+        return
+    if seatbelt is None or not isinstance(request, dict) or request.get("applied"):
+        return
+    symbols = seatbelt.confirm()
+    now = engine.clock()
+    done = {**request, "applied": now, "symbols": symbols}
+    engine.write("seatbelt_apply", lambda s: s.kv_set(SEATBELT_KEY, done))
+    log.warning("seatbelt_confirmed", symbols=symbols)
 
 
 async def kill(engine: Controlled, symbol: str) -> None:

@@ -182,6 +182,8 @@ def snapshot(engine: Observed) -> dict[str, Any]:
         "health": {"ok": not reasons, "reasons": reasons, **facts},
         "halt": None if halt is None else halt.to_dict(),
         "entries_stopped": engine.entries_stopped,
+        # seatbelt mode: positions found at start, left alone until `guardbot seatbelt apply`
+        "seatbelt_existing": dict(getattr(getattr(engine, "seatbelt", None), "existing", {})),
         "counters": {
             "entries_last_hour": [hour, cfg.overtrading.max_entries_per_hour],
             "entries_last_day": [day, cfg.overtrading.max_entries_per_day],

@@ -7,7 +7,8 @@
   in that order. Blank lines are allowed only at the end of a candle file.
 - data.binance.vision kline zips (one CSV inside), and a folder of such files (e.g. daily zips),
   concatenated in time order.
-- freqtrade feather (``date`` timestamp column; needs pyarrow, imported only for these files),
+- freqtrade feather (``date`` timestamp column; needs pyarrow — the ``guardbot[feather]`` extra —,
+  imported only for these files),
   freqtrade json (array of ``[ts_ms, open, high, low, close, volume]``, ``.json`` or
   ``.json.gz``) and pandas ``to_json`` column layout (``{"date": {"0": ts_ms, ...}, ...}``).
 
@@ -419,12 +420,20 @@ def _from_json_columns(data: dict[str, Any], source: str, roles: Sequence[str]) 
     return Table(ts, cols, [Segment(source, 0)])
 
 
-def _read_feather(p: Path, roles: Sequence[str]) -> Table:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.feather as feather
+#: What reading or writing a feather file without pyarrow says (pyarrow is an optional extra).
+FEATHER_NEEDS = (
+    "feather files need pyarrow: install guardbot[feather] (pip install 'guardbot[feather]')"
+)
 
+
+def _read_feather(p: Path, roles: Sequence[str]) -> Table:
     source = str(p)
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.feather as feather
+    except ImportError:
+        raise FeedError(source, None, FEATHER_NEEDS) from None
     try:
         table = feather.read_table(p)
     except (pa.ArrowInvalid, OSError) as e:

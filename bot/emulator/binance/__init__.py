@@ -2,7 +2,8 @@
 
 ``BinanceEmulator`` serves ``/fapi/v1``, ``/fapi/v2``, ``/fapi/v3`` and ``/sapi/v1`` over the
 paper core, so a real ccxt ``binanceusdm`` client pointed at it (API URLs overridden) trades
-exactly as paper mode does: market data (``market``), account and signing (``account``), orders
+exactly as paper mode does: market data (``market``), account and signing (``account``),
+position and asset modes (``modes``: one-way / hedge, single- / multi-assets), orders
 (``orders``), market history (``history``: klines, mark-price klines, funding rates), the
 user-data stream (``userdata``: listen key and private websocket; ``events``: what it carries),
 trades and order history (``fills``: userTrades, allOrders, allAlgoOrders, forceOrders), shared
@@ -41,6 +42,9 @@ ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("POST", "/fapi/v1/leverage"): ("ep_leverage", True),
     ("POST", "/fapi/v1/marginType"): ("ep_margin_type", True),
     ("GET", "/fapi/v1/positionSide/dual"): ("ep_position_side_dual", True),
+    ("POST", "/fapi/v1/positionSide/dual"): ("ep_set_position_side_dual", True),
+    ("GET", "/fapi/v1/multiAssetsMargin"): ("ep_multi_assets", True),
+    ("POST", "/fapi/v1/multiAssetsMargin"): ("ep_set_multi_assets", True),
     ("POST", "/fapi/v1/order"): ("ep_new_order", True),
     ("GET", "/fapi/v1/order"): ("ep_get_order", True),
     ("DELETE", "/fapi/v1/order"): ("ep_cancel_order", True),

@@ -1,5 +1,5 @@
 """Binance account endpoints and request signing: positions, account, balance, leverage,
-margin type, position mode and API-key permissions.
+margin type and API-key permissions (position and asset modes: ``bot.emulator.binance.modes``).
 
 Signed endpoints check the ``X-MBX-APIKEY`` header (-2014/-2015), the HMAC-SHA256 signature over
 query string + body (-1022) and ``timestamp`` against ``recvWindow`` (-1021), like the real one;
@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from ccxt.base.errors import BaseError, OperationRejected
 
-from bot.emulator.binance.base import BinanceBase
+from bot.emulator.binance.modes import BinanceModes
 from bot.emulator.binance.shapes import (
     _SIGNATURE_RE,
     FUTURE_TOLERANCE_MS,
@@ -28,7 +28,7 @@ from bot.emulator.binance.shapes import (
 from bot.emulator.server import ApiError, Fault
 
 
-class BinanceAccount(BinanceBase):
+class BinanceAccount(BinanceModes):
     """Account endpoints of the Binance emulator."""
 
     def _authenticate_api_key(self, request: web.Request) -> None:
@@ -70,9 +70,10 @@ class BinanceAccount(BinanceBase):
         isolated = p["marginMode"] == "isolated"
         margin = float(p["info"]["isolatedMargin"]) if isolated else 0.0
         upnl = float(p["unrealizedPnl"])
+        side = ("LONG" if sign > 0 else "SHORT") if self.hedge_mode else "BOTH"
         return {
             "symbol": m.id,
-            "positionSide": "BOTH",
+            "positionSide": side,
             "positionAmt": _s(sign * float(p["contracts"])),
             "entryPrice": _s(p["entryPrice"]),
             "breakEvenPrice": _s(p["entryPrice"]),
@@ -126,19 +127,25 @@ class BinanceAccount(BinanceBase):
     def ep_account(self, params: dict[str, str], fault: Fault | None) -> Any:
         core = self.core
         asset = self._asset_json()
+        # the totals are USDT's in single-asset mode, every asset's (in USD) in multi-assets mode
+        extra = self.collateral_usd()
+
+        def total(key: str) -> str:
+            return _s(float(asset[key]) + extra)
+
         return {
             "totalInitialMargin": asset["initialMargin"],
             "totalMaintMargin": asset["maintMargin"],
-            "totalWalletBalance": asset["walletBalance"],
+            "totalWalletBalance": total("walletBalance"),
             "totalUnrealizedProfit": asset["unrealizedProfit"],
-            "totalMarginBalance": asset["marginBalance"],
+            "totalMarginBalance": total("marginBalance"),
             "totalPositionInitialMargin": asset["positionInitialMargin"],
             "totalOpenOrderInitialMargin": "0",
-            "totalCrossWalletBalance": asset["crossWalletBalance"],
+            "totalCrossWalletBalance": total("crossWalletBalance"),
             "totalCrossUnPnl": asset["crossUnPnl"],
-            "availableBalance": asset["availableBalance"],
-            "maxWithdrawAmount": asset["maxWithdrawAmount"],
-            "assets": [asset],
+            "availableBalance": total("availableBalance"),
+            "maxWithdrawAmount": total("maxWithdrawAmount"),
+            "assets": [asset, *self.collateral_json(int(asset["updateTime"]))],
             "positions": [
                 {
                     "symbol": self.core.market(p["symbol"]).id,
@@ -158,6 +165,20 @@ class BinanceAccount(BinanceBase):
 
     def ep_balance(self, params: dict[str, str], fault: Fault | None) -> Any:
         asset = self._asset_json()
+        others = [
+            {
+                "accountAlias": "emulator",
+                "asset": a["asset"],
+                "balance": a["walletBalance"],
+                "crossWalletBalance": a["crossWalletBalance"],
+                "crossUnPnl": "0.0",
+                "availableBalance": a["availableBalance"],
+                "maxWithdrawAmount": a["maxWithdrawAmount"],
+                "marginAvailable": a["marginAvailable"],
+                "updateTime": a["updateTime"],
+            }
+            for a in self.collateral_json(int(asset["updateTime"]))
+        ]
         return [
             {
                 "accountAlias": "emulator",
@@ -169,7 +190,8 @@ class BinanceAccount(BinanceBase):
                 "maxWithdrawAmount": asset["maxWithdrawAmount"],
                 "marginAvailable": True,
                 "updateTime": asset["updateTime"],
-            }
+            },
+            *others,
         ]
 
     def ep_leverage(self, params: dict[str, str], fault: Fault | None) -> Any:
@@ -194,6 +216,8 @@ class BinanceAccount(BinanceBase):
         if wanted not in ("ISOLATED", "CROSSED"):
             raise ApiError(-1116, "Invalid marginType.")
         mode = "isolated" if wanted == "ISOLATED" else "cross"
+        if mode == "isolated":
+            self.refuse_isolated_in_multi_assets()
         if self.core.margin_mode(m.symbol) == mode:
             raise ApiError(-4046, "No need to change margin type.")
         try:
@@ -207,9 +231,6 @@ class BinanceAccount(BinanceBase):
                 -4047, "Margin type cannot be changed if there exists open orders."
             ) from None
         return {"code": 200, "msg": "success"}
-
-    def ep_position_side_dual(self, params: dict[str, str], fault: Fault | None) -> Any:
-        return {"dualSidePosition": self.hedge_mode}
 
     def ep_api_restrictions(self, params: dict[str, str], fault: Fault | None) -> Any:
         return dict(self.permissions)

@@ -5,7 +5,8 @@ registry of client ids and order ids (the core never sees them), the external id
 acknowledged as NEW that fill later (``_Pending``), per-order overlays (an order that expired
 after a partial fill), the matching engine's own orders (``_EngineOrder``: what a triggered stop
 placed, liquidation and ADL orders) and which cancels were the user's. Account settings the
-paper core does not model live here too: hedge (dual-side) position mode and the API key's
+paper core does not model live here too: hedge (dual-side) position mode, multi-assets mode
+and its other margin assets, and the API key's
 permissions. The query-parameter checks every endpoint shares (``_int``, ``_limit``,
 ``_window``) as well.
 """
@@ -40,6 +41,8 @@ class BinanceBase(EmulatorServer):
         clock: Callable[[], float] | None = None,
         permissions: Mapping[str, Any] | None = None,
         hedge_mode: bool = False,
+        multi_assets: bool = False,
+        collateral: Mapping[str, float] | None = None,
     ) -> None:
         extra = {} if clock is None else {"clock": clock}
         super().__init__(
@@ -53,6 +56,13 @@ class BinanceBase(EmulatorServer):
         )
         core = self.core
         self.hedge_mode = hedge_mode
+        #: Multi-assets mode (``bot.emulator.binance.modes``): every symbol in cross margin.
+        self.multi_assets = multi_assets
+        #: The account's other margin assets (asset -> amount, 1:1 in USD), multi-assets only.
+        self.collateral: dict[str, float] = dict(collateral or {})
+        if multi_assets:
+            for s in core.symbols:
+                core.set_margin_mode("cross", s)
         self.permissions: dict[str, Any] = {
             "ipRestrict": False,
             "createTime": 1_700_000_000_000,

@@ -204,9 +204,11 @@ class Venue:
         return []
 
     def demo(self, client: Any) -> None:
-        """Point ``client`` at the venue's test environment (Binance: the futures testnet)."""
-        client.options["disableFuturesSandboxWarning"] = True
-        client.set_sandbox_mode(True)
+        """Point ``client`` at the venue's demo trading (Binance: ``enable_demo_trading``,
+        ccxt 4.5 ``binance.py``: ``urls['api'] = urls['demo']``, demo-fapi.binance.com; the
+        futures testnet that ``set_sandbox_mode`` reaches is gone). Demo has no ``sapi``: the
+        API-key permission call raises ``NotSupported`` locally."""
+        client.enable_demo_trading(True)
 
     def client_options(self) -> dict[str, Any]:
         """ccxt options the venue's client is built with (besides guardbot's defaults)."""
