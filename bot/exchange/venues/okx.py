@@ -67,6 +67,9 @@ class OkxVenue(Venue):
         "no_change": frozenset(),
     }
     _code_re = re.compile(r'"sCode"\s*:\s*"([1-9]\d*)"|"code"\s*:\s*"([1-9]\d*)"')
+    needs_market = True
+    #: ``GET /api/v5/trade/fills-history``: ``limit`` at most 100.
+    trades_page = 100
 
     def request(
         self,
@@ -101,6 +104,24 @@ class OkxVenue(Venue):
 
     def trigger_params(self) -> dict[str, Any]:
         return {"trigger": True, "ordType": PROTECTIVE_ALGOS}
+
+    def trade_client_id(self, trade: Mapping[str, Any]) -> str | None:
+        """``GET /api/v5/trade/fills-history`` names the order's ``clOrdId`` (in ``info``)."""
+        cl = (trade.get("info") or {}).get("clOrdId")
+        return cl if isinstance(cl, str) and cl else super().trade_client_id(trade)
+
+    def order_in_base(
+        self, order: Mapping[str, Any], market: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Amounts in base units, and an algo order's client id (ccxt reads ``clOrdId`` only;
+        an algo order's is ``info.algoClOrdId``)."""
+        out = super().order_in_base(order, market)
+        info = out.get("info")
+        if not out.get("clientOrderId") and isinstance(info, Mapping):
+            algo = info.get("algoClOrdId")
+            if isinstance(algo, str) and algo:
+                out["clientOrderId"] = algo
+        return out
 
     def cancel_params(self, order: Mapping[str, Any]) -> dict[str, Any]:
         info = order.get("info")
