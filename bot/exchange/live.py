@@ -387,7 +387,10 @@ class LiveExchange(LiveStreams):
         """The current mark price (premium index on Binance; else the ticker's mark or last)."""
         client = self.client
         if client.has.get("fetchMarkPrice"):
-            ticker = await self._call("fetch_mark_price", lambda: client.fetch_mark_price(symbol))
+            params = self.venue.mark_params()
+            ticker = await self._call(
+                "fetch_mark_price", lambda: client.fetch_mark_price(symbol, params)
+            )
         else:
             ticker = await self.fetch_ticker(symbol)
         value = ticker.get("markPrice") or ticker.get("last")

@@ -154,6 +154,10 @@ class Venue:
         """Parameters every ``fetch_order`` needs (Binance: none)."""
         return {}
 
+    def mark_params(self) -> dict[str, Any]:
+        """Parameters ``fetch_mark_price`` needs (Binance: none)."""
+        return {}
+
     def lookup_params(self, client_id: str, trigger: bool) -> dict[str, Any]:
         """``fetch_order("", symbol, params)`` parameters that find an order by client id."""
         params: dict[str, Any] = {"clientOrderId": client_id}
