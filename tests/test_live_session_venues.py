@@ -239,3 +239,30 @@ async def test_full_live_session_on_bybit_and_okx(
     assert violations(emu, exempt=frozenset()) == []  # type: ignore[arg-type]
     assert secret_leaks(logs) == []
     assert API_SECRET not in logs.getvalue() and PASSPHRASE not in logs.getvalue()
+
+
+async def test_download_markets_and_tiers_from_each_venue(
+    tmp_path: Path, venue: tuple[Case, EmulatorServer]
+) -> None:
+    """``guardbot download``'s markets snapshot on Bybit and OKX: markets and the venue's own
+    tiers (public there: fetched without keys). The emulators serve no candle history, so
+    candles, mark candles and funding are not exercised here."""
+    import json
+
+    from bot.cli.research import _client
+    from bot.research.download import download
+
+    case, emu = venue
+    client = _client(case.venue, emu.url)
+    try:
+        out = await download(
+            client, [case.symbol], "5m", 0, 1, tmp_path, kinds=(), exchange_id=case.venue
+        )
+    finally:
+        await client.close()
+    how = "fetch_leverage_tiers" if case.venue == "bybit" else "fetch_market_leverage_tiers"
+    assert out.tiers_source == f"fetched from {case.venue} ({how})"
+    assert out.markets_path is not None
+    snap = json.loads(out.markets_path.read_text())
+    assert snap["markets"][case.symbol]["contractSize"] == case.contract
+    assert snap["tiers"][case.symbol]  # the venue's risk limits / position tiers
