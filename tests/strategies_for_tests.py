@@ -44,20 +44,26 @@ class EnterOnce(BaseStrategy):
 
 
 class TickEnter(BaseStrategy):
-    """Goes long once on the first price update of ``symbol`` (no waiting for a closed bar)."""
+    """Goes long once on the first price update of ``symbol`` (no waiting for a closed bar),
+    when flat and, given ``min_price``, once the price is at least that."""
 
     name = "tick_enter"
 
-    def __init__(self, symbol: str, amount: float, leverage: float = 3.0) -> None:
+    def __init__(
+        self, symbol: str, amount: float, leverage: float = 3.0, min_price: float = 0.0
+    ) -> None:
         self.symbol = symbol
         self.amount = amount
         self.leverage = leverage
+        self.min_price = min_price
         self.entered = False
 
     def on_tick(
         self, symbol: str, ts_ms: int, price: float, position: Position | None
     ) -> Sequence[OrderIntent]:
         if symbol != self.symbol or self.entered or position is not None:
+            return NO_INTENTS
+        if price < self.min_price:
             return NO_INTENTS
         self.entered = True
         return (

@@ -299,3 +299,39 @@ def test_market_rules_per_venue() -> None:
     assert bybit.tiers[1].maint_amount == 1_200.0  # Bybit's published mmDeduction
     binance = market_rules(bybit_market, ccxt_tier_entries("bybit", "BTC/USDT:USDT"))
     assert binance.model == "binance"
+
+
+def test_what_the_running_bot_asks_each_venue() -> None:
+    """The venue answers the executor, the live adapter and the recorder: Binance's answers
+    change nothing (no market needed, no extra look-up or mark parameters)."""
+    binance, bybit, okx = BinanceVenue(), BybitVenue(), OkxVenue()
+    assert not binance.needs_market and bybit.needs_market and okx.needs_market
+    assert binance.fetch_order_params() == {} and binance.mark_params() == {}
+    assert bybit.fetch_order_params() == {"acknowledged": True}  # ccxt refuses without it
+    assert okx.mark_params() == {"instType": "SWAP"}  # OKX: 50014 without it
+    assert (binance.trades_page, bybit.trades_page, okx.trades_page) == (1000, 100, 100)
+    assert bybit.account_wide_margin and not okx.account_wide_margin
+    assert not binance.account_wide_margin
+
+
+def test_okx_orders_and_fills_in_base_units_and_the_algo_client_id() -> None:
+    okx = OkxVenue()
+    # ccxt's parse_order reads clOrdId only; an algo order's client id is algoClOrdId
+    algo = {
+        "id": "7",
+        "clientOrderId": None,
+        "amount": 12.5,
+        "filled": 0.0,
+        "remaining": 12.5,
+        "info": {"algoId": "7", "algoClOrdId": "gbs1"},
+    }
+    got = okx.order_in_base(algo, OKX_ETH)
+    assert got["clientOrderId"] == "gbs1" and got["amount"] == pytest.approx(1.25)
+    assert algo["amount"] == 12.5  # the ccxt dict is left alone
+    trade = {"id": "1", "amount": 3.0, "price": 2_000.0, "info": {"clOrdId": "gbe1"}}
+    assert okx.trade_in_base(trade, OKX_ETH)["amount"] == pytest.approx(0.3)
+    assert okx.trade_client_id(trade) == "gbe1"
+    assert BinanceVenue().trade_in_base(trade, None)["amount"] == 3.0
+    bybit_fill = {"id": "x", "amount": 0.01, "info": {"orderLinkId": "gbe2"}}
+    assert BybitVenue().trade_client_id(bybit_fill) == "gbe2"
+    assert BybitVenue().trade_in_base(bybit_fill, {"contractSize": 1})["amount"] == 0.01

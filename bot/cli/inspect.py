@@ -70,6 +70,15 @@ def check_order(
             "--at", metavar="ISO-TIME", help="Check as of this time (naive = UTC; default: now)."
         ),
     ] = None,
+    exchange: Annotated[
+        str | None,
+        typer.Option(
+            "--exchange",
+            metavar="ID",
+            help="ccxt exchange id whose rules apply: binanceusdm, bybit or okx "
+            "(default: the config's exchange.id).",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -100,6 +109,7 @@ def check_order(
             margin_mode=margin_mode,
             balance=balance,
             now=None if at is None else _epoch(at),
+            exchange=exchange,
         )
     except CheckOrderError as exc:
         raise fail(str(exc)) from None

@@ -159,7 +159,11 @@ def _client(exchange_id: str, url: str | None) -> Any:
     cls = getattr(ccxt_async, exchange_id, None)
     if cls is None:
         raise fail(f"ccxt has no exchange {exchange_id!r}")
-    config: dict[str, Any] = {"enableRateLimit": url is None, "options": {"fetchCurrencies": False}}
+    from bot.exchange.venue import venue_for
+
+    # the venue's options: Bybit / OKX load their perpetuals only
+    options = {"fetchCurrencies": False, **venue_for(exchange_id).client_options()}
+    config: dict[str, Any] = {"enableRateLimit": url is None, "options": options}
     if _has_keys():
         config["apiKey"] = os.environ["GUARDBOT_EXCHANGE__API_KEY"]
         config["secret"] = os.environ["GUARDBOT_EXCHANGE__API_SECRET"]

@@ -1,31 +1,26 @@
 """``LiveExchange``: the ccxt adapter that implements ``bot.exchange.protocol.Exchange`` for live
-trading of USDT-margined perpetuals.
+trading of USDT-margined perpetuals on Binance USDⓈ-M (``binanceusdm``), Bybit (``bybit``) and
+OKX (``okx``), each tested end to end against its local emulator.
 
-``LiveExchange`` wraps one ccxt client (``ccxt.pro`` when the exchange streams, else
-``ccxt.async_support``; both imported only when a client is built, since importing ccxt costs
-about a second and ~100 MB). Binance USDⓈ-M (``binanceusdm``) is the tested exchange; the id is
-configurable, so Bybit/OKX work where ccxt's unified API suffices. It
+``LiveExchange`` wraps one ccxt client (built and pointed by ``bot.exchange.client``; its
+streams are ``bot.exchange.streams.LiveStreams``) and asks the exchange's venue
+(``bot.exchange.venue``) wherever the exchanges differ. It
 
 - loads markets and leverage tiers at start and caches both on disk with a timestamp
   (``bot.exchange.cache``); a fresh cache is installed with ``set_markets`` (no request), an old
   one is refreshed; ``refresh_loop`` / ``maybe_refresh`` refresh them on a schedule;
 - uses the venue's demo trading when ``exchange.demo`` is true (``Venue.demo``: Binance's
-  ``enable_demo_trading``, demo-fapi.binance.com);
+  ``enable_demo_trading``, demo-fapi.binance.com; Bybit's demo trading; OKX's simulated trading);
 - retries reads, cancels and settings changes on transient errors (``bot.exchange.retry``; the
   one retrying layer); ``create_order`` is sent exactly once — ``bot.trading.executor`` decides
   about re-sending after it has looked the order up by its client id, and it is the executor
   that stops trading on an authentication or permission error;
-- merges ordinary and trigger (stop / take-profit) orders in ``fetch_open_orders`` (Binance keeps
-  conditional orders in its separate "algo" book);
-- exposes the streams: ``watch_marks`` and ``watch_liquidations`` (market-wide forced
-  liquidations), where ccxt offers them.
+- merges ordinary and trigger (stop / take-profit) orders in ``fetch_open_orders`` (the trigger
+  book as the venue lists the bot's own: Binance's "algo" book, Bybit's ``StopOrder`` filter,
+  OKX's ``conditional,oco`` algo orders), and gives ``fetch_order`` the venue's parameters;
+- sets the account's position mode (``set_position_mode``), margin mode and leverage.
 
-``api_url`` / ``ws_url`` point a client at another server (the local emulator in tests and dress
-rehearsals), per venue (``point_at``): Binance's every ``fapi*`` and ``sapi`` base URL (and,
-since ccxt picks Binance's futures error table by URL prefix, that table is merged into the
-general one), Bybit's five REST bases, OKX's ``rest`` base. The client is built with the
-venue's ccxt options and its demo mode (``bot.exchange.venue``: Binance's demo trading, Bybit's
-demo trading, OKX's simulated trading).
+Amounts stay as ccxt gives them (OKX: contracts); the executor and the recorder convert.
 """
 
 from __future__ import annotations
@@ -35,7 +30,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,60 +45,20 @@ from ccxt.base.errors import (
 )
 
 from bot.exchange.cache import MarketCache, MarketSnapshot
+from bot.exchange.client import TESTED_EXCHANGES, make_client, point_at
 from bot.exchange.reach import Reachability
 from bot.exchange.retry import RetryPolicy, describe, retry_call
 from bot.exchange.shapes import market_rules
+from bot.exchange.streams import LiveStreams
 from bot.exchange.venue import venue_for
 from bot.settings import ExchangeSettings
 from guards import MarketRules
 
 Params = dict[str, Any] | None
 Sleep = Callable[[float], Awaitable[None]]
-
-#: Binance USDⓈ-M REST sections ccxt uses, and their paths below the base URL.
-BINANCE_PATHS: dict[str, str] = {
-    "fapiPublic": "/fapi/v1",
-    "fapiPublicV2": "/fapi/v2",
-    "fapiPublicV3": "/fapi/v3",
-    "fapiPrivate": "/fapi/v1",
-    "fapiPrivateV2": "/fapi/v2",
-    "fapiPrivateV3": "/fapi/v3",
-    "fapiData": "/futures/data",
-    "sapi": "/sapi/v1",
-}
-#: Bybit v5 REST bases ccxt ``bybit`` signs and sends to (``urls['api']``).
-BYBIT_APIS = ("spot", "futures", "v2", "public", "private")
-#: Exchanges this adapter has end-to-end tests for (against the local emulator).
-TESTED_EXCHANGES = ("binanceusdm", "bybit", "okx")
 DEFAULT_MARKETS_MAX_AGE_S = 6 * 3600.0
 
-
-def point_at(client: Any, api_url: str, ws_url: str | None = None) -> None:
-    """Send a ccxt client's REST (and, Binance, stream) requests to ``api_url`` / ``ws_url``.
-
-    Binance, Bybit (every REST base) and OKX (``rest``); the Bybit and OKX emulators serve no
-    streams, so ``ws_url`` is Binance's only.
-    """
-    base = api_url.rstrip("/")
-    exchange = str(client.id)
-    if exchange in ("bybit", "okx"):
-        if ws_url is not None:
-            raise NotSupported(f"ws_url override is implemented for Binance only, not {exchange}")
-        api = client.urls["api"]
-        for key in BYBIT_APIS if exchange == "bybit" else ("rest",):
-            api[key] = base
-        return
-    if not exchange.startswith("binance"):
-        raise NotSupported(f"api_url override is not implemented for {exchange}")
-    api = client.urls["api"]
-    for key, path in BINANCE_PATHS.items():
-        api[key] = base + path
-    if ws_url is not None and isinstance(api.get("ws"), dict):
-        api["ws"]["linear"] = ws_url
-    # ccxt chooses the futures error table by URL prefix (fapi.binance.com); merge it in
-    linear = client.exceptions.get("linear", {})
-    client.exceptions.setdefault("exact", {}).update(linear.get("exact", {}))
-    client.exceptions.setdefault("broad", {}).update(linear.get("broad", {}))
+__all__ = ["DEFAULT_MARKETS_MAX_AGE_S", "TESTED_EXCHANGES", "LiveExchange", "point_at"]
 
 
 def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
@@ -116,7 +71,7 @@ def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
     return None
 
 
-class LiveExchange:
+class LiveExchange(LiveStreams):
     """A ccxt client behind the ``Exchange`` protocol; see the module docstring.
 
     ``cache_dir``: where the markets/tiers snapshot lives (None: no disk cache);
@@ -147,6 +102,7 @@ class LiveExchange:
     ) -> None:
         self.settings = settings
         self.id = settings.id
+        self.venue = venue_for(settings.id)
         self.retry = retry if retry is not None else RetryPolicy()
         self.markets_max_age_s = markets_max_age_s
         self.log = structlog.get_logger("bot.exchange.live").bind(exchange=settings.id)
@@ -161,7 +117,7 @@ class LiveExchange:
         self.client = (
             client
             if client is not None
-            else _make_client(
+            else make_client(
                 settings,
                 streams=streams,
                 timeout_ms=timeout_ms,
@@ -171,7 +127,7 @@ class LiveExchange:
         )
         self._streams = streams
         if settings.demo:
-            venue_for(settings.id).demo(self.client)
+            self.venue.demo(self.client)
         if api_url is not None:
             point_at(self.client, api_url, ws_url)
         self.markets: dict[str, dict[str, Any]] = {}
@@ -342,12 +298,12 @@ class LiveExchange:
     async def fetch_order(
         self, id: str, symbol: str | None = None, params: Params = None
     ) -> dict[str, Any]:
-        """One order by id, or by ``params["clientOrderId"]``.
+        """One order by id, or by ``params["clientOrderId"]`` (with the venue's parameters).
 
         A look-up by client id that does not say whether the order is a trigger order searches
         the ordinary book first and then the trigger ("algo") book.
         """
-        extra = dict(params or {})
+        extra = {**self.venue.fetch_order_params(), **(params or {})}
         result: dict[str, Any]
         try:
             result = await self._call(
@@ -369,7 +325,8 @@ class LiveExchange:
         limit: int | None = None,
         params: Params = None,
     ) -> list[dict[str, Any]]:
-        """Open orders, ordinary and trigger (stop / take-profit) ones together."""
+        """Open orders, ordinary and trigger (stop / take-profit) ones together (the trigger
+        book as the venue lists the bot's own: ``Venue.trigger_params``)."""
         extra = dict(params or {})
         if "trigger" in extra or "stop" in extra:
             found: list[dict[str, Any]] = await self._call(
@@ -384,7 +341,7 @@ class LiveExchange:
             triggers: list[dict[str, Any]] = await self._call(
                 "fetch_open_trigger_orders",
                 lambda: self.client.fetch_open_orders(
-                    symbol, since, limit, {**extra, "trigger": True}
+                    symbol, since, limit, {**extra, **self.venue.trigger_params()}
                 ),
             )
         except NotSupported:
@@ -430,7 +387,10 @@ class LiveExchange:
         """The current mark price (premium index on Binance; else the ticker's mark or last)."""
         client = self.client
         if client.has.get("fetchMarkPrice"):
-            ticker = await self._call("fetch_mark_price", lambda: client.fetch_mark_price(symbol))
+            params = self.venue.mark_params()
+            ticker = await self._call(
+                "fetch_mark_price", lambda: client.fetch_mark_price(symbol, params)
+            )
         else:
             ticker = await self.fetch_ticker(symbol)
         value = ticker.get("markPrice") or ticker.get("last")
@@ -521,133 +481,16 @@ class LiveExchange:
             return {"info": {"msg": "margin mode already set"}, "symbol": symbol}
         return result
 
+    async def set_position_mode(
+        self, hedged: bool, symbol: str | None = None, params: Params = None
+    ) -> dict[str, Any]:
+        """Set hedge (True) or one-way (False) position mode for the account."""
+        result: dict[str, Any] = await self._call(
+            "set_position_mode",
+            lambda: self.client.set_position_mode(hedged, symbol, params or {}),
+        )
+        return result
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.client.close()
-
-    # ------------------------------------------------------------------ streams
-
-    @property
-    def streams(self) -> bool:
-        """True when the client can stream prices (ccxt.pro and the exchange supports it)."""
-        has = self.client.has
-        return self._streams and bool(
-            has.get("watchMarkPrices") or has.get("watchMarkPrice") or has.get("watchTickers")
-        )
-
-    @property
-    def streams_fills(self) -> bool:
-        """True when the account's fills and order updates stream (the user-data stream)."""
-        has = self.client.has
-        return self._streams and bool(has.get("watchMyTrades")) and bool(has.get("watchOrders"))
-
-    async def watch_my_trades(self) -> list[dict[str, Any]]:
-        """Wait for the account's next fill(s) (ccxt.pro; ccxt keeps the listen key alive)."""
-        trades = await self.client.watch_my_trades()
-        self.reach.ok()
-        return list(trades)
-
-    async def watch_orders(self) -> list[dict[str, Any]]:
-        """Wait for the account's next order update(s)."""
-        orders = await self.client.watch_orders()
-        self.reach.ok()
-        return list(orders)
-
-    @property
-    def streams_liquidations(self) -> bool:
-        has = self.client.has
-        return self._streams and bool(
-            has.get("watchLiquidationsForSymbols") or has.get("watchLiquidations")
-        )
-
-    async def watch_marks(self, symbols: Sequence[str]) -> dict[str, float]:
-        """Wait for the next mark-price update(s); returns ``{symbol: mark}``."""
-        client = self.client
-        has = client.has
-        if has.get("watchMarkPrices"):
-            tickers = await client.watch_mark_prices(list(symbols))
-        elif has.get("watchMarkPrice") and len(symbols) == 1:
-            ticker = await client.watch_mark_price(symbols[0])
-            tickers = {symbols[0]: ticker}
-        elif has.get("watchTickers"):
-            tickers = await client.watch_tickers(list(symbols))
-        else:
-            raise NotSupported(f"{self.id} streams no prices")
-        self.reach.ok()
-        out: dict[str, float] = {}
-        for symbol, ticker in tickers.items():
-            value = ticker.get("markPrice") or ticker.get("last")
-            if value:
-                out[symbol] = float(value)
-        return out
-
-    async def watch_liquidations(self, symbols: Sequence[str]) -> list[dict[str, Any]]:
-        """Wait for the next market-wide forced liquidations of ``symbols``.
-
-        ccxt.pro hands each waiter only the message that woke it; events arriving in a burst
-        before the next call land in its cache alone. They are collected from there, so a
-        cascade is counted whole (each event exactly once).
-        """
-        client = self.client
-        if client.has.get("watchLiquidationsForSymbols"):
-            found = await client.watch_liquidations_for_symbols(list(symbols))
-        elif client.has.get("watchLiquidations") and len(symbols) == 1:
-            found = await client.watch_liquidations(symbols[0])
-        else:
-            raise NotSupported(f"{self.id} streams no liquidations")
-        cache = list(getattr(client, "liquidations", None) or [])
-        wanted = set(symbols)
-        out = []
-        for liq in [*cache, *found]:
-            key = id(liq)
-            if key in self._liq_delivered or liq.get("symbol") not in wanted:
-                continue
-            self._liq_delivered.add(key)
-            out.append(liq)
-        # forget what ccxt has dropped from its cache (ids are only unique while alive)
-        alive = {id(liq) for liq in cache} | {id(liq) for liq in found}
-        self._liq_delivered &= alive
-        return out
-
-
-def _make_client(
-    settings: ExchangeSettings,
-    *,
-    streams: bool,
-    timeout_ms: int,
-    rate_limit: bool,
-    options: Mapping[str, Any] | None,
-) -> Any:
-    """A ccxt client for ``settings`` (ccxt.pro when streaming and available)."""
-    import ccxt.async_support as ccxt_async
-
-    cls = None
-    if streams:
-        import ccxt.pro as ccxt_pro
-
-        cls = getattr(ccxt_pro, settings.id, None)
-    if cls is None:
-        cls = getattr(ccxt_async, settings.id, None)
-    if cls is None:
-        raise NotSupported(f"ccxt has no exchange {settings.id!r}")
-    opts: dict[str, Any] = {
-        "fetchCurrencies": False,
-        "warnOnFetchOpenOrdersWithoutSymbol": False,
-    }
-    if not str(settings.id).startswith("binance"):
-        opts["defaultType"] = "swap"
-    opts.update(venue_for(settings.id).client_options())
-    if options:
-        opts.update(options)
-    config: dict[str, Any] = {
-        "enableRateLimit": rate_limit,
-        "timeout": timeout_ms,
-        "options": opts,
-    }
-    if settings.api_key is not None:
-        config["apiKey"] = settings.api_key.get_secret_value()
-    if settings.api_secret is not None:
-        config["secret"] = settings.api_secret.get_secret_value()
-    if settings.password is not None:
-        config["password"] = settings.password.get_secret_value()
-    return cls(config)

@@ -12,6 +12,10 @@ given, bundled market rules and leverage tiers, mark = the order's price, now = 
   reopen when a rule refuses for a while (halts, cooldowns, the session, the loss budgets);
 - every rule's verdict with its figures, in one number format with units.
 
+The market's rules are the bundled ones of the exchange (``--exchange``, default the config's
+``exchange.id``): Bybit's (``bybit``) and OKX's (``okx``) bundled markets under their own
+liquidation models (``paper.venues``), else Binance's under ``paper.liquidation_profile``.
+
 The size is ``--amount`` (base units), ``--notional`` (USDT) or ``--margin`` (USDT at the
 leverage), exactly one. Bad input (a non-finite or non-positive number, a leverage above the
 market's maximum, a notional beyond its largest leverage tier) is a ``CheckOrderError`` naming
@@ -55,6 +59,10 @@ from guards import (
     resize_steps,
 )
 from paper.markets import bundled_symbols, load_market
+from paper.venues import Venue, venue_symbols
+
+#: ccxt ids whose bundled markets and liquidation model ``check-order`` uses (others: Binance's).
+VENUE_PROFILES: dict[str, Venue] = {"bybit": "bybit", "okx": "okx"}
 
 _LIQ_CODES = frozenset({"liq_too_close", "stop_beyond_liquidation"})
 
@@ -218,17 +226,25 @@ def explain_order(
     margin_mode: str = "isolated",
     balance: float = 10_000.0,
     now: float | None = None,
+    exchange: str | None = None,
 ) -> OrderCheck:
-    """Run one order through the configured guards on a flat account with ``balance``."""
+    """Run one order through the configured guards on a flat account with ``balance``, on
+    the bundled rules of ``exchange`` (a ccxt id; default the config's ``exchange.id``)."""
     if side not in ("long", "short"):
         raise CheckOrderError(f"--side {side!r}: expected long or short")
     if margin_mode not in ("isolated", "cross"):
         raise CheckOrderError(f"--margin-mode {margin_mode!r}: expected isolated or cross")
+    venue = VENUE_PROFILES.get(exchange if exchange is not None else settings.exchange.id)
+    paper = settings.paper
+    if venue is not None:
+        paper = paper.model_copy(update={"liquidation_profile": venue, "liquidation_profiles": {}})
     try:
-        rules = load_market(symbol, settings.paper).rules
+        rules = load_market(symbol, paper).rules
     except KeyError:
+        bundled = venue_symbols(venue) if venue is not None else bundled_symbols()
+        where = f" of {venue}" if venue is not None else ""
         raise CheckOrderError(
-            f"no bundled market rules for {symbol} (bundled: {', '.join(bundled_symbols())})"
+            f"no bundled market rules{where} for {symbol} (bundled: {', '.join(bundled)})"
         ) from None
     base = symbol.split("/", 1)[0]
     _finite_positive("--price", price, "a positive price in USDT")

@@ -7,7 +7,8 @@ funding-rate history (``fetch_funding_rate_history``: ``/fapi/v1/fundingRate``),
 markets (``load_markets``: ``/fapi/v1/exchangeInfo``) and leverage tiers. Binance serves the
 tiers only on a signed endpoint (``/fapi/v1/leverageBracket``): with API keys in the
 environment (``GUARDBOT_EXCHANGE__API_KEY`` / ``_API_SECRET``) they are fetched, without them
-the bundled snapshot's tiers are written and the file says so.
+the bundled snapshot's tiers are written and the file says so. Bybit's and OKX's tiers are
+public (``PUBLIC_TIERS``) and always fetched.
 
 Files (freqtrade's names, in ``datadir``): ``BTC_USDT_USDT-5m-futures.feather``,
 ``BTC_USDT_USDT-5m-mark.feather``, ``BTC_USDT_USDT-8h-funding_rate.feather`` (freqtrade's
@@ -39,6 +40,9 @@ from paper.markets import bundled_tier_entries
 Format = Literal["feather", "csv"]
 Kind = Literal["candles", "mark", "funding"]
 PAGE = 1000
+#: Exchanges whose leverage tiers are public (Bybit ``/v5/market/risk-limit``, OKX
+#: ``/api/v5/public/position-tiers``): fetched without keys (Binance's are signed).
+PUBLIC_TIERS = frozenset({"bybit", "okx"})
 FUNDING_TF_MS = 8 * 3_600_000
 #: Called with (label, rows done, rows expected) as pages arrive.
 Progress = Callable[[str, int, int | None], None]
@@ -283,12 +287,23 @@ async def download(
                 )
             )  # fmt: skip
     tiers: dict[str, Any] = {}
-    if with_tiers:
-        fetched = await retry_call(
-            lambda: client.fetch_leverage_tiers(list(symbols)), op="tiers", policy=policy
-        )
+    if with_tiers or exchange_id in PUBLIC_TIERS:
+        if (getattr(client, "has", None) or {}).get("fetchLeverageTiers"):
+            fetched = await retry_call(
+                lambda: client.fetch_leverage_tiers(list(symbols)), op="tiers", policy=policy
+            )
+            how = "fetch_leverage_tiers"
+        else:  # OKX: one symbol a request
+            fetched = {}
+            for sym in symbols:
+                fetched[sym] = await retry_call(
+                    lambda s=sym: client.fetch_market_leverage_tiers(s),  # type: ignore[misc]
+                    op="tiers",
+                    policy=policy,
+                )
+            how = "fetch_market_leverage_tiers"
         tiers = {s: fetched[s] for s in symbols if s in fetched}
-        out.tiers_source = f"fetched from {client.id} (fetch_leverage_tiers)"
+        out.tiers_source = f"fetched from {client.id} ({how})"
     else:
         bundled = bundled_tier_entries()
         tiers = {s: list(bundled[s]) for s in symbols if s in bundled}

@@ -1,8 +1,9 @@
 """``Executor``: sends the plans of ``bot.trading.planning`` to an exchange, safely.
 
 Works over any ``bot.exchange.protocol.Exchange`` (paper or live); the orders themselves come
-from the planning layer and their parameters from the exchange's venue (``bot.exchange.venue``).
-What it guarantees:
+from the planning layer, their parameters from the exchange's venue (``bot.exchange.venue``)
+and their sending, look-up and cancelling from ``bot.trading.sender.OrderSender``, which this
+class extends with the plans. What it guarantees:
 
 - **Protected entries.** An entry goes out only with a stop: after the entry (market, or a
   resting limit) a stop on the *mark* price for the whole position and, if given, a take-profit
@@ -18,17 +19,17 @@ What it guarantees:
   ``halted``: no further entries (this is the one place trading stops for it; transient read
   failures are retried by the exchange adapter, ``bot.exchange.live``).
 - **Leverage and margin mode** are set per symbol before the first entry (and when they change),
-  never above ``max_leverage`` (the guards' cap).
+  never above ``max_leverage`` (the guards' cap), and the account's position mode once (one-way,
+  where the venue has a call for it).
 - **Reconcile.** ``reconcile`` fetches positions and open orders, adopts positions the bot did
   not open, lets the guard sweep act on them at once and attaches the guards' protective stop
   (``GuardEngine.missing_stops``) to every position still without one.
-
 - **Deadlines, no global lock.** Every exchange call has a deadline that fits its job
   (``Deadlines``): an entry's POST and its look-up are short, so a hung entry costs its own
   symbol at most about 1.7 s before the position it may have opened is read and protected; an
-  entry still unknown after that is resolved in the background by its client id. Flows of one
-  symbol are serialised only over their protective steps (``flows.Exclusive``); nothing waits on
-  another symbol.
+  entry still unknown after that is resolved in the background by its client id
+  (``_resolve``). Flows of one symbol are serialised only over their protective steps
+  (``flows.Exclusive``); nothing waits on another symbol.
 
 Every send is recorded through the optional ``store`` (``order_intent`` before, ``order_ack``
 after). An entry is refused while the store cannot write (``writable`` false): an order that
@@ -39,38 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import random
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import structlog
-from ccxt.base.errors import (
-    DuplicateOrderId,
-    InvalidOrder,
-    NoChange,
-    OrderNotFound,
-    RequestTimeout,
-)
-
-from bot.exchange.protocol import Exchange
-from bot.exchange.retry import Backoff, RetryPolicy, describe, is_auth_error, is_retryable
-from bot.exchange.shapes import account_from_ccxt, trigger_price
-from bot.exchange.venue import ExitReason, OrderSpec, venue_for
+from bot.exchange.retry import describe
+from bot.exchange.shapes import account_from_ccxt
+from bot.exchange.venue import ExitReason
 from bot.trading.flows import (
-    Cancel,
-    Exclusive,
-    Held,
-    OutcomeUnknown,
-    Place,
-    ReadOrders,
-    ReadPosition,
-    ReadStep,
-    Request,
-    Setup,
     cancel_entries_flow,
     entry_flow,
     exit_flow,
@@ -83,405 +59,29 @@ from bot.trading.planning import (
     ExitPlan,
     Plan,
     StopPlan,
-    action_client_id,
     client_order_id,
     plan_action,
     plan_decision,
 )
 from bot.trading.reconcile import reconcile
-from bot.trading.results import (
-    ExecResult,
-    OrderStore,
-    ReconcileReport,
-)
+from bot.trading.results import ExecResult, ReconcileReport
+from bot.trading.sender import Deadlines, OrderSender, StoreUnwritable, within
 from guards import (
     Account,
     Action,
     ApprovedOrder,
     GuardEngine,
     GuardsConfig,
+    MarginMode,
     Mark,
     MarketRules,
 )
 
-T = TypeVar("T")
+__all__ = ["Deadlines", "Executor", "StoreUnwritable", "within"]
 
 
-@dataclass(frozen=True, slots=True)
-class Deadlines:
-    """Seconds one exchange call may take before it counts as unanswered.
-
-    ``entry_s`` + ``lookup_s`` + one position read and the stop's POST stay under 2 s: a hung
-    entry's position gets its stop within 2 s of the fill.
-    """
-
-    #: One entry POST (no answer: look the order up by client id).
-    entry_s: float = 1.2
-    #: One look-up of an entry by client id after an unanswered POST.
-    lookup_s: float = 0.4
-    #: One stop, take-profit or exit POST, or its look-up (then retried within the budget).
-    protect_s: float = 3.0
-    #: One read: balance, positions, open orders, an order's status.
-    read_s: float = 5.0
-    #: How long an entry of unknown outcome is looked up in the background before giving up
-    #: (a restart resolves it again from the store).
-    resolve_s: float = 600.0
-
-
-class Executor:
+class Executor(OrderSender):
     """Places and manages orders on one exchange; see the module docstring."""
-
-    def __init__(
-        self,
-        exchange: Exchange,
-        *,
-        log: Any = None,
-        store: OrderStore | None = None,
-        run_id: str | None = None,
-        retry: RetryPolicy | None = None,
-        max_leverage: float | None = None,
-        fill_timeout_s: float = 15.0,
-        poll_s: float = 0.5,
-        sleep: Any = asyncio.sleep,
-        clock: Any = time.monotonic,
-        rng: random.Random | None = None,
-        deadlines: Deadlines | None = None,
-    ) -> None:
-        self.exchange = exchange
-        self.venue = venue_for(str(getattr(exchange, "id", "")))
-        self.log = log if log is not None else structlog.get_logger("bot.trading.executor")
-        self.store = store
-        #: Seeds the client ids of unnamed intents: unique per process unless given.
-        self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]
-        #: Budget for re-sending an order the exchange definitely did not get.
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.max_leverage = max_leverage
-        self.fill_timeout_s = fill_timeout_s
-        self.poll_s = poll_s
-        #: Why entries are refused (an authentication failure), else None.
-        self.halted: str | None = None
-        #: Symbols whose positions this executor opened or adopted.
-        self.owned: set[str] = set()
-        self._sleep = sleep
-        self._clock = clock
-        self._rng = rng if rng is not None else random.Random()
-        self._seq = 0
-        self._setup: dict[str, tuple[str, float]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self.deadlines = deadlines if deadlines is not None else Deadlines()
-        #: Background look-ups of entries whose outcome is unknown.
-        self._resolving: set[asyncio.Task[None]] = set()
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _lock(self, symbol: str) -> asyncio.Lock:
-        lock = self._locks.get(symbol)
-        if lock is None:
-            lock = self._locks[symbol] = asyncio.Lock()
-        return lock
-
-    def _next_seed(self) -> str:
-        self._seq += 1
-        return f"{self.run_id}:{self._seq}"
-
-    def _action_cid(self, role: str, symbol: str, what: str) -> str:
-        return action_client_id(self._next_seed(), role, symbol, what)
-
-    def _retry_after(self, exc: BaseException) -> float | None:
-        hint = getattr(self.exchange, "retry_after_s", None)
-        if hint is None:
-            return None
-        value: float | None = hint(exc)
-        return value
-
-    async def _call(self, op: str, fn: Any, deadline: float | None = None) -> Any:
-        """One exchange call within ``deadline`` (default: a read's); an authentication error
-        stops trading."""
-        try:
-            return await within(self.deadlines.read_s if deadline is None else deadline, op, fn)
-        except Exception as exc:
-            self._check_auth(exc, op)
-            raise
-
-    @property
-    def store_writable(self) -> bool:
-        return bool(getattr(self.store, "writable", True))
-
-    def _check_auth(self, exc: BaseException, op: str) -> None:
-        if is_auth_error(exc) and self.halted is None:
-            self.halted = f"authentication failed during {op}: {describe(exc)}"
-            self.log.critical(
-                "exchange_auth_failed",
-                op=op,
-                error=describe(exc),
-                alert=True,
-                consequence="trading stopped: check the API key, its permissions and IP whitelist",
-            )
-
-    async def _record(self, method: str, client_id: str, payload: Any) -> None:
-        store = self.store
-        if store is None:
-            return
-        try:
-            if method == "intent":
-                result = store.order_intent(client_id, **payload)
-            else:
-                result = store.order_ack(client_id, payload)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:  # the store is for audit: never block trading on it
-            self.log.error("store_write_failed", client_id=client_id, error=describe(exc))
-
-    async def _lookup(
-        self, symbol: str, client_id: str, trigger: bool, deadline: float | None = None
-    ) -> dict[str, Any] | None:
-        """The order with ``client_id``, or None when the exchange definitely has none."""
-        params: dict[str, Any] = {"clientOrderId": client_id}
-        if trigger:
-            params.update(self.venue.trigger_params())
-        try:
-            found: dict[str, Any] = await self._call(
-                "lookup_order", lambda: self.exchange.fetch_order("", symbol, params), deadline
-            )
-        except OrderNotFound:
-            return None
-        return found
-
-    async def _send(self, spec: OrderSpec, client_id: str) -> dict[str, Any]:
-        """Send one order idempotently: on an ambiguous failure look it up before re-sending."""
-        req = self.venue.request(spec)
-        trigger = spec.trigger is not None
-        full = {**req.params, "clientOrderId": client_id}
-        entry = spec.kind == "entry"
-        if entry and not self.store_writable:
-            raise StoreUnwritable("the state store cannot write: entries are refused")
-        post_s = self.deadlines.entry_s if entry else self.deadlines.protect_s
-        lookup_s = self.deadlines.lookup_s if entry else self.deadlines.protect_s
-        await self._record(
-            "intent",
-            client_id,
-            {
-                "symbol": req.symbol,
-                "side": req.side,
-                "type": req.type,
-                "amount": req.amount,
-                "price": req.price,
-                "params": {
-                    **req.params,
-                    "role": spec.kind,
-                    "reason": spec.reason,
-                    "tag": spec.tag,
-                },
-            },
-        )
-        if entry and not self.store_writable:  # the intent itself could not be recorded
-            raise StoreUnwritable("the state store cannot write: entries are refused")
-        backoff = Backoff(
-            self.retry,
-            sleep=self._sleep,
-            clock=self._clock,
-            rng=self._rng,
-            retry_after=self._retry_after,
-        )
-        while True:
-            try:
-                order = await within(
-                    post_s,
-                    "create_order",
-                    lambda: self.exchange.create_order(
-                        req.symbol, req.type, req.side, req.amount, req.price, full
-                    ),
-                )
-                break
-            except Exception as exc:
-                self._check_auth(exc, "create_order")
-                duplicate = isinstance(exc, DuplicateOrderId) or (
-                    isinstance(exc, InvalidOrder) and "uplicate" in str(exc)
-                )
-                if not duplicate and not is_retryable(exc):
-                    raise
-                try:
-                    found = await self._lookup(req.symbol, client_id, trigger, lookup_s)
-                except Exception as lookup_exc:
-                    if not entry or not is_retryable(lookup_exc):
-                        raise
-                    raise OutcomeUnknown(
-                        f"{describe(exc)}; look-up by client id: {describe(lookup_exc)}"
-                    ) from exc
-                if found is not None:
-                    self.log.warning(
-                        "order_recovered",
-                        symbol=req.symbol,
-                        client_id=client_id,
-                        order_id=found.get("id"),
-                        after=describe(exc),
-                    )
-                    order = found
-                    break
-                if duplicate or not await backoff.wait(exc):
-                    raise
-                self.log.warning(
-                    "order_resend",
-                    symbol=req.symbol,
-                    client_id=client_id,
-                    attempt=backoff.retries + 1,
-                    after=describe(exc),
-                )
-        await self._record("ack", client_id, order)
-        return order
-
-    async def _await_fill(self, order: dict[str, Any], symbol: str) -> dict[str, Any]:
-        """Poll a market order until it is no longer open (bounded by ``fill_timeout_s``)."""
-        start = self._clock()
-        current = order
-        while current.get("status") == "open":
-            if self._clock() - start > self.fill_timeout_s:
-                self.log.warning("order_not_filled_in_time", symbol=symbol, order_id=order["id"])
-                return current
-            await self._sleep(self.poll_s)
-            oid = str(current.get("id") or order.get("id"))
-            current = await self._call(
-                "fetch_order", lambda oid=oid: self.exchange.fetch_order(oid, symbol)
-            )
-        return current
-
-    async def _position(self, symbol: str) -> dict[str, Any] | None:
-        positions = await self._call(
-            "fetch_positions", lambda: self.exchange.fetch_positions([symbol])
-        )
-        for p in positions:
-            if p.get("symbol") == symbol and float(p.get("contracts") or 0.0) > 0.0:
-                found: dict[str, Any] = p
-                return found
-        return None
-
-    async def _open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = await self._call(
-            "fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol)
-        )
-        return found
-
-    async def _cancel(self, order: Mapping[str, Any]) -> bool:
-        symbol = str(order.get("symbol"))
-        params = self.venue.trigger_params() if trigger_price(order) is not None else {}
-        oid = str(order.get("id"))
-        try:
-            await self._call(
-                "cancel_order", lambda: self.exchange.cancel_order(oid, symbol, params)
-            )
-        except OrderNotFound:
-            return False
-        return True
-
-    async def _amount_step(self, symbol: str) -> float:
-        markets = await self.exchange.load_markets()
-        precision = (markets.get(symbol) or {}).get("precision") or {}
-        step = precision.get("amount")
-        return float(step) if step else 0.0
-
-    # ------------------------------------------------------------------ symbol settings
-
-    async def prepare(
-        self, symbols: Sequence[str], margin_mode: str, leverage: float
-    ) -> dict[str, str]:
-        """Set margin mode and leverage (capped at ``max_leverage``) on each symbol up front.
-
-        A symbol that refuses (e.g. a position open in the other margin mode) is logged and
-        returned as ``{symbol: error}``; its entries retry the set-up and fail until it works.
-        """
-        failed: dict[str, str] = {}
-        for symbol in symbols:
-            try:
-                await self._ensure_setup(symbol, margin_mode, leverage)
-            except Exception as exc:
-                failed[symbol] = describe(exc)
-                self.log.error("symbol_setup_failed", symbol=symbol, error=describe(exc))
-        return failed
-
-    async def _ensure_setup(self, symbol: str, margin_mode: str, leverage: float) -> None:
-        lev = leverage
-        if self.max_leverage is not None and lev > self.max_leverage:
-            lev = self.max_leverage
-        if self._setup.get(symbol) == (margin_mode, lev):
-            return
-        with contextlib.suppress(NoChange):
-            await self._call(
-                "set_margin_mode", lambda: self.exchange.set_margin_mode(margin_mode, symbol)
-            )
-        await self._call("set_leverage", lambda: self.exchange.set_leverage(lev, symbol))
-        self._setup[symbol] = (margin_mode, lev)
-        self.log.info("symbol_setup", symbol=symbol, margin_mode=margin_mode, leverage=lev)
-
-    # ------------------------------------------------------------------ the flows
-
-    async def _drive(self, flow: Generator[Request, Any, T], hold: str | None = None) -> T:
-        """Interpret one ``bot.trading.flows`` flow against the exchange.
-
-        ``hold``: take the symbol's lock from the start (exits and stops); an entry flow asks
-        for it itself (``Exclusive``) once its own order is answered.
-        """
-        held: asyncio.Lock | None = None
-        if hold is not None:
-            held = self._lock(hold)
-            await held.acquire()
-        try:
-            answer: Any = None
-            error: BaseException | None = None
-            while True:
-                try:
-                    request = flow.throw(error) if error is not None else flow.send(answer)
-                except StopIteration as done:
-                    result: T = done.value
-                    return result
-                error = None
-                if isinstance(request, Exclusive):
-                    if held is None:
-                        held = self._lock(request.symbol)
-                        await held.acquire()
-                    answer = None
-                    continue
-                try:
-                    answer = await self._answer(request)
-                except Exception as exc:
-                    answer, error = None, exc
-        finally:
-            if held is not None:
-                held.release()
-
-    async def _answer(self, request: Request) -> Any:
-        if isinstance(request, Place):
-            return await self._place(request.spec, request.client_id)
-        if isinstance(request, Cancel):
-            return await self._cancel(request.order)
-        if isinstance(request, ReadPosition):
-            pos = await self._position(request.symbol)
-            if pos is None:
-                return None
-            return Held(str(pos.get("side")), abs(float(pos.get("contracts") or 0.0)))
-        if isinstance(request, ReadOrders):
-            return await self._open_orders(request.symbol)
-        if isinstance(request, ReadStep):
-            return await self._amount_step(request.symbol)
-        if isinstance(request, Setup):
-            await self._ensure_setup(request.symbol, request.margin_mode, request.leverage)
-            return None
-        if isinstance(request, Exclusive):  # taken by _drive
-            return None
-        getattr(self.log, request.level)(request.event, **request.fields)
-        return None
-
-    async def _place(self, spec: OrderSpec, client_id: str) -> dict[str, Any]:
-        """Send an order; a market order is awaited until filled (``fill_timeout_s``)."""
-        order = await self._send(spec, client_id)
-        if spec.type != "market" or spec.trigger is not None:
-            return order
-        try:
-            return await self._await_fill(order, spec.symbol)
-        except Exception as exc:
-            if spec.kind == "exit":
-                raise
-            self.log.error("entry_status_unknown", symbol=spec.symbol, error=describe(exc))
-            return order
 
     # ------------------------------------------------------------------ plans
 
@@ -650,11 +250,24 @@ class Executor:
         balance = await self._call("fetch_balance", lambda: self.exchange.fetch_balance())
         positions = await self._call("fetch_positions", lambda: self.exchange.fetch_positions())
         wanted = {str(p["symbol"]) for p in positions if float(p.get("contracts") or 0.0) > 0.0}
+        for p in positions:
+            self._note_mode(p)
         wanted |= set(symbols) | set(self._setup) | self.owned
         orders: list[dict[str, Any]] = []
         for symbol in sorted(wanted):
             orders.extend(await self._open_orders(symbol))
-        return account_from_ccxt(balance, positions, orders, currency), orders
+        mode = self._account_margin_mode()
+        return account_from_ccxt(balance, positions, orders, currency, mode), orders
+
+    def _account_margin_mode(self) -> MarginMode | None:
+        """The margin mode positions are in where the venue sets it account-wide (Bybit's
+        unified account: the mode the bot set up), else None (each position says)."""
+        if not self.venue.account_wide_margin:
+            return None
+        modes = {mode for mode, _ in self._setup.values()}
+        if len(modes) != 1:
+            return None
+        return "cross" if modes.pop() == "cross" else "isolated"
 
     async def reconcile(
         self,
@@ -668,17 +281,3 @@ class Executor:
         """Rebuild the picture from the exchange and put every position under guard
         (``bot.trading.reconcile.reconcile``)."""
         return await reconcile(self, markets, engine, config=config, now=now, marks=marks)
-
-
-class StoreUnwritable(Exception):
-    """The state store cannot record an entry's intent: the entry is not sent."""
-
-
-async def within(seconds: float, op: str, fn: Callable[[], Awaitable[T]]) -> T:
-    """``await fn()`` within ``seconds``; no answer in time is ccxt's ``RequestTimeout`` (a
-    transient failure: the caller's idempotent re-send or look-up applies)."""
-    try:
-        async with asyncio.timeout(seconds):
-            return await fn()
-    except TimeoutError:
-        raise RequestTimeout(f"{op}: no answer within {seconds:g} s") from None

@@ -23,6 +23,7 @@ import structlog
 
 from bot.exchange.protocol import Exchange, fetch_marks
 from bot.exchange.retry import describe
+from bot.exchange.venue import venue_for
 from bot.trading.results import ExecResult, ReconcileReport, describe_result, log_action
 from guards import Account, Action, GuardContext, GuardEngine, GuardsConfig, Mark, MarketRules
 
@@ -130,12 +131,13 @@ async def _reconcile_action(executor: Executor, action: Action, report: Reconcil
 async def resolve_in_flight(store: Any, exchange: Exchange) -> list[str]:
     """Orders recorded as intent/sent before a crash: look each up by client id."""
     log = structlog.get_logger("engine")
+    venue = venue_for(str(getattr(exchange, "id", "")))
     resolved = []
     for row in store.orders_in_flight():
+        # the ordinary book, then (``LiveExchange.fetch_order``) the trigger book
+        params = venue.lookup_params(row.client_id, False)
         try:
-            order = await exchange.fetch_order(
-                row.exchange_id or "", row.symbol, {"clientOrderId": row.client_id}
-            )
+            order = await exchange.fetch_order(row.exchange_id or "", row.symbol, params)
         except Exception as exc:  # not found (never reached the exchange) or unreachable
             name = type(exc).__name__
             if name in ("OrderNotFound", "InvalidOrder", "BadRequest"):

@@ -41,7 +41,7 @@ log = structlog.get_logger("fills")
 LOOKBACK_S = 24 * 3600.0
 #: Fills remembered in memory for de-duplication (the store de-duplicates the rest).
 SEEN_MAX = 20_000
-#: REST page size (Binance's userTrades maximum).
+#: REST page size (Binance's userTrades maximum; a venue's own is ``Venue.trades_page``).
 PAGE = 1000
 
 
@@ -122,7 +122,15 @@ class Recorder:
                 new += 1
         return new
 
-    async def _one(self, trade: Mapping[str, Any]) -> bool:
+    async def _base(self, trade: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The fill's amount in base units (OKX's fills count contracts)."""
+        if not self.venue.needs_market:
+            return trade
+        markets = await self.exchange.load_markets()
+        return self.venue.trade_in_base(trade, markets.get(str(trade.get("symbol"))))
+
+    async def _one(self, raw: Mapping[str, Any]) -> bool:
+        trade = await self._base(raw)
         trade_id, order_id = trade.get("id"), trade.get("order")
         symbol = trade.get("symbol")
         if trade_id is None or symbol is None or trade.get("timestamp") is None:
@@ -236,10 +244,11 @@ class Recorder:
             sym = self._pending.pop()
             last = self._last.get(sym)
             since = (last - 1.0) if last is not None else self.clock() - LOOKBACK_S
+            size = min(PAGE, self.venue.trades_page)
             while True:
-                page = await self.exchange.fetch_my_trades(sym, int(since * 1000), PAGE)
+                page = await self.exchange.fetch_my_trades(sym, int(since * 1000), size)
                 new += await self.ingest(page)
-                if len(page) < PAGE:
+                if len(page) < size:
                     break
                 since = float(page[-1]["timestamp"]) / 1000.0
         if new:
@@ -250,9 +259,7 @@ class Recorder:
         """Look up the orders the store still has as open; record how they ended."""
         updated = 0
         for row in self.store.open_orders_recorded():
-            params: dict[str, Any] = {"clientOrderId": row.client_id}
-            if row.stop_price is not None:
-                params.update(self.venue.trigger_params())
+            params = self.venue.lookup_params(row.client_id, row.stop_price is not None)
             try:
                 order = await self.exchange.fetch_order("", row.symbol, params)
             except Exception as exc:
@@ -358,9 +365,9 @@ def _quiet(task: asyncio.Task[int]) -> None:
 
 def _realized(trade: Mapping[str, Any]) -> float | None:
     """The exchange's realised PnL of a fill: Binance's ``rp`` (stream) / ``realizedPnl``
-    (REST and the paper exchange)."""
+    (REST and the paper exchange), OKX's ``fillPnl``; Bybit's executions carry none."""
     info = trade.get("info") or {}
-    for key in ("rp", "realizedPnl"):
+    for key in ("rp", "realizedPnl", "fillPnl"):
         value = info.get(key)
         if value is None or value == "":
             continue

@@ -2,10 +2,11 @@
 
 ``BybitEmulator`` serves the ``/v5`` endpoints ccxt 4.5's ``bybit`` client calls for markets,
 tickers, risk limits, the account (API key info, account info, wallet balance, positions,
-leverage, margin mode, position mode) and orders (create, cancel, cancel-all, realtime,
-history; conditional orders included) over the paper core under the ``bybit`` liquidation
-profile, signed and refused as Bybit does (``base``: signing and shapes; ``market``,
-``account``, ``orders``). No streams: a ccxt client uses it with ``streams=False``.
+leverage, margin mode, position mode), orders (create, cancel, cancel-all, realtime, history;
+conditional orders included) and executions over the paper core under the ``bybit``
+liquidation profile, signed and refused as Bybit does (``base``: signing and shapes;
+``market``, ``account``, ``orders``, ``fills``). No streams: a ccxt client uses it with
+``streams=False``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from bot.emulator.bybit.account import BybitAccount
+from bot.emulator.bybit.fills import BybitFills
 from bot.emulator.bybit.market import BybitMarket
 from bot.emulator.bybit.orders import BybitOrders
 
@@ -35,10 +37,11 @@ ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("POST", "/v5/order/cancel-all"): ("ep_cancel_all", True),
     ("GET", "/v5/order/realtime"): ("ep_realtime", True),
     ("GET", "/v5/order/history"): ("ep_history", True),
+    ("GET", "/v5/execution/list"): ("ep_executions", True),
 }
 
 
-class BybitEmulator(BybitOrders, BybitAccount, BybitMarket):
+class BybitEmulator(BybitFills, BybitOrders, BybitAccount, BybitMarket):
     """Bybit v5 over a ``PaperCore``; see the package docstring."""
 
     routes = ROUTES

@@ -2,11 +2,11 @@
 
 ``OkxEmulator`` serves the ``/api/v5`` endpoints ccxt 4.5's ``okx`` client calls for
 instruments, tickers, mark prices, position tiers, the account (currencies, configuration,
-balance, positions, leverage, position mode) and orders — ordinary ones and the algo
-(conditional) book — over the paper core under the ``okx`` liquidation profile, in contracts,
-signed as OKX signs and refused with OKX's codes (``base``: signing, the simulated-trading
-header, shapes and contracts; ``market``, ``account``, ``orders``). No streams: a ccxt client
-uses it with ``streams=False``.
+balance, positions, leverage, position mode), orders — ordinary ones and the algo
+(conditional) book — and the fills history over the paper core under the ``okx`` liquidation
+profile, in contracts, signed as OKX signs and refused with OKX's codes (``base``: signing,
+the simulated-trading header, shapes and contracts; ``market``, ``account``, ``orders``,
+``fills``). No streams: a ccxt client uses it with ``streams=False``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from bot.emulator.okx.account import OkxAccount
+from bot.emulator.okx.fills import OkxFills
 from bot.emulator.okx.market import OkxMarket
 from bot.emulator.okx.orders import OkxOrders
 
@@ -39,10 +40,11 @@ ROUTES: Final[Mapping[tuple[str, str], tuple[str, bool]]] = {
     ("GET", "/api/v5/trade/order-algo"): ("ep_get_algo", True),
     ("GET", "/api/v5/trade/orders-algo-pending"): ("ep_algos_pending", True),
     ("POST", "/api/v5/trade/cancel-algos"): ("ep_cancel_algos", True),
+    ("GET", "/api/v5/trade/fills-history"): ("ep_fills_history", True),
 }
 
 
-class OkxEmulator(OkxOrders, OkxAccount, OkxMarket):
+class OkxEmulator(OkxFills, OkxOrders, OkxAccount, OkxMarket):
     """OKX v5 over a ``PaperCore``; see the package docstring."""
 
     routes = ROUTES

@@ -110,6 +110,14 @@ class Venue:
         "no_change": frozenset({"-4046", "-4059"}),
     }
     _code_re = re.compile(r'"code"\s*:\s*"?(-?\d+)')
+    #: Whether ``request`` and ``order_in_base`` need the symbol's ccxt market (amounts in
+    #: contracts, or a per-order margin mode); Binance's do not.
+    needs_market = False
+    #: Whether the margin mode is the account's, not the position's (Bybit's unified account:
+    #: ccxt leaves a position's ``marginMode`` None, so the mode set up is assumed).
+    account_wide_margin = False
+    #: Most fills one ``fetch_my_trades`` page returns (Binance ``userTrades``: 1,000).
+    trades_page = 1000
 
     def request(
         self,
@@ -141,6 +149,14 @@ class Venue:
     def cancel_params(self, order: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters that cancel ``order`` (a ccxt order): the trigger book for a trigger."""
         return self.trigger_params() if _is_trigger(order) else {}
+
+    def fetch_order_params(self) -> dict[str, Any]:
+        """Parameters every ``fetch_order`` needs (Binance: none)."""
+        return {}
+
+    def mark_params(self) -> dict[str, Any]:
+        """Parameters ``fetch_mark_price`` needs (Binance: none)."""
+        return {}
 
     def lookup_params(self, client_id: str, trigger: bool) -> dict[str, Any]:
         """``fetch_order("", symbol, params)`` parameters that find an order by client id."""
@@ -185,6 +201,17 @@ class Venue:
             value = out.get(key)
             if isinstance(value, int | float):
                 out[key] = self.from_contracts(float(value), market)
+        return out
+
+    def trade_in_base(
+        self, trade: Mapping[str, Any], market: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """A ccxt trade (fill) with ``amount`` in base units (ccxt keeps OKX's ``fillSz``
+        contracts as the amount; its ``cost`` already is ``price * amount * contractSize``)."""
+        out = dict(trade)
+        value = out.get("amount")
+        if contract_size(market) != 1.0 and isinstance(value, int | float):
+            out["amount"] = self.from_contracts(float(value), market)
         return out
 
     # ------------------------------------------------------------------ set-up and modes

@@ -61,6 +61,10 @@ class BybitVenue(Venue):
         "no_change": frozenset({"110025", "110026", "110043"}),
     }
     _code_re = re.compile(r'"retCode"\s*:\s*(\d+)')
+    needs_market = True
+    account_wide_margin = True
+    #: ``GET /v5/execution/list``: ``limit`` is 1-100.
+    trades_page = 100
 
     def request(
         self,
@@ -83,6 +87,15 @@ class BybitVenue(Venue):
 
     def cancel_params(self, order: Mapping[str, Any]) -> dict[str, Any]:
         return {}
+
+    def trade_client_id(self, trade: Mapping[str, Any]) -> str | None:
+        """``GET /v5/execution/list`` names the order's ``orderLinkId`` (ccxt keeps it in
+        ``info``)."""
+        link = (trade.get("info") or {}).get("orderLinkId")
+        return link if isinstance(link, str) and link else super().trade_client_id(trade)
+
+    def fetch_order_params(self) -> dict[str, Any]:
+        return {"acknowledged": True}
 
     def lookup_params(self, client_id: str, trigger: bool) -> dict[str, Any]:
         params: dict[str, Any] = {"orderLinkId": client_id, "acknowledged": True}

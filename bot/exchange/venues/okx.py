@@ -29,6 +29,8 @@ How each choice rests on ccxt 4.5.90's ``okx.py`` (line numbers of that file):
   ``set_leverage(lev, symbol, {marginMode})`` → ``POST /api/v5/account/set-leverage`` with
   ``mgnMode`` (l. 6871). Net mode: ``set_position_mode(False)`` → ``posMode=net_mode``
   (l. 6957); OKX refuses a switch with positions or orders open (59000).
+- **Mark price**: ``fetch_mark_price`` sends ``instId`` only (l. 2403); OKX requires
+  ``instType`` too (50014 without it): ``mark_params``.
 - **Demo**: ``set_sandbox_mode(True)`` adds the ``x-simulated-trading: 1`` header (l. 7946).
 - **Refusals** (ccxt's ``exceptions`` map; OKX's order errors come in ``data[].sCode``):
   51277-51280 "TP/SL trigger price can not be higher/lower than the last price" (would trigger
@@ -67,6 +69,9 @@ class OkxVenue(Venue):
         "no_change": frozenset(),
     }
     _code_re = re.compile(r'"sCode"\s*:\s*"([1-9]\d*)"|"code"\s*:\s*"([1-9]\d*)"')
+    needs_market = True
+    #: ``GET /api/v5/trade/fills-history``: ``limit`` at most 100.
+    trades_page = 100
 
     def request(
         self,
@@ -101,6 +106,29 @@ class OkxVenue(Venue):
 
     def trigger_params(self) -> dict[str, Any]:
         return {"trigger": True, "ordType": PROTECTIVE_ALGOS}
+
+    def mark_params(self) -> dict[str, Any]:
+        """``GET /api/v5/public/mark-price`` requires ``instType``; ccxt's ``fetch_mark_price``
+        sends ``instId`` only (l. 2403), which OKX refuses (50014)."""
+        return {"instType": "SWAP"}
+
+    def trade_client_id(self, trade: Mapping[str, Any]) -> str | None:
+        """``GET /api/v5/trade/fills-history`` names the order's ``clOrdId`` (in ``info``)."""
+        cl = (trade.get("info") or {}).get("clOrdId")
+        return cl if isinstance(cl, str) and cl else super().trade_client_id(trade)
+
+    def order_in_base(
+        self, order: Mapping[str, Any], market: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Amounts in base units, and an algo order's client id (ccxt reads ``clOrdId`` only;
+        an algo order's is ``info.algoClOrdId``)."""
+        out = super().order_in_base(order, market)
+        info = out.get("info")
+        if not out.get("clientOrderId") and isinstance(info, Mapping):
+            algo = info.get("algoClOrdId")
+            if isinstance(algo, str) and algo:
+                out["clientOrderId"] = algo
+        return out
 
     def cancel_params(self, order: Mapping[str, Any]) -> dict[str, Any]:
         info = order.get("info")
