@@ -245,12 +245,18 @@ class Recorder:
             last = self._last.get(sym)
             since = (last - 1.0) if last is not None else self.clock() - LOOKBACK_S
             size = min(PAGE, self.venue.trades_page)
-            while True:
-                page = await self.exchange.fetch_my_trades(sym, int(since * 1000), size)
-                new += await self.ingest(page)
-                if len(page) < size:
-                    break
-                since = float(page[-1]["timestamp"]) / 1000.0
+            found: list[Mapping[str, Any]] = []
+            for query in self.venue.fill_queries():  # then taken in order of time, all at once
+                start = since
+                while True:
+                    page = await self.exchange.fetch_my_trades(
+                        sym, int(start * 1000), size, dict(query)
+                    )
+                    found.extend(page)
+                    if len(page) < size:
+                        break
+                    start = float(page[-1]["timestamp"]) / 1000.0
+            new += await self.ingest(found)
         if new:
             log.info("fills_reconciled", new=new)
         return new

@@ -255,6 +255,11 @@ class Venue:
                 return value
         return None
 
+    def fill_queries(self) -> tuple[dict[str, Any], ...]:
+        """The ``fetch_my_trades`` params that together list every fill of the account (one
+        query each): Binance's ``userTrades`` lists them all, the exchange's own closes too."""
+        return ({},)
+
     def fill_origin(
         self, client_id: str | None, trade: Mapping[str, Any]
     ) -> Literal["liquidation", "adl"] | None:

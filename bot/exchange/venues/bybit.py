@@ -27,6 +27,10 @@ How each choice rests on ccxt 4.5.90's ``bybit.py`` (line numbers of that file):
   modified" is 110025.
 - **Demo**: ``enable_demo_trading(True)`` (l. 1457) moves every URL to ``api-demo.bybit.com``
   (Bybit's demo trading; the testnet is ``set_sandbox_mode``).
+- **Fills**: ``fetch_my_trades`` sends ``execType=Trade`` (l. 5594) to ``GET /v5/execution/list``,
+  which leaves out the exchange's own closes (``BustTrade``: a liquidation, ``AdlTrade``: an
+  auto-deleverage); the caller's params extend the request, so each is asked for on its own
+  (``fill_queries``) and named by its ``execType`` (``fill_origin``).
 - **Refusals** (ccxt's ``exceptions`` map): 110092 / 110093 "expect Rising/Falling, but
   trigger_price ..." (would trigger immediately), 110094 "Order notional value below the lower
   limit", 110017 "Reduce-only rule not satisfied", 10001 position idx mismatch, 110024 / 110028
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from bot.exchange.venues.base import (
     ErrorKind,
@@ -116,6 +120,19 @@ class BybitVenue(Venue):
 
     def demo(self, client: Any) -> None:
         client.enable_demo_trading(True)
+
+    def fill_queries(self) -> tuple[dict[str, Any], ...]:
+        return ({}, {"execType": "BustTrade"}, {"execType": "AdlTrade"})
+
+    def fill_origin(
+        self, client_id: str | None, trade: Mapping[str, Any]
+    ) -> Literal["liquidation", "adl"] | None:
+        kind = (trade.get("info") or {}).get("execType")
+        if kind == "BustTrade":
+            return "liquidation"
+        if kind == "AdlTrade":
+            return "adl"
+        return super().fill_origin(client_id, trade)
 
     def client_options(self) -> dict[str, Any]:
         # linear perpetuals only: ccxt would also load spot, inverse and option markets
