@@ -241,6 +241,34 @@ async def test_coalesced_runs_once_more_for_a_burst() -> None:
     assert runs == 2
 
 
+async def test_a_ticket_is_covered_by_the_first_read_after_it_whatever_follows() -> None:
+    """Reads requested back to back (a slow exchange, a sweep asking every period) never keep
+    waiting the intents of a piece of work: its ticket is covered by the first read that
+    started after it."""
+    gates: list[asyncio.Event] = []
+
+    async def read() -> None:
+        gate = asyncio.Event()
+        gates.append(gate)
+        await gate.wait()
+
+    c = Coalesced(read, "read")
+    c.request()  # a sweep's read, in flight
+    await asyncio.sleep(0)
+    work = c.request()  # work finished meanwhile: needs a read that starts after it
+    assert not c.covers(work)
+    gates[0].set()  # the read in flight ends: it started before the work
+    await asyncio.sleep(0)
+    assert not c.covers(work) and len(gates) == 2
+    c.request()  # the next sweep asks again while the read after the work runs
+    gates[1].set()
+    await asyncio.sleep(0)
+    assert c.covers(work)  # covered although reads go on
+    assert c.running and len(gates) == 3
+    gates[2].set()
+    await c.settle()
+
+
 async def test_tasks_skip_a_duplicate_and_chain_in_order() -> None:
     tasks = Tasks(background=True)
     done: list[str] = []

@@ -5,6 +5,9 @@ background re-reads of it one at a time.
 ``Coalesced(fn)``: ``request()`` starts ``fn()`` as a task unless one is running, in which case
 exactly one more run follows it (however many requests came meanwhile): work that finishes in a
 burst costs two reads, not one per piece, and the last read always starts after the last piece.
+Each request returns a ticket; ``covers(ticket)`` is true once a run that started after that
+request has finished -- what the engine's intents wait for, so reads requested later (a sweep's,
+more work's) never keep them waiting, however long the reads take.
 """
 
 from __future__ import annotations
@@ -56,21 +59,34 @@ class Coalesced:
         self.name = name
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._requested = 0  # tickets handed out
+        self._covered = 0  # every ticket up to this one has had its run
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def request(self) -> None:
+    def request(self) -> int:
+        """Ask for a run; returns its ticket (see ``covers``)."""
+        self._requested += 1
         if self.running:
             self._again = True
-            return
-        self._task = asyncio.create_task(self._loop(), name=self.name)
+        else:
+            self._task = asyncio.create_task(self._loop(), name=self.name)
+        return self._requested
+
+    def covers(self, ticket: int) -> bool:
+        """Has a run that started after the request of ``ticket`` finished?"""
+        return self._covered >= ticket
 
     async def _loop(self) -> None:
         while True:
             self._again = False
-            await self.fn()
+            started = self._requested
+            try:
+                await self.fn()
+            finally:
+                self._covered = max(self._covered, started)
             if not self._again:
                 return
 

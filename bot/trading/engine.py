@@ -154,6 +154,7 @@ class Engine:
         self._reads = 0  # account reads started
         self._applied = 0  # the newest read applied
         self._rereads = Coalesced(self._reread, "refresh_account")
+        self._after_work = 0  # the re-read ticket of the latest piece of work
         self._recorder: Recorder | None = None
         #: How closes are learnt and counted (from the fills once ``recorder`` is set).
         self.closes = Closes(self)
@@ -238,7 +239,7 @@ class Engine:
         if not self.tasks.background:
             await self.refresh_account()
         else:
-            self._rereads.request()
+            self._after_work = self._rereads.request()
 
     async def _reread(self) -> None:
         try:
@@ -247,9 +248,11 @@ class Engine:
             log.warning("account_refresh_failed", error=f"{type(exc).__name__}: {exc}")
 
     def busy(self, symbol: str) -> bool:
-        """True while the symbol has exchange work in flight or the account read after it is
-        still to land: its next intents wait (they would be decided on an old view)."""
-        return self.tasks.busy(symbol) or self._rereads.running
+        """True while the symbol has exchange work in flight or the account read after the
+        latest work (of any symbol: the caps count the whole account) is still to land: its
+        next intents wait (they would be decided on an old view). Reads asked for later, such
+        as the sweep's, do not hold them up."""
+        return self.tasks.busy(symbol) or not self._rereads.covers(self._after_work)
 
     async def settle(self) -> None:
         """Wait for all work in flight and the account reads after it (tests, shutdown)."""
