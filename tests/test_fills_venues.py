@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_emulator_venues import BTC, bybit, live_for
+from test_emulator_venues import BTC, ETH, bybit, live_for, okx
 
 from bot.emulator.bybit import BybitEmulator
+from bot.emulator.okx import OkxEmulator
 from bot.state.store import Store
 from bot.state.trips import RoundTrip, round_trips
 from bot.trading.recorder import Recorder
 
-__all__ = ["bybit"]
+__all__ = ["bybit", "okx"]
 
 
 async def test_bybit_liquidation_and_adl_fills_are_recorded_with_their_roles(
@@ -65,3 +66,25 @@ async def test_bybit_liquidation_and_adl_fills_are_recorded_with_their_roles(
     assert [t.pnl for t in closes] == pytest.approx(exchange_pnl, abs=1e-6)
     assert exchange_pnl[0] > 0 > exchange_pnl[1]
     assert [t.reason for t in round_trips(rows)] == ["adl", "liquidation"]
+
+
+async def test_okx_fills_beyond_one_page_are_all_recorded(tmp_path: Path, okx: OkxEmulator) -> None:
+    """OKX answers ``fills-history`` newest first, at most 100 a page (ccxt sends no ``limit``
+    with ``since``): 130 fills since the last reconciliation are paged back with ``until``."""
+    emu = okx
+    for i in range(130):  # a fill every 10 ms of exchange time, 0.1 ETH (one contract) each
+        emu.clock_skew_ms += 10
+        emu.open_external_position(ETH, "buy" if i % 2 == 0 else "sell", 0.1)
+    live = live_for(emu.url, "okx", ETH)
+    try:
+        await live.load_markets()
+        with Store.open(tmp_path / "state") as store:
+            recorder = Recorder(live, store, symbols=[ETH])
+            assert await recorder.sync() == 130
+            assert await recorder.sync() == 0
+            rows = store.fills_of()
+    finally:
+        await live.close()
+    assert sorted(int(r.trade_id) for r in rows) == sorted(f.id for f in emu.core.fills)
+    assert [r.amount for r in rows] == [pytest.approx(0.1)] * 130  # contracts back in base units
+    assert [r.side for r in rows] == ["buy", "sell"] * 65  # recorded in order of time

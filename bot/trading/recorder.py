@@ -247,19 +247,38 @@ class Recorder:
             size = min(PAGE, self.venue.trades_page)
             found: list[Mapping[str, Any]] = []
             for query in self.venue.fill_queries():  # then taken in order of time, all at once
-                start = since
-                while True:
-                    page = await self.exchange.fetch_my_trades(
-                        sym, int(start * 1000), size, dict(query)
-                    )
-                    found.extend(page)
-                    if len(page) < size:
-                        break
-                    start = float(page[-1]["timestamp"]) / 1000.0
+                found.extend(await self._pages(sym, since, size, query))
             new += await self.ingest(found)
         if new:
             log.info("fills_reconciled", new=new)
         return new
+
+    async def _pages(
+        self, sym: str, since: float, size: int, query: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        """Every fill of ``sym`` since ``since`` for one query, page after page: forwards from
+        the last fill of a full page, or -- where a full page holds the newest fills -- back
+        from its oldest with ``until`` (the boundary's fills come twice and are recorded once)."""
+        found: list[Mapping[str, Any]] = []
+        start_ms, until = int(since * 1000), None
+        while True:
+            params = dict(query) if until is None else {**query, "until": until}
+            page = await self.exchange.fetch_my_trades(sym, start_ms, size, params)
+            found.extend(page)
+            if len(page) < size:
+                return found
+            stamps = [int(t["timestamp"]) for t in page]
+            if self.venue.trades_newest_first:
+                oldest = min(stamps)
+                if until is not None and oldest >= until:  # a full page within one millisecond
+                    log.warning("fills_page_stuck", symbol=sym, at_ms=oldest)
+                    return found
+                until = oldest
+            else:
+                if max(stamps) <= start_ms:
+                    log.warning("fills_page_stuck", symbol=sym, at_ms=start_ms)
+                    return found
+                start_ms = max(stamps)
 
     async def sync_orders(self) -> int:
         """Look up the orders the store still has as open; record how they ended."""

@@ -118,6 +118,9 @@ class Venue:
     account_wide_margin = False
     #: Most fills one ``fetch_my_trades`` page returns (Binance ``userTrades``: 1,000).
     trades_page = 1000
+    #: A full page holds the newest fills after ``since`` (older ones are paged with ``until``),
+    #: not the oldest (Binance: the oldest; the next page starts at the last one).
+    trades_newest_first = False
 
     def request(
         self,

@@ -70,8 +70,10 @@ class OkxVenue(Venue):
     }
     _code_re = re.compile(r'"sCode"\s*:\s*"([1-9]\d*)"|"code"\s*:\s*"([1-9]\d*)"')
     needs_market = True
-    #: ``GET /api/v5/trade/fills-history``: ``limit`` at most 100.
+    #: ``GET /api/v5/trade/fills-history``: ``limit`` at most 100, the newest first; ccxt sends
+    #: ``limit`` only without ``since`` (l. 4971) and maps ``until`` to ``end`` (l. 4968).
     trades_page = 100
+    trades_newest_first = True
 
     def request(
         self,
