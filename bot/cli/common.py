@@ -57,6 +57,9 @@ ConfigOpt = Annotated[
 ]
 
 
+StateDirOpt = Annotated[
+    Path | None, typer.Option("--state-dir", help="State folder (default: config).")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bot.cli.common import (
     ConfigOpt,
+    StateDirOpt,
     app,
     fail,
     state_folder,
@@ -23,9 +23,7 @@ if TYPE_CHECKING:
 def halt(
     reason: Annotated[str, typer.Option("--reason", help="Why (kept with the halt).")] = "manual",
     config: ConfigOpt = None,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
-    ] = None,
+    state_dir: StateDirOpt = None,
 ) -> None:
     """Kill switch: close every position and refuse entries until `guardbot resume`."""
     from bot.runner import request_halt
@@ -41,9 +39,7 @@ def halt(
 @app.command()
 def resume(
     config: ConfigOpt = None,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
-    ] = None,
+    state_dir: StateDirOpt = None,
 ) -> None:
     """Lift the kill switch set by `guardbot halt`."""
     from bot.runner import request_halt
@@ -56,9 +52,7 @@ def resume(
 @app.command()
 def reload(
     config: ConfigOpt = None,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
-    ] = None,
+    state_dir: StateDirOpt = None,
 ) -> None:
     """Ask the running bot to re-read its configuration (sends it SIGHUP)."""
     import os
@@ -86,9 +80,7 @@ app.add_typer(seatbelt_app, name="seatbelt")
 @seatbelt_app.command("apply")
 def seatbelt_apply(
     config: ConfigOpt = None,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
-    ] = None,
+    state_dir: StateDirOpt = None,
 ) -> None:
     """Let the seatbelt act on the positions found at start (cut them back to the guards)."""
     from bot.runner import request_seatbelt_apply

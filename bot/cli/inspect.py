@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,6 +11,7 @@ import typer
 from bot.cli.common import (
     ConfigOpt,
     SetOpt,
+    StateDirOpt,
     _epoch,
     app,
     fail,
@@ -127,9 +127,7 @@ def history(
     symbol: Annotated[str | None, typer.Option("--symbol", help="Only this market.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     config: ConfigOpt = None,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
-    ] = None,
+    state_dir: StateDirOpt = None,
 ) -> None:
     """Show recent guard decisions, fills, round-trip trades and guard actions from the store."""
     from bot.state.history import HistoryError, show_history
@@ -154,9 +152,7 @@ def history(
 @app.command()
 def health(
     config: ConfigOpt = None,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="State folder (default: config).")
-    ] = None,
+    state_dir: StateDirOpt = None,
     max_age: Annotated[
         float | None,
         typer.Option("--max-age", help="Seconds before the heartbeat counts as stale."),
