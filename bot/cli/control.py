@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,9 +14,6 @@ from bot.cli.common import (
     fail,
     state_folder,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()
