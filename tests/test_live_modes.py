@@ -24,7 +24,7 @@ from conftest_live import (  # noqa: F401
 
 from bot.emulator import Emulator
 from bot.exchange.live import LiveExchange
-from bot.exchange.shapes import wallet_balance
+from bot.exchange.shapes import free_margin, wallet_balance
 from bot.ops.preflight import run_preflight
 from bot.runner import PreflightRefused, run_bot
 from bot.settings import ConfigError, ExchangeSettings, Settings, load_settings
@@ -118,6 +118,9 @@ async def test_multi_assets_balance_counts_every_margin_asset(
     multi = await live.fetch_balance()
     assert wallet_balance(multi) == pytest.approx(12_500.0)  # every asset, in USD
     assert multi["USDC"]["total"] == pytest.approx(2_500.0)
+    # free margin likewise: flat, all of it is free (single-asset: USDT's 10,000 alone)
+    assert free_margin(single) == pytest.approx(10_000.0)
+    assert free_margin(multi) == pytest.approx(12_500.0)
 
 
 def test_the_emulator_command_starts_in_either_mode() -> None:

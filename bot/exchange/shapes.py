@@ -98,6 +98,19 @@ def wallet_balance(balance: Mapping[str, Any], currency: str = "USDT") -> float:
     return 0.0
 
 
+def free_margin(balance: Mapping[str, Any], currency: str = "USDT") -> float:
+    """Margin free for new orders, from a ccxt balance structure: Binance's account-wide
+    ``availableBalance`` (in multi-assets mode every margin asset's, in USD, as
+    ``totalWalletBalance`` is), else the currency's ``free``."""
+    info = balance.get("info")
+    if isinstance(info, Mapping) and info.get("availableBalance") is not None:
+        return float(info["availableBalance"])
+    account = balance.get(currency)
+    if isinstance(account, Mapping) and account.get("free") is not None:
+        return float(account["free"])
+    return 0.0
+
+
 def _okx_cash(info: Mapping[str, Any], currency: str) -> float | None:
     """OKX ``/account/balance``: ``data[0].details[ccy].cashBal`` (ccxt's total is ``eq``)."""
     data = info.get("data")

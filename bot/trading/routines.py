@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from bot.exchange.shapes import free_margin
 from bot.exchange.venue import ExitReason
 from bot.state.store import Store, StoreError
 from bot.trading.account import AccountView, Execution
@@ -170,7 +171,7 @@ async def equity_snapshot(engine: Controlled) -> None:
         if s in engine.marks
     )
     balance = await engine.exchange.fetch_balance()
-    free = float((balance.get(v.account.currency) or {}).get("free") or 0.0)
+    free = free_margin(balance, v.account.currency)
     engine.free_margin = free
     row = (engine.clock(), v.account.wallet_balance + upnl, v.account.wallet_balance, free, upnl)
     run_id = engine.run_id
