@@ -17,11 +17,11 @@ ids, prices, fees, realised PnL) and its wallet — never against what the bot c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
-import os
 import signal
-import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,15 @@ from typing import Any
 import pytest
 from conftest_live import API_KEY, API_SECRET, BTC, emulator, events, logs, secret_leaks
 from test_live_session import start, until
+from test_process import spawn
 
 from bot.emulator import Emulator, Fault
 from bot.settings import Settings, load_settings
 from bot.state.store import Store
 from bot.state.trips import round_trips
+from bot.trading.engine import Engine
 
 __all__ = ["emulator", "logs"]
-
-TESTS = Path(__file__).resolve().parent
 
 
 def fills_settings(tmp: Path, emu: Emulator, amount: float = 0.01) -> Settings:
@@ -72,6 +72,17 @@ def fills_settings(tmp: Path, emu: Emulator, amount: float = 0.01) -> Settings:
         env_file=None,
         secrets_dir=None,
     )
+
+
+@contextlib.asynccontextmanager
+async def running(s: Settings, run_id: str) -> AsyncIterator[Engine]:
+    """The bot running on ``s`` for the block, stopped (and its exit awaited) after it."""
+    task, stop, box = await start(s, run_id)
+    try:
+        yield box[0]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
 
 
 def exchange_fills(emu: Emulator) -> dict[str, Any]:
@@ -132,8 +143,7 @@ async def test_fills_once_across_a_dropped_stream_and_a_manual_close_is_manual(
     emu = emulator
     s = fills_settings(tmp_path, emu)
     state = s.state.dir
-    task, stop, box = await start(s, "fills-1")
-    try:
+    async with running(s, "fills-1") as engine:
         await open_position(emu, state)
         # the stream goes down and reconnects are refused for 3 s; meanwhile the position is
         # closed by hand on the exchange (no client id of the bot's)
@@ -147,15 +157,11 @@ async def test_fills_once_across_a_dropped_stream_and_a_manual_close_is_manual(
         await until(manual_recorded, "the manual close recorded (REST, the stream being down)")
         # the stream comes back; a position opened by hand after that arrives once (the REST
         # reconciliation after the reconnect and the stream both report it)
-        await until(lambda: box[0].recorder.stream_failures > 0, "the stream to have dropped")
+        await until(lambda: engine.recorder.stream_failures > 0, "the stream to have dropped")
         await asyncio.sleep(3.5)
         emu.open_external_position(BTC, "buy", 0.01)
         await until(lambda: len(recorded(state)) >= len(exchange_fills(emu)), "the last fill")
         await asyncio.sleep(1.5)  # anything recorded twice would be by now
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    finally:
-        stop.set()
     rows = recorded(state)
     assert_same_fills(emu, rows)
     assert_statuses_follow(emu, state)
@@ -163,7 +169,7 @@ async def test_fills_once_across_a_dropped_stream_and_a_manual_close_is_manual(
     assert trips and trips[0].reason == "manual" and trips[0].closed
     closes = [e for e in named(logs, "round_trip") if e["reason"] == "manual"]
     assert closes, "the manual close drove the guards as manual"
-    assert box[0].guard.state.stopouts_today == 0  # a close by hand is not a stop-out
+    assert engine.guard.state.stopouts_today == 0  # a close by hand is not a stop-out
     assert secret_leaks(logs) == []
 
 
@@ -174,8 +180,7 @@ async def test_a_gap_through_the_stop_is_recorded_at_its_real_price_and_pnl(
     s = fills_settings(tmp_path, emu, amount=0.05)
     state = s.state.dir
     wallet_before = emu.core.wallet_balance
-    task, stop, box = await start(s, "fills-gap")
-    try:
+    async with running(s, "fills-gap") as engine:
         await open_position(emu, state)
         stop_px = emu.core.position(BTC).stop_price
         assert stop_px is not None
@@ -186,12 +191,8 @@ async def test_a_gap_through_the_stop_is_recorded_at_its_real_price_and_pnl(
         assert emu.core.position(BTC) is None
         emu.set_price(BTC, 60_000.0)
         await until(lambda: any(r.role == "stop" for r in recorded(state)), "the stop's fill")
-        await until(lambda: box[0].guard.state.stopouts_today == 1, "the stop-out counted")
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    finally:
-        stop.set()
-    rows = [r for r in recorded(state)]
+        await until(lambda: engine.guard.state.stopouts_today == 1, "the stop-out counted")
+    rows = recorded(state)
     assert_same_fills(emu, rows[:2])
     assert_statuses_follow(emu, state)
     stop_fill = next(r for r in rows if r.role == "stop")
@@ -220,8 +221,7 @@ async def test_own_position_liquidated_is_a_liquidation_with_its_loss(
     emu = emulator
     s = fills_settings(tmp_path, emu, amount=0.05)
     state = s.state.dir
-    task, stop, _box = await start(s, "fills-liq")
-    try:
+    async with running(s, "fills-liq"):
         await open_position(emu, state)
         wallet_before = emu.core.wallet_balance
         liq = emu.core.liquidation_price(BTC)
@@ -239,10 +239,6 @@ async def test_own_position_liquidated_is_a_liquidation_with_its_loss(
             lambda: any(r.role == "liquidation" for r in recorded(state)), "the liquidation fill"
         )
         await until(lambda: bool(named(logs, "position_liquidated")), "the critical alert")
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    finally:
-        stop.set()
     rows = recorded(state)
     liquidation = [r for r in rows if r.role == "liquidation"]
     assert len(liquidation) == 1
@@ -261,8 +257,7 @@ async def test_an_auto_deleverage_is_an_adl_close_and_not_a_stop_out(
     emu = emulator
     s = fills_settings(tmp_path, emu)
     state = s.state.dir
-    task, stop, box = await start(s, "fills-adl")
-    try:
+    async with running(s, "fills-adl") as engine:
         await open_position(emu, state)
         wallet_before = emu.core.wallet_balance
         emu.emit_adl(BTC, 61_000.0)  # the exchange closes the (winning) long against a loser
@@ -270,16 +265,12 @@ async def test_an_auto_deleverage_is_an_adl_close_and_not_a_stop_out(
         gained = emu.core.wallet_balance - wallet_before
         await until(lambda: any(r.role == "adl" for r in recorded(state)), "the ADL fill")
         await until(lambda: bool(named(logs, "position_auto_deleveraged")), "the ADL alert")
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    finally:
-        stop.set()
     rows = recorded(state)
     trip = next(t for t in round_trips(rows) if t.reason == "adl")
     assert trip.exit_price == pytest.approx(61_000.0)
     assert trip.pnl == pytest.approx(gained + next(r for r in rows if r.role == "adl").fee)
     assert gained > 0
-    assert box[0].guard.state.stopouts_today == 0
+    assert engine.guard.state.stopouts_today == 0
 
 
 # -- the bot as a process: SIGKILL and restart -----------------------------------------------
@@ -317,27 +308,13 @@ resume_at = "{flat_by + timedelta(minutes=30):%H:%M}"
 
 
 async def spawn_live(cfg: Path, tmp: Path) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GUARDBOT_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
-    env["GUARDBOT_EXCHANGE__API_KEY"] = API_KEY
-    env["GUARDBOT_EXCHANGE__API_SECRET"] = API_SECRET
-    env["GUARDBOT_LIVE_CONFIRM"] = "yes"
-    log = (tmp / "bot.log").open("ab")
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from bot.cli import main; main()",
-        "run",
-        "--config",
-        str(cfg),
-        "--live",
-        "--log-format",
-        "json",
-        cwd=tmp,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    """``guardbot run --live`` with the keys and the second confirmation from the environment."""
+    extra = {
+        "GUARDBOT_EXCHANGE__API_KEY": API_KEY,
+        "GUARDBOT_EXCHANGE__API_SECRET": API_SECRET,
+        "GUARDBOT_LIVE_CONFIRM": "yes",
+    }
+    return await spawn(cfg, tmp, "--live", env_extra=extra)
 
 
 def log_events(tmp: Path) -> list[dict[str, Any]]:
@@ -429,20 +406,15 @@ async def test_a_paper_session_records_the_same_history(
         },
     }
     s = load_settings(None, tree, env_file=None, secrets_dir=None)
-    task, stop, box = await start(s, "paper-fills")
     price = 60_000.0
-    try:
+    async with running(s, "paper-fills") as engine:
         for step in range(400):
             price *= 1.0002 if step % 2 else 0.9999
             emu.set_price(BTC, round(price, 1))
             await asyncio.sleep(0.05)
             if len(round_trips(recorded(s.state.dir))) >= 3:
                 break
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    finally:
-        stop.set()
-    core = box[0].executor.exchange.core
+    core = engine.executor.exchange.core
     rows = recorded(s.state.dir)
     assert len(round_trips(rows)) >= 3
     truth = {str(f.id): f for f in core.fills}
@@ -476,10 +448,9 @@ async def test_flatten_and_halt_closes_are_recorded_with_their_roles(
     emu = emulator
     s = fills_settings(tmp_path, emu)
     state = s.state.dir
-    task, stop, box = await start(s, "fills-halt")
-    try:
+    async with running(s, "fills-halt") as engine:
         await open_position(emu, state)
-        assert await box[0].job_flatten(tries=5, wait_s=0.2)
+        assert await engine.job_flatten(tries=5, wait_s=0.2)
         assert emu.core.position(BTC) is None
         await until(lambda: any(r.role == "flatten" for r in recorded(state)), "the flatten fill")
         emu.open_external_position(BTC, "buy", 0.01)  # opened by hand: adopted and guarded
@@ -488,10 +459,6 @@ async def test_flatten_and_halt_closes_are_recorded_with_their_roles(
         assert result.exit_code == 0, result.output
         await until(lambda: emu.core.position(BTC) is None, "the halt's close")
         await until(lambda: any(r.role == "halt" for r in recorded(state)), "the halt fill")
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    finally:
-        stop.set()
     rows = recorded(state)
     assert_same_fills(emu, rows)
     assert [r.role for r in rows] == ["entry", "flatten", "manual", "halt"]

@@ -62,9 +62,14 @@ max_stopouts_per_day = 1000
     return cfg
 
 
-async def spawn(cfg: Path, tmp: Path) -> asyncio.subprocess.Process:
+async def spawn(
+    cfg: Path, tmp: Path, *args: str, env_extra: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """``guardbot run --config cfg [args]`` as a process in ``tmp`` (JSON log in bot.log), with
+    no GUARDBOT_ variable of the developer's shell (``env_extra`` adds some)."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GUARDBOT_")}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env.update(env_extra or {})
     log = (tmp / "bot.log").open("ab")
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -73,6 +78,7 @@ async def spawn(cfg: Path, tmp: Path) -> asyncio.subprocess.Process:
         "run",
         "--config",
         str(cfg),
+        *args,
         "--log-format",
         "json",
         cwd=tmp,
