@@ -53,6 +53,18 @@ def test_market_order_fills_at_last_with_taker_fee_and_margin() -> None:
     assert pos["maintenanceMargin"] == pytest.approx(5_000 * 0.004)
 
 
+def test_holding_is_the_open_position_side_and_size() -> None:
+    core = make()
+    core.on_price(BTC, 50_000, T0)
+    assert core.holding(BTC) is None
+    core.create_order(BTC, "market", "sell", 0.1)
+    assert core.holding(BTC) == ("short", 0.1)
+    core.create_order(BTC, "market", "buy", 0.04, params={"reduceOnly": True})
+    assert core.holding(BTC) == ("short", pytest.approx(0.06))
+    core.create_order(BTC, "market", "buy", 0.06, params={"reduceOnly": True})
+    assert core.holding(BTC) is None
+
+
 def test_slippage_bps_and_participation_are_adverse() -> None:
     core = make(slippage_bps=2, participation_coef=0.5)
     core.on_price(BTC, 50_000, T0)

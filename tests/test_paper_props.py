@@ -1,7 +1,8 @@
 """Invariants of the paper exchange under random order flow and prices (hypothesis).
 
 - rounding equals ccxt's own ``amount_to_precision`` / ``price_to_precision`` (binanceusdm,
-  TICK_SIZE mode, fed our market dicts) -- ccxt is the oracle here;
+  TICK_SIZE mode, fed our market dicts), asked twice (the book remembers), and orders'
+  datetime strings equal ccxt's ``iso8601`` -- ccxt is the oracle here;
 - money is conserved: wallet = start + realised PnL - fees + funding (fees include partial
   liquidation fees), from the accumulators and from the fill and funding records alike;
 - no position is left liquidatable after a price point (checked with the guards' math);
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from guards.liquidation import liquidation_stage
 from paper.config import PaperConfig
 from paper.core import PaperCore
+from paper.core.records import iso8601
 from paper.markets import load_markets
 
 BTC = "BTC/USDT:USDT"
@@ -48,20 +50,27 @@ def test_rounding_matches_ccxt(symbol: str, amount: float, price: float) -> None
         expected_amount = None
     minimum = MARKETS[symbol].rules.min_amount
     maximum = MARKETS[symbol].max_amount or float("inf")
-    if expected_amount is None or not minimum <= expected_amount <= maximum:
-        with pytest.raises(ccxt.InvalidOrder):
-            CORE.amount_to_precision(symbol, amount)
-    else:
-        assert CORE.amount_to_precision(symbol, amount) == expected_amount
     try:
         expected_price: float | None = float(ORACLE.price_to_precision(symbol, price))
     except ccxt.InvalidOrder:
         expected_price = None
-    if expected_price is None:
-        with pytest.raises(ccxt.InvalidOrder):
-            CORE.price_to_precision(symbol, price)
-    else:
-        assert CORE.price_to_precision(symbol, price) == expected_price
+    for _ in range(2):  # the second time from the book's rounding memo
+        if expected_amount is None or not minimum <= expected_amount <= maximum:
+            with pytest.raises(ccxt.InvalidOrder):
+                CORE.amount_to_precision(symbol, amount)
+        else:
+            assert CORE.amount_to_precision(symbol, amount) == expected_amount
+        if expected_price is None:
+            with pytest.raises(ccxt.InvalidOrder):
+                CORE.price_to_precision(symbol, price)
+        else:
+            assert CORE.price_to_precision(symbol, price) == expected_price
+
+
+@settings(max_examples=300, deadline=None)
+@given(ts_ms=st.integers(min_value=0, max_value=4_102_444_799_999))
+def test_order_datetime_matches_ccxt(ts_ms: int) -> None:
+    assert iso8601(ts_ms) == ccxt.Exchange.iso8601(ts_ms)
 
 
 # ---------------------------------------------------------------- random sessions

@@ -141,7 +141,7 @@ class Replay:
         router = self.router
         for sym in self.symbols:
             router.cancel_entries(sym)
-            if self.core.position(sym) is not None:
+            if self.core.holding(sym) is not None:
                 self.interventions["no_overnight"] += 1
                 self.actions.setdefault("no_overnight", Counter())["close"] += 1
                 if self.curve is not None:
@@ -315,7 +315,7 @@ class Replay:
         core = self.core
         for event in events:
             if type(event) is Trade:
-                if event.reason in _CLOSE_REASONS and core.position(event.symbol) is None:
+                if event.reason in _CLOSE_REASONS and core.holding(event.symbol) is None:
                     self.engine.on_position_closed(
                         event.symbol,
                         event.reason,  # type: ignore[arg-type]

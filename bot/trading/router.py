@@ -70,6 +70,8 @@ class Router:
         self._seq = 0
         self._setup: dict[str, tuple[str, float]] = {}
         self._events: list[CoreEvent] = []
+        #: The module logger bound once (the lazy proxy would rebuild it on every note).
+        self._log = log.bind()
 
     def take_events(self) -> tuple[CoreEvent, ...]:
         """What the orders sent since the last call caused (fills and the trades they closed),
@@ -119,8 +121,8 @@ class Router:
                 return False
             return True
         if isinstance(request, ReadPosition):
-            pos = core.position(request.symbol)
-            return None if pos is None else Held(pos.side, pos.amount)
+            held = core.holding(request.symbol)
+            return None if held is None else Held(*held)
         if isinstance(request, ReadOrders):
             return core.open_orders(request.symbol)
         if isinstance(request, ReadStep):
@@ -135,7 +137,7 @@ class Router:
         if isinstance(request, Exclusive):  # one flow at a time here anyway
             return None
         level = "warning" if request.level == "critical" else "debug"
-        getattr(log, level)(request.event, **request.fields)
+        getattr(self._log, level)(request.event, **request.fields)
         return None
 
     # ------------------------------------------------------------------ plans

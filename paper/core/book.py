@@ -36,6 +36,8 @@ class Book:
     """Everything about one symbol; the hot path reads only its plain attributes."""
 
     __slots__ = (
+        "_amounts",
+        "_prices",
         "active",
         "amount_step",
         "dynamic",
@@ -100,6 +102,9 @@ class Book:
         self.tiers: tuple[Tier, ...] = self.rules.tiers
         self.amount_step = r.amount_step
         self.price_step = r.price_step
+        #: ccxt's rounding of each amount and price seen (orders of one position repeat them).
+        self._amounts: dict[float, float] = {}
+        self._prices: dict[float, float] = {}
         self.leverage = config.default_leverage
         self.margin_mode: MarginMode = config.default_margin_mode
         self.last = math.nan
@@ -196,10 +201,12 @@ class Book:
 
     def amount_to_precision(self, amount: float) -> float:
         """``amount`` truncated to the step as ccxt does; below step or minimum -> InvalidOrder."""
-        if not (amount > 0 and math.isfinite(amount)):
-            raise InvalidOrder(f"paper amount must be positive, not {amount}")
-        text = decimal_to_precision(amount, TRUNCATE, self.amount_step, TICK_SIZE)
-        qty = float(text)
+        qty = self._amounts.get(amount)
+        if qty is None:
+            if not (amount > 0 and math.isfinite(amount)):
+                raise InvalidOrder(f"paper amount must be positive, not {amount}")
+            qty = float(decimal_to_precision(amount, TRUNCATE, self.amount_step, TICK_SIZE))
+            _remember(self._amounts, amount, qty)
         if qty <= 0.0:
             raise InvalidOrder(
                 f"paper amount of {self.symbol} must be greater than minimum amount precision of "
@@ -214,12 +221,25 @@ class Book:
 
     def price_to_precision(self, price: float) -> float:
         """``price`` rounded to the tick as ccxt does; zero after rounding -> InvalidOrder."""
-        if not (price > 0 and math.isfinite(price)):
-            raise InvalidOrder(f"paper price must be positive, not {price}")
-        px = float(decimal_to_precision(price, ROUND, self.price_step, TICK_SIZE))
+        px = self._prices.get(price)
+        if px is None:
+            if not (price > 0 and math.isfinite(price)):
+                raise InvalidOrder(f"paper price must be positive, not {price}")
+            px = float(decimal_to_precision(price, ROUND, self.price_step, TICK_SIZE))
+            _remember(self._prices, price, px)
         if px <= 0.0:
             raise InvalidOrder(
                 f"paper price of {self.symbol} must be greater than minimum price precision of "
                 f"{self.price_step}"
             )
         return px
+
+
+#: Values a book's rounding memo keeps before it starts afresh (bounds its memory).
+_MEMO_LIMIT = 4096
+
+
+def _remember(memo: dict[float, float], key: float, value: float) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value

@@ -45,7 +45,7 @@ from ccxt.base.errors import (
     OrderNotFound,
 )
 
-from guards import Account, MarginMode, MarketRules, Position
+from guards import Account, MarginMode, MarketRules, Position, Side
 from paper.config import PaperConfig
 from paper.core import snapshot as snap_io
 from paper.core import views
@@ -483,6 +483,12 @@ class PaperCore:
     def free_margin(self) -> float:
         """Available balance: cross wallet + cross uPnL - cross initial margin - order margin."""
         return self._ledger.free_margin
+
+    def holding(self, symbol: str) -> tuple[Side, float] | None:
+        """``(side, amount)`` of ``symbol``'s open position, or None (``position`` without
+        building the guards' view)."""
+        pos = self._book(symbol).pos
+        return None if pos is None else (pos.side, pos.amount)
 
     def position(self, symbol: str) -> Position | None:
         """The guards' ``Position`` of ``symbol`` (with its live stop / take-profit), or None."""

@@ -12,8 +12,8 @@ and the step-grid ``snap``.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias
 
 from guards import MarginMode, Side
@@ -41,8 +41,8 @@ def iso8601(ts_ms: int | None) -> str | None:
     """ccxt's datetime string for an epoch-ms timestamp."""
     if ts_ms is None:
         return None
-    dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+    seconds, ms = divmod(ts_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
 
 
 def next_funding_time(ts_ms: int) -> int:
