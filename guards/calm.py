@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
@@ -46,20 +46,30 @@ class Calm:
     def merge(self, other: Calm) -> Calm:
         """Both calms at once: the earlier time, the narrower bands, the higher floors."""
         bands = dict(self.bands)
-        for symbol, (lo, hi) in other.bands.items():
-            old = bands.get(symbol)
-            bands[symbol] = (lo, hi) if old is None else (max(lo, old[0]), min(hi, old[1]))
-        limits = self.loss_limits
-        if other.loss_limits is not None:
-            limits = (
-                other.loss_limits
-                if limits is None
-                else (max(limits[0], other.loss_limits[0]), max(limits[1], other.loss_limits[1]))
-            )
+        _narrow(bands, other.bands)
+        limits = _higher(self.loss_limits, other.loss_limits)
         return Calm(min(self.until, other.until), bands, limits, self.account or other.account)
 
     def band(self, symbol: str) -> tuple[float, float] | None:
         return self.bands.get(symbol)
+
+
+def _narrow(bands: dict[str, tuple[float, float]], more: Mapping[str, tuple[float, float]]) -> None:
+    """Narrow ``bands`` in place to their intersection with ``more`` (symbol by symbol)."""
+    for symbol, (lo, hi) in more.items():
+        old = bands.get(symbol)
+        bands[symbol] = (lo, hi) if old is None else (max(lo, old[0]), min(hi, old[1]))
+
+
+def _higher(
+    limits: tuple[float, float] | None, more: tuple[float, float] | None
+) -> tuple[float, float] | None:
+    """The higher of two ``loss_limits`` factor pairs, factor by factor (None: no limit)."""
+    if more is None:
+        return limits
+    if limits is None:
+        return more
+    return (max(limits[0], more[0]), max(limits[1], more[1]))
 
 
 #: A rule's answer when its sweep depends on nothing that moves while the account is unchanged.
@@ -94,13 +104,22 @@ def calm_of(
     halt = state.halt
     if halt is not None and halt.until is not None:
         until = min(until, halt.until)
-    calm = Calm(until=until)
+    # every rule's part merged as ``Calm.merge`` does, into one Calm at the end
+    bands: dict[str, tuple[float, float]] | None = None
+    limits: tuple[float, float] | None = None
     for rule in sweepers:
         part = rule.calm(ctx)
         if part is None:
             return None
-        calm = calm.merge(part)
-    return replace(calm, account=ctx.account)
+        if part.until < until:
+            until = part.until
+        if part.bands:
+            if bands is None:
+                bands = dict(part.bands)
+            else:
+                _narrow(bands, part.bands)
+        limits = _higher(limits, part.loss_limits)
+    return Calm(until, NO_BANDS if bands is None else bands, limits, ctx.account)
 
 
 def above_floors(calm: Calm, state: GuardState, equity: float) -> bool:

@@ -26,6 +26,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from datetime import UTC, datetime
 from typing import Any
 
@@ -187,12 +188,12 @@ class Replay:
         n = sum(len(f.candles) for f in feeds)
         first_ts = min((f.candles.ts[0] for f in feeds if len(f.candles)), default=0)
         jobs = self.jobs or self.schedule(first_ts / 1000.0)
-        rows: Iterable[tuple[int, tuple[int, float, float, float, float, float]]]
-        if len(feeds) == 1:
-            rows = ((0, row) for row in zip(*columns[0], strict=True))
+        rows: Iterable[tuple[int, int, float, float, float, float, float]]
+        if len(feeds) == 1:  # (feed index, ts, open, high, low, close, volume), zipped in C
+            rows = zip(repeat(0), *columns[0])
         else:
             rows = (
-                (k, tuple(col[i] for col in columns[k]))  # type: ignore[misc]
+                (k, *(col[i] for col in columns[k]))  # type: ignore[misc]
                 for _, k, i in merge(*(f.candles for f in feeds))
             )
         beat_every = self.settings.state.heartbeat_s
@@ -214,7 +215,7 @@ class Replay:
         next_day = (first_ts // 86_400_000 + 1) * 86_400.0
         next_due_ms = jobs.next_due * 1000.0  # jobs run at the first price at or after this
         lo_b, hi_b = self.lo, self.hi  # the calm's band, re-read after whatever may move it
-        for done, (k, (ts, o, h, lo, c, v)) in enumerate(rows, 1):
+        for done, (k, ts, o, h, lo, c, v) in enumerate(rows, 1):
             if k != current:
                 current = k
                 symbol, tf, t1, t2, t3, marks, mark_index = consts[k]

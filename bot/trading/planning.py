@@ -271,5 +271,8 @@ def action_client_id(seed: str, role: str, symbol: str, what: str) -> str:
 
 def _cid(role: str, payload: str) -> str:
     digest = hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
-    letter = "".join(c for c in role.lower() if c.isalnum())[:1] or "x"
+    if len(role) == 1 and role.isalnum():  # every caller's role ("e", "s", "t", ...)
+        letter = role.lower()
+    else:
+        letter = "".join(c for c in role.lower() if c.isalnum())[:1] or "x"
     return f"gb{letter}{digest}"
