@@ -192,3 +192,17 @@ async def test_orders_and_fills_are_identical_to_the_cent(tmp_path: Path, data: 
     # every stop went out on the mark price, as the venue layer asks for
     stops = [o for o in replay_core.snapshot()["orders"] if o["trigger"] is not None]
     assert stops and all(o["on_mark"] for o in stops)
+
+
+def test_the_replay_router_answers_every_request_of_the_flows() -> None:
+    """Replay's sender interprets every request the shared flows can make (a flow step it did
+    not know would end the replay with a KeyError)."""
+    from typing import get_args
+
+    from bot.trading.flows import Request
+    from bot.trading.router import Router
+    from paper.config import PaperConfig
+
+    router = Router(PaperCore(PaperConfig(), load_markets([BTC])))
+    assert len(get_args(Request)) == 8
+    assert set(get_args(Request)) <= set(router._answers)

@@ -14,7 +14,7 @@ what the orders it sent caused (fills, the trades they closed) is handed on by `
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 import structlog
@@ -26,6 +26,7 @@ from bot.trading.flows import (
     Cancel,
     Exclusive,
     Held,
+    Note,
     Place,
     ReadOrders,
     ReadPosition,
@@ -72,6 +73,17 @@ class Router:
         self._events: list[CoreEvent] = []
         #: The module logger bound once (the lazy proxy would rebuild it on every note).
         self._log = log.bind()
+        #: How each kind of request is answered (every member of ``Request``).
+        self._answers: dict[type, Callable[[Any], Any]] = {
+            Place: self._place,
+            Cancel: self._cancel,
+            ReadPosition: self._read_position,
+            ReadOrders: self._read_orders,
+            ReadStep: self._read_step,
+            Setup: self._setup_symbol,
+            Exclusive: self._exclusive,
+            Note: self._note,
+        }
 
     def take_events(self) -> tuple[CoreEvent, ...]:
         """What the orders sent since the last call caused (fills and the trades they closed),
@@ -104,41 +116,49 @@ class Router:
                     self.rejects += 1
 
     def _answer(self, request: Request) -> Any:
+        return self._answers[type(request)](request)
+
+    def _place(self, request: Place) -> Any:
         core = self.core
-        if isinstance(request, Place):
-            req = self.venue.request(request.spec)
-            params = {**req.params, "clientOrderId": request.client_id}
-            order = core.create_order(req.symbol, req.type, req.side, req.amount, req.price, params)
-            events = core.order_events()
-            if events:
-                self._events.extend(events)
-            return order
-        if isinstance(request, Cancel):
-            standing = request.order
-            try:
-                core.cancel_order(str(standing["id"]), str(standing["symbol"]))
-            except OrderNotFound:  # gone already (filled, or cancelled with its position)
-                return False
-            return True
-        if isinstance(request, ReadPosition):
-            held = core.holding(request.symbol)
-            return None if held is None else Held(*held)
-        if isinstance(request, ReadOrders):
-            return core.open_orders(request.symbol)
-        if isinstance(request, ReadStep):
-            return core.market_rules(request.symbol).amount_step
-        if isinstance(request, Setup):
-            wanted = (request.margin_mode, request.leverage)
-            if self._setup.get(request.symbol) != wanted:
-                core.set_margin_mode(request.margin_mode, request.symbol)
-                core.set_leverage(request.leverage, request.symbol)
-                self._setup[request.symbol] = wanted
-            return None
-        if isinstance(request, Exclusive):  # one flow at a time here anyway
-            return None
+        req = self.venue.request(request.spec)
+        params = {**req.params, "clientOrderId": request.client_id}
+        order = core.create_order(req.symbol, req.type, req.side, req.amount, req.price, params)
+        events = core.order_events()
+        if events:
+            self._events.extend(events)
+        return order
+
+    def _cancel(self, request: Cancel) -> bool:
+        standing = request.order
+        try:
+            self.core.cancel_order(str(standing["id"]), str(standing["symbol"]))
+        except OrderNotFound:  # gone already (filled, or cancelled with its position)
+            return False
+        return True
+
+    def _read_position(self, request: ReadPosition) -> Held | None:
+        held = self.core.holding(request.symbol)
+        return None if held is None else Held(*held)
+
+    def _read_orders(self, request: ReadOrders) -> list[dict[str, Any]]:
+        return self.core.open_orders(request.symbol)
+
+    def _read_step(self, request: ReadStep) -> float:
+        return self.core.market_rules(request.symbol).amount_step
+
+    def _setup_symbol(self, request: Setup) -> None:
+        wanted = (request.margin_mode, request.leverage)
+        if self._setup.get(request.symbol) != wanted:
+            self.core.set_margin_mode(request.margin_mode, request.symbol)
+            self.core.set_leverage(request.leverage, request.symbol)
+            self._setup[request.symbol] = wanted
+
+    def _exclusive(self, request: Exclusive) -> None:
+        return None  # one flow at a time here anyway
+
+    def _note(self, request: Note) -> None:
         level = "warning" if request.level == "critical" else "debug"
         getattr(self._log, level)(request.event, **request.fields)
-        return None
 
     # ------------------------------------------------------------------ plans
 
