@@ -14,6 +14,7 @@ what the orders it sent caused (fills, the trades they closed) is handed on by `
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
@@ -73,6 +74,8 @@ class Router:
         self._events: list[CoreEvent] = []
         #: The module logger bound once (the lazy proxy would rebuild it on every note).
         self._log = log.bind()
+        #: Whether debug notes are logged at all (replay's notes are debug: skip building them).
+        self._debug = self._log.is_enabled_for(logging.DEBUG)
         #: How each kind of request is answered (every member of ``Request``).
         self._answers: dict[type, Callable[[Any], Any]] = {
             Place: self._place,
@@ -157,8 +160,10 @@ class Router:
         return None  # one flow at a time here anyway
 
     def _note(self, request: Note) -> None:
-        level = "warning" if request.level == "critical" else "debug"
-        getattr(self._log, level)(request.event, **request.fields)
+        if request.level == "critical":
+            self._log.warning(request.event, **request.fields)
+        elif self._debug:
+            self._log.debug(request.event, **request.fields)
 
     # ------------------------------------------------------------------ plans
 
