@@ -13,7 +13,7 @@ every rule whose resize changed the size or the leverage, in evaluation order.
 Fail closed: an exception in a rule → ``rule_error`` naming the rule; no market rules for the
 symbol → ``missing_market``; a missing mark, or one older than ``stale_price_s`` (for the
 symbol or any open position) → ``stale_price``; a non-positive or non-finite amount, price or
-leverage → ``invalid_intent``.
+leverage → ``invalid_intent`` (the data check, ``guards.datacheck``).
 
 Risk-reducing orders always pass, before any check: ``reduce_only=True``, or the opposite side
 of an open position with an amount ≤ its size (``Decision.code`` ``reduce_only``/``closing``,
@@ -59,7 +59,8 @@ from guards.account import LiquidationMemo, account_view, position_liquidation
 from guards.actions import order_actions
 from guards.calm import Calm, above_floors, calm_of
 from guards.config import GuardsConfig
-from guards.intents import adjusted, invalid_reason
+from guards.datacheck import data_verdict
+from guards.intents import adjusted
 from guards.rules import REGISTRY
 from guards.rules.base import STOP_ONLY_CODES, Rule, RuleEnv, overrides
 from guards.rules.clock import DayClock
@@ -239,7 +240,7 @@ class GuardEngine:
             verdicts.append(verdict)
             if verdict.outcome == "reject" and first is None:
                 first = verdict
-        data = self._data(setup, intent, ctx)
+        data = data_verdict(intent, ctx, setup.config.stale_price_s)
         verdicts.append(data)
         if data.outcome == "reject":
             verdicts.extend(setup.not_evaluated)
@@ -305,62 +306,6 @@ class GuardEngine:
             f"{first.rule}: {first.reason}",
             tuple(verdicts),
             cur.stop_price,
-        )
-
-    def _data(self, setup: _Setup, intent: OrderIntent, ctx: GuardContext) -> Verdict:
-        symbol = intent.symbol
-        market = ctx.markets.get(symbol)
-        if market is None or not market.tiers:
-            what = "no market rules" if market is None else "no leverage tiers"
-            return Verdict("data", "reject", "missing_market", f"{what} for {symbol}")
-        stale_s = setup.config.stale_price_s
-        now = ctx.now
-        mark = ctx.marks.get(symbol)
-        if mark is None:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"no mark price for {symbol}",
-                None,
-                {"age_s": None},
-            )
-        age = now - mark.ts
-        if not age <= stale_s:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"mark of {symbol} is {age:.1f} s old (max {stale_s:g} s)",
-                None,
-                {"symbol": symbol, "age_s": age, "stale_price_s": stale_s},
-            )
-        problem = invalid_reason(intent, mark.price)
-        if problem:
-            return Verdict("data", "reject", "invalid_intent", problem)
-        view = account_view(ctx)
-        if view.missing_mark is not None:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"no mark price for open position {view.missing_mark}",
-                None,
-                {"symbol": view.missing_mark, "age_s": None},
-            )
-        oldest = now - view.oldest_mark_ts
-        if oldest > stale_s:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"mark of open position {view.oldest_symbol} is {oldest:.1f} s old "
-                f"(max {stale_s:g} s)",
-                None,
-                {"symbol": view.oldest_symbol, "age_s": oldest, "stale_price_s": stale_s},
-            )
-        return Verdict(
-            "data", "allow", "ok", "", None, {"now": now, "mark": mark.price, "age_s": age}
         )
 
     def approve(self, decision: Decision, ts: float | None = None) -> ApprovedOrder:
