@@ -228,7 +228,7 @@ class Verdict:
         figures: Mapping[str, Figure] = EMPTY_FIGURES,
     ) -> None:
         # Same as the generated __init__, storing through the slots (see _slot_setters).
-        s = _VERDICT_SLOTS
+        s = VERDICT_SETTERS
         s[0](self, rule)
         s[1](self, outcome)
         s[2](self, code)
@@ -282,11 +282,14 @@ def _slot_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
     the slot descriptors gives the same object for about half the cost. ``Verdict`` and
     ``Decision`` spell out that ``__init__`` (same parameters and defaults, which
     tests/test_types.py compares with the fields); assignment afterwards still raises.
+    ``guards.rules.base.Rule``'s verdict builders store through ``VERDICT_SETTERS`` directly on
+    an ``object.__new__(Verdict)``, the same object without the call to ``__init__``.
     """
     return tuple(getattr(cls, f.name).__set__ for f in fields(cls))
 
 
-_VERDICT_SLOTS = _slot_setters(Verdict)
+#: The slot setters of ``Verdict``'s fields, in field order (``_slot_setters``).
+VERDICT_SETTERS = _slot_setters(Verdict)
 _DECISION_SLOTS = _slot_setters(Decision)
 
 

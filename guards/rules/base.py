@@ -46,6 +46,7 @@ from guards.state import GuardState, SymbolState
 from guards.stops import round_price_away
 from guards.types import (
     EMPTY_FIGURES,
+    VERDICT_SETTERS,
     Action,
     ActionKind,
     Figure,
@@ -77,6 +78,9 @@ __all__ = [
     "position_margin",
     "round_price_away",
 ]
+
+_new = object.__new__
+_RULE, _OUTCOME, _CODE, _REASON, _AMOUNT, _FIGURES = VERDICT_SETTERS
 
 #: Codes of ``resize`` verdicts that only supply the order's stop (the size is unchanged).
 STOP_ATTACHED = "stop_attached"
@@ -162,18 +166,41 @@ class Rule(Generic[C]):
         """Market-wide liquidated notional of the symbol (``GuardEngine.on_liquidations``)."""
 
     # -- verdict and action builders ------------------------------------------------------
+    # Each is ``Verdict(self.name, outcome, code, reason, amount, figures)``, stored through
+    # the slot setters (``guards.types._slot_setters``) without the call to ``__init__``.
     def allow(self, figures: Mapping[str, Figure] = EMPTY_FIGURES, reason: str = "") -> Verdict:
-        return Verdict(self.name, "allow", "ok", reason, None, figures)
+        v: Verdict = _new(Verdict)
+        _RULE(v, self.name)
+        _OUTCOME(v, "allow")
+        _CODE(v, "ok")
+        _REASON(v, reason)
+        _AMOUNT(v, None)
+        _FIGURES(v, figures)
+        return v
 
     def reject(
         self, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        return Verdict(self.name, "reject", code, reason, None, figures)
+        v: Verdict = _new(Verdict)
+        _RULE(v, self.name)
+        _OUTCOME(v, "reject")
+        _CODE(v, code)
+        _REASON(v, reason)
+        _AMOUNT(v, None)
+        _FIGURES(v, figures)
+        return v
 
     def resize(
         self, amount: float, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        return Verdict(self.name, "resize", code, reason, amount, figures)
+        v: Verdict = _new(Verdict)
+        _RULE(v, self.name)
+        _OUTCOME(v, "resize")
+        _CODE(v, code)
+        _REASON(v, reason)
+        _AMOUNT(v, amount)
+        _FIGURES(v, figures)
+        return v
 
     def action(
         self,
