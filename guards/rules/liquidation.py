@@ -87,6 +87,9 @@ class Liquidation(Rule[LiquidationConfig]):
         super().__init__(config, env)
         #: The circuit breaker's settings (its ``tighten_reduce_at_pct`` while it is open).
         self.breaker = env.peer(CircuitBreakerConfig)
+        buffer = config.stop_buffer_pct / 100.0
+        #: ``1 + s * stop_buffer_pct / 100`` for a long (s = 1) and a short (s = -1).
+        self.stop_factor = (1.0 + buffer, 1.0 - buffer)
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
@@ -143,7 +146,7 @@ class Liquidation(Rule[LiquidationConfig]):
         stop = intent.stop_price
         if liq is None:
             return self.allow({"liq_price": None, "mark": mark, "stop": stop})
-        distance = liq_distance_pct(s, mark, liq)
+        distance = s * (mark - liq) / mark * 100.0  # liq_distance_pct, in line
         figures: dict[str, Figure] = {
             "liq_price": liq,
             "mark": mark,
@@ -160,7 +163,7 @@ class Liquidation(Rule[LiquidationConfig]):
                 figures,
             )
         if stop is not None:
-            required = liq * (1.0 + s * cfg.stop_buffer_pct / 100.0)
+            required = liq * self.stop_factor[0 if s > 0 else 1]
             buffer = s * (stop / liq - 1.0) * 100.0
             figures["stop_limit"] = required
             figures["buffer_pct"] = buffer

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from guards.calm import Calm
-from guards.rules.base import Rule, RuleConfig, account_view
+from guards.rules.base import Rule, RuleConfig, RuleEnv, account_view
 from guards.rules.clock import HHMM_PATTERN, check_timezone
 from guards.state import Halt
 from guards.types import Action, GuardContext, OrderIntent, Verdict
@@ -65,16 +65,24 @@ class LossLimit(Rule[LossLimitConfig]):
     name = "loss_limit"
     config_model = LossLimitConfig
 
+    def __init__(self, config: LossLimitConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        self.day = env.day
+
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
         state = self.state
         equity = account_view(ctx).equity
-        baseline = state.day_start_equity if state.day_key == self.env.day.key(ctx.now) else None
+        baseline = state.day_start_equity if state.day_key == self.day.key(ctx.now) else None
         peak = state.equity_peak
         if peak is None or equity > peak:
             peak = equity
-        daily = loss_pct(baseline, equity)
-        drawdown = loss_pct(peak, equity)
+        # loss_pct of the baseline and of the peak, in line
+        if baseline is None or baseline <= 0.0:
+            daily = 0.0
+        else:
+            daily = (baseline - equity) / baseline * 100.0
+        drawdown = 0.0 if peak <= 0.0 else (peak - equity) / peak * 100.0
         figures = {
             "equity": equity,
             "day_start_equity": baseline,
