@@ -210,7 +210,9 @@ class GuardEngine:
                 )
         now = ctx.now
         first: Verdict | None = None
-        halt = self.state.active_halt(now)
+        halt = self.state.halt  # GuardState.active_halt, in line
+        if halt is not None and not halt.active(now):
+            halt = None
         if halt is None:
             verdicts: list[Verdict] = [self.HALT_OK]
         else:
@@ -435,10 +437,13 @@ class GuardEngine:
     def on_equity(self, equity: float, ts: float) -> None:
         """Track the equity peak and the trading day's baseline (rolling the day if needed)."""
         state = self.state
-        state.roll_day(self._setup.day.key(ts))
+        key = self._setup.day.key(ts)
+        if key != state.day_key:  # GuardState.roll_day's own test, asked first
+            state.roll_day(key)
         if state.day_start_equity is None:
             state.day_start_equity = equity
-        if state.equity_peak is None or equity > state.equity_peak:
+        peak = state.equity_peak
+        if peak is None or equity > peak:
             state.equity_peak = equity
 
     def on_position_closed(self, symbol: str, reason: CloseReason, pnl: float, ts: float) -> None:
@@ -490,10 +495,13 @@ class GuardEngine:
         self, symbol: str, open: float, high: float, low: float, close: float, ts: float
     ) -> None:
         """A candle closed at ``ts``: ``on_candle`` with it, then ``on_price`` with its close."""
-        candles = self._setup.candle_observers
-        prices = self._setup.price_observers
+        setup = self._setup
+        candles = setup.candle_observers
+        prices = setup.price_observers
         if candles or prices:
-            sub = self.state.symbol(symbol)
+            sub = self.state.symbols.get(symbol)
+            if sub is None:
+                sub = self.state.symbol(symbol)
             for rule in candles:
                 rule.observe_candle(sub, open, high, low, close, ts)
             for rule in prices:

@@ -38,7 +38,6 @@ from guards.rules.base import (
     below_minimum,
     entry_price,
     floor_to_step,
-    liq_distance_pct,
     position_liquidation,
     position_margin,
 )
@@ -214,15 +213,19 @@ class Liquidation(Rule[LiquidationConfig]):
         memo = self.env.liquidations
         symbols = self.state.symbols
         tighten = breaker.tighten_reduce_at_pct if breaker.enabled else 0.0
+        reduce_at_pct = cfg.reduce_at_pct
+        marks = ctx.marks
+        markets = ctx.markets
+        isolated = memo.isolated
         actions: list[Action] = []
         for symbol, p in ctx.account.positions.items():
-            mark_obj = ctx.marks.get(symbol)
-            market = ctx.markets.get(symbol)
+            mark_obj = marks.get(symbol)
+            market = markets.get(symbol)
             if mark_obj is None or market is None:
                 continue  # the engine reports missing data
             try:
                 if p.margin_mode == "isolated":  # the common case, straight to the memo
-                    liq = memo.isolated(p, market)
+                    liq = isolated(p, market)
                 else:
                     liq = position_liquidation(p, ctx, view, memo)
             except (KeyError, ValueError) as exc:
@@ -238,8 +241,9 @@ class Liquidation(Rule[LiquidationConfig]):
             if liq is None:
                 continue
             mark = mark_obj.price
-            distance = liq_distance_pct(p.sign, mark, liq)
-            reduce_at = cfg.reduce_at_pct
+            sign = 1 if p.side == "long" else -1  # Position.sign
+            distance = sign * (mark - liq) / mark * 100.0  # liq_distance_pct, in line
+            reduce_at = reduce_at_pct
             if distance > reduce_at and distance > tighten:
                 continue
             sub = symbols.get(symbol)
