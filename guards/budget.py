@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from guards.account import account_view, position_margin
+from guards.account import AccountView, account_view, position_margin
 from guards.state import GuardState
 from guards.types import GuardContext, Position
 
@@ -122,20 +122,24 @@ def budget_terms(
     drawdown_keep: float,
     stops: StopValues,
     exclude: str | None = None,
+    view: AccountView | None = None,
 ) -> BudgetTerms:
     """The fields of ``loss_budget`` as a tuple, for callers on a hot path that read a few.
 
     ``daily_keep`` is ``1 - max_daily_loss_pct / 100``, ``drawdown_keep`` ``1 -
-    max_drawdown_pct / 100``; ``stops`` must fit ``ctx`` (``StopValues.fits``).
+    max_drawdown_pct / 100``; ``stops`` must fit ``ctx`` (``StopValues.fits``); ``view``: the
+    context's ``account_view`` when the caller has it.
     """
-    equity = account_view(ctx).equity
+    if view is None:
+        view = account_view(ctx)
+    equity = view.equity
     base = state.day_start_equity if state.day_key == day_key else None
     if base is None:
         base = equity
     peak = state.equity_peak
     if peak is None or equity > peak:
         peak = equity
-    worst, unbounded = stops.worst_case(ctx, exclude)
+    worst, unbounded = stops.worst_case(ctx, exclude, view)
     return (equity, worst, base, base * daily_keep, peak, peak * drawdown_keep, unbounded)
 
 
@@ -226,15 +230,20 @@ class StopValues:
         """Were these values computed for ``ctx``'s very account, markets and ``slip``?"""
         return self.account is ctx.account and self.markets is ctx.markets and self.slip == slip
 
-    def worst_case(self, ctx: GuardContext, exclude: str | None = None) -> tuple[float, str | None]:
+    def worst_case(
+        self, ctx: GuardContext, exclude: str | None = None, view: AccountView | None = None
+    ) -> tuple[float, str | None]:
         """``(worst_equity, unbounded)``: the wallet plus every position but ``exclude`` closed
-        at its stop, and the first position no stop bounds (None when all are bounded)."""
+        at its stop, and the first position no stop bounds (None when all are bounded).
+        ``view``: the context's ``account_view`` when the caller has it."""
         worst = self.total
         values = self.values
         if exclude is not None:
             worst -= values.get(exclude, 0.0)
+        if view is None:
+            view = account_view(ctx)
         # only the positions whose mark is past their stop differ (found once per context)
-        for symbol in account_view(ctx).past_stop:
+        for symbol in view.past_stop:
             value = values.get(symbol)
             if value is None or symbol == exclude or symbol not in self.stopped:
                 continue

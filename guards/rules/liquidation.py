@@ -36,7 +36,6 @@ from guards.rules.base import (
     RuleEnv,
     account_view,
     below_minimum,
-    entry_price,
     floor_to_step,
     position_liquidation,
     position_margin,
@@ -95,7 +94,9 @@ class Liquidation(Rule[LiquidationConfig]):
         symbol = intent.symbol
         market = ctx.markets[symbol]
         mark = ctx.marks[symbol].price
-        price = entry_price(intent, mark)
+        price = intent.price  # entry_price, in line: the limit price, else the mark
+        if not (intent.order_type == "limit" and price is not None and price > 0.0):
+            price = mark
         s = 1 if intent.side == "long" else -1
         mode = intent.margin_mode
         amount = intent.amount

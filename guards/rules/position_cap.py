@@ -30,7 +30,6 @@ from guards.rules.base import (
     RuleEnv,
     account_view,
     below_minimum,
-    entry_price,
     floor_to_step,
     position_margin,
 )
@@ -74,7 +73,9 @@ class PositionCap(Rule[PositionCapConfig]):
         view = account_view(ctx)
         symbol = intent.symbol
         market = ctx.markets[symbol]
-        price = entry_price(intent, ctx.marks[symbol].price)
+        price = intent.price  # entry_price, in line: the limit price, else the mark
+        if not (intent.order_type == "limit" and price is not None and price > 0.0):
+            price = ctx.marks[symbol].price
         equity = view.equity
         if equity <= 0.0:
             return self.reject("no_equity", f"equity {equity:.2f} ≤ 0", {"equity": equity})

@@ -70,12 +70,12 @@ from guards.rules.base import (
     SET_STOP,
     STOP_ATTACHED,
     STOP_INHERITED,
+    AccountView,
     Rule,
     RuleConfig,
     RuleEnv,
     account_view,
     below_minimum,
-    entry_price,
     floor_to_step,
     round_price_away,
 )
@@ -144,16 +144,22 @@ class StopLoss(Rule[StopLossConfig]):
         #: The stop values of the last account judged (reused while that account object is)
         self._stops: StopValues | None = None
 
-    def _terms(self, ctx: GuardContext, exclude: str | None = None) -> BudgetTerms | None:
+    def _terms(
+        self, ctx: GuardContext, exclude: str | None = None, view: AccountView | None = None
+    ) -> BudgetTerms | None:
         """``budget``'s fields as a tuple (``guards.budget.budget_terms``)."""
         if self.limits is None:
             return None
         stops = self._stops
-        if stops is None or not stops.fits(ctx, self.slip):
-            stops = self._stops = StopValues(ctx, self.slip)
+        slip = self.slip
+        # StopValues.fits, in line
+        if stops is None or not (
+            stops.account is ctx.account and stops.markets is ctx.markets and stops.slip == slip
+        ):
+            stops = self._stops = StopValues(ctx, slip)
         daily_keep, drawdown_keep = self.keep
         return budget_terms(
-            ctx, self.state, self.day.key(ctx.now), daily_keep, drawdown_keep, stops, exclude
+            ctx, self.state, self.day.key(ctx.now), daily_keep, drawdown_keep, stops, exclude, view
         )
 
     def budget(self, ctx: GuardContext, exclude: str | None = None) -> LossBudget | None:
@@ -165,7 +171,10 @@ class StopLoss(Rule[StopLossConfig]):
         cfg = self.config
         symbol = intent.symbol
         market = ctx.markets[symbol]
-        price = entry_price(intent, ctx.marks[symbol].price)
+        mark = ctx.marks[symbol].price
+        price = intent.price  # entry_price, in line: the limit price, else the mark
+        if not (intent.order_type == "limit" and price is not None and price > 0.0):
+            price = mark
         s = 1 if intent.side == "long" else -1
         pos = ctx.account.positions.get(symbol)
         stop = intent.stop_price
@@ -201,7 +210,8 @@ class StopLoss(Rule[StopLossConfig]):
                     f"reward/risk {ratio:.2f} below {cfg.min_reward_risk:g}",
                     {"reward_risk": ratio, "min_reward_risk": cfg.min_reward_risk},
                 )
-        equity = account_view(ctx).equity
+        view = account_view(ctx)
+        equity = view.equity
         if equity <= 0.0:
             return self.reject("no_equity", f"equity {equity:.2f} ≤ 0", {"equity": equity})
         fee = market.taker_fee
@@ -227,7 +237,7 @@ class StopLoss(Rule[StopLossConfig]):
         if adjust:
             figures[SET_STOP] = stop
         cap, binding = budget, RISK_TOO_HIGH
-        terms = self._terms(ctx, exclude=symbol)
+        terms = self._terms(ctx, symbol, view)
         if terms is not None:
             _, worst, base, daily_floor, peak, drawdown_floor, unbounded = terms
             if unbounded is not None:
