@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from guards.account import account_view
 from guards.intents import invalid_reason
-from guards.types import GuardContext, OrderIntent, Verdict
+from guards.types import GuardContext, OrderIntent, Verdict, new_verdict
 
 __all__ = ["DATA", "data_verdict"]
 
@@ -73,4 +73,4 @@ def data_verdict(intent: OrderIntent, ctx: GuardContext, stale_s: float) -> Verd
             None,
             {"symbol": view.oldest_symbol, "age_s": oldest, "stale_price_s": stale_s},
         )
-    return Verdict(DATA, "allow", "ok", "", None, {"now": now, "mark": price, "age_s": age})
+    return new_verdict(DATA, "allow", "ok", "", None, {"now": now, "mark": price, "age_s": age})

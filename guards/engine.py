@@ -77,6 +77,7 @@ from guards.types import (
     Position,
     Verdict,
     approve,
+    new_decision,
 )
 
 __all__ = ["RISK_REDUCING_CODES", "CloseReason", "GuardEngine", "order_actions"]
@@ -287,7 +288,7 @@ class GuardEngine:
             return Decision(
                 "allow", cur, cur.amount, stop_source.code, reason, tuple(verdicts), cur.stop_price
             )
-        return Decision(
+        return new_decision(
             "allow", cur, cur.amount, "ok", "all guards passed", tuple(verdicts), cur.stop_price
         )
 

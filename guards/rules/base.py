@@ -46,7 +46,6 @@ from guards.state import GuardState, SymbolState
 from guards.stops import round_price_away
 from guards.types import (
     EMPTY_FIGURES,
-    VERDICT_SETTERS,
     Action,
     ActionKind,
     Figure,
@@ -54,6 +53,7 @@ from guards.types import (
     MarketRules,
     OrderIntent,
     Verdict,
+    VerdictDraft,
 )
 
 __all__ = [
@@ -80,7 +80,6 @@ __all__ = [
 ]
 
 _new = object.__new__
-_RULE, _OUTCOME, _CODE, _REASON, _AMOUNT, _FIGURES = VERDICT_SETTERS
 
 #: Codes of ``resize`` verdicts that only supply the order's stop (the size is unchanged).
 STOP_ATTACHED = "stop_attached"
@@ -166,41 +165,44 @@ class Rule(Generic[C]):
         """Market-wide liquidated notional of the symbol (``GuardEngine.on_liquidations``)."""
 
     # -- verdict and action builders ------------------------------------------------------
-    # Each is ``Verdict(self.name, outcome, code, reason, amount, figures)``, stored through
-    # the slot setters (``guards.types._slot_setters``) without the call to ``__init__``.
+    # Each is ``Verdict(self.name, outcome, code, reason, amount, figures)``, built as
+    # ``guards.types.new_verdict`` does (a ``VerdictDraft`` turned ``Verdict``), in line.
     def allow(self, figures: Mapping[str, Figure] = EMPTY_FIGURES, reason: str = "") -> Verdict:
-        v: Verdict = _new(Verdict)
-        _RULE(v, self.name)
-        _OUTCOME(v, "allow")
-        _CODE(v, "ok")
-        _REASON(v, reason)
-        _AMOUNT(v, None)
-        _FIGURES(v, figures)
-        return v
+        v = _new(VerdictDraft)
+        v.rule = self.name
+        v.outcome = "allow"
+        v.code = "ok"
+        v.reason = reason
+        v.amount = None
+        v.figures = figures
+        v.__class__ = Verdict  # type: ignore[assignment]
+        return v  # type: ignore[return-value]
 
     def reject(
         self, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        v: Verdict = _new(Verdict)
-        _RULE(v, self.name)
-        _OUTCOME(v, "reject")
-        _CODE(v, code)
-        _REASON(v, reason)
-        _AMOUNT(v, None)
-        _FIGURES(v, figures)
-        return v
+        v = _new(VerdictDraft)
+        v.rule = self.name
+        v.outcome = "reject"
+        v.code = code
+        v.reason = reason
+        v.amount = None
+        v.figures = figures
+        v.__class__ = Verdict  # type: ignore[assignment]
+        return v  # type: ignore[return-value]
 
     def resize(
         self, amount: float, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        v: Verdict = _new(Verdict)
-        _RULE(v, self.name)
-        _OUTCOME(v, "resize")
-        _CODE(v, code)
-        _REASON(v, reason)
-        _AMOUNT(v, amount)
-        _FIGURES(v, figures)
-        return v
+        v = _new(VerdictDraft)
+        v.rule = self.name
+        v.outcome = "resize"
+        v.code = code
+        v.reason = reason
+        v.amount = amount
+        v.figures = figures
+        v.__class__ = Verdict  # type: ignore[assignment]
+        return v  # type: ignore[return-value]
 
     def action(
         self,
