@@ -375,7 +375,7 @@ class GuardEngine:
                 errors.append(message)
                 actions.append(Action("halt", None, rule.name, "rule_error", message))
         self.last_sweep_errors = errors
-        return order_actions(actions)
+        return order_actions(actions) if actions else []  # (a new empty list either way)
 
     # -- skipping what cannot change a decision -----------------------------------------------
     def calm(self, ctx: GuardContext, refreshed: Collection[str] = ()) -> Calm | None:
