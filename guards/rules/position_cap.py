@@ -19,6 +19,7 @@ every cap; an order (resized or not) below the market's ``min_amount``/``min_not
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import Literal
 
 from pydantic import Field
@@ -108,6 +109,8 @@ class PositionCap(Rule[PositionCapConfig]):
                 )
             leverage = lev_cap
         table = tier_table(tiers)
+        index = bisect_left if table.inclusive else bisect_right  # TierTable.index, in line
+        uppers = table.uppers
         # Fit the size at this leverage; a larger notional may fall in a tier with a lower
         # maximum leverage, which lowers the leverage and the fit again (at most once per tier).
         for _ in range(len(tiers) + 1):
@@ -121,7 +124,7 @@ class PositionCap(Rule[PositionCapConfig]):
             held = existing_notional + fit * price
             if table.by_size:  # OKX's tiers are position sizes
                 held = (pos.amount if pos is not None else 0.0) + fit
-            tier_lev = tiers[table.index(held)].max_leverage
+            tier_lev = tiers[index(uppers, held)].max_leverage
             if leverage <= tier_lev * (1 + _EPS):
                 break
             if cfg.on_breach == "reject":
@@ -145,7 +148,12 @@ class PositionCap(Rule[PositionCapConfig]):
             "max_positions": max_positions,
         }
         if requested <= fit * (1 + _EPS) and leverage == intent.leverage:
-            if below_minimum(market, requested, price):
+            # below_minimum, in line
+            if (
+                requested <= 0.0
+                or requested < market.min_amount
+                or requested * price < market.min_notional
+            ):
                 return self._below_min(market.min_amount, market.min_notional, requested, figures)
             return self.allow(figures)
         if cfg.on_breach == "reject":
