@@ -25,15 +25,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from guards.account import account_view, position_margin
+from guards.account import AccountView, account_view, position_margin
 from guards.state import GuardState
 from guards.types import GuardContext, Position
 
 __all__ = [
     "DAILY_BUDGET",
     "DRAWDOWN_BUDGET",
+    "BudgetTerms",
     "LossBudget",
     "StopValues",
+    "budget_terms",
     "entry_loss",
     "exit_value",
     "loss_budget",
@@ -107,6 +109,40 @@ class LossBudget:
         return DAILY_BUDGET if self.daily_floor >= self.drawdown_floor else DRAWDOWN_BUDGET
 
 
+#: ``budget_terms``: (equity, worst_equity, day_start_equity, daily_floor, equity_peak,
+#: drawdown_floor, unbounded), the fields of a ``LossBudget`` in order.
+BudgetTerms = tuple[float, float, float, float, float, float, str | None]
+
+
+def budget_terms(
+    ctx: GuardContext,
+    state: GuardState,
+    day_key: str,
+    daily_keep: float,
+    drawdown_keep: float,
+    stops: StopValues,
+    exclude: str | None = None,
+    view: AccountView | None = None,
+) -> BudgetTerms:
+    """The fields of ``loss_budget`` as a tuple, for callers on a hot path that read a few.
+
+    ``daily_keep`` is ``1 - max_daily_loss_pct / 100``, ``drawdown_keep`` ``1 -
+    max_drawdown_pct / 100``; ``stops`` must fit ``ctx`` (``StopValues.fits``); ``view``: the
+    context's ``account_view`` when the caller has it.
+    """
+    if view is None:
+        view = account_view(ctx)
+    equity = view.equity
+    base = state.day_start_equity if state.day_key == day_key else None
+    if base is None:
+        base = equity
+    peak = state.equity_peak
+    if peak is None or equity > peak:
+        peak = equity
+    worst, unbounded = stops.worst_case(ctx, exclude, view)
+    return (equity, worst, base, base * daily_keep, peak, peak * drawdown_keep, unbounded)
+
+
 def loss_budget(
     ctx: GuardContext,
     state: GuardState,
@@ -125,24 +161,19 @@ def loss_budget(
     ``equity_peak`` or the equity now, whichever is higher. ``stops``: the ``StopValues`` of
     this context's account, when the caller keeps them (else computed here).
     """
-    equity = account_view(ctx).equity
-    base = state.day_start_equity if state.day_key == day_key else None
-    if base is None:
-        base = equity
-    peak = state.equity_peak
-    if peak is None or equity > peak:
-        peak = equity
     if stops is None or not stops.fits(ctx, slip):
+        account_view(ctx)  # the view first, as ever (its errors before the stop values')
         stops = StopValues(ctx, slip)
-    worst, unbounded = stops.worst_case(ctx, exclude)
     return LossBudget(
-        equity=equity,
-        worst_equity=worst,
-        day_start_equity=base,
-        daily_floor=base * (1.0 - max_daily_loss_pct / 100.0),
-        equity_peak=peak,
-        drawdown_floor=peak * (1.0 - max_drawdown_pct / 100.0),
-        unbounded=unbounded,
+        *budget_terms(
+            ctx,
+            state,
+            day_key,
+            1.0 - max_daily_loss_pct / 100.0,
+            1.0 - max_drawdown_pct / 100.0,
+            stops,
+            exclude,
+        )
     )
 
 
@@ -199,20 +230,27 @@ class StopValues:
         """Were these values computed for ``ctx``'s very account, markets and ``slip``?"""
         return self.account is ctx.account and self.markets is ctx.markets and self.slip == slip
 
-    def worst_case(self, ctx: GuardContext, exclude: str | None = None) -> tuple[float, str | None]:
+    def worst_case(
+        self, ctx: GuardContext, exclude: str | None = None, view: AccountView | None = None
+    ) -> tuple[float, str | None]:
         """``(worst_equity, unbounded)``: the wallet plus every position but ``exclude`` closed
-        at its stop, and the first position no stop bounds (None when all are bounded)."""
+        at its stop, and the first position no stop bounds (None when all are bounded).
+        ``view``: the context's ``account_view`` when the caller has it."""
         worst = self.total
         values = self.values
         if exclude is not None:
             worst -= values.get(exclude, 0.0)
+        if view is None:
+            view = account_view(ctx)
         # only the positions whose mark is past their stop differ (found once per context)
-        for symbol in account_view(ctx).past_stop:
+        for symbol in view.past_stop:
             value = values.get(symbol)
             if value is None or symbol == exclude or symbol not in self.stopped:
                 continue
             p = self.account.positions[symbol]
             fee = self.markets[symbol].taker_fee
             worst += exit_value(p, ctx.marks[symbol].price, fee, self.slip) - value
-        unbounded = next((s for s in self.unbounded if s != exclude), None)
-        return worst, unbounded
+        unbounded = self.unbounded
+        if not unbounded:
+            return worst, None
+        return worst, next((s for s in unbounded if s != exclude), None)

@@ -13,7 +13,7 @@ every rule whose resize changed the size or the leverage, in evaluation order.
 Fail closed: an exception in a rule → ``rule_error`` naming the rule; no market rules for the
 symbol → ``missing_market``; a missing mark, or one older than ``stale_price_s`` (for the
 symbol or any open position) → ``stale_price``; a non-positive or non-finite amount, price or
-leverage → ``invalid_intent``.
+leverage → ``invalid_intent`` (the data check, ``guards.datacheck``).
 
 Risk-reducing orders always pass, before any check: ``reduce_only=True``, or the opposite side
 of an open position with an amount ≤ its size (``Decision.code`` ``reduce_only``/``closing``,
@@ -59,7 +59,8 @@ from guards.account import LiquidationMemo, account_view, position_liquidation
 from guards.actions import order_actions
 from guards.calm import Calm, above_floors, calm_of
 from guards.config import GuardsConfig
-from guards.intents import adjusted, invalid_reason
+from guards.datacheck import data_verdict
+from guards.intents import adjusted
 from guards.rules import REGISTRY
 from guards.rules.base import STOP_ONLY_CODES, Rule, RuleEnv, overrides
 from guards.rules.clock import DayClock
@@ -76,6 +77,7 @@ from guards.types import (
     Position,
     Verdict,
     approve,
+    new_decision,
 )
 
 __all__ = ["RISK_REDUCING_CODES", "CloseReason", "GuardEngine", "order_actions"]
@@ -209,7 +211,9 @@ class GuardEngine:
                 )
         now = ctx.now
         first: Verdict | None = None
-        halt = self.state.active_halt(now)
+        halt = self.state.halt  # GuardState.active_halt, in line
+        if halt is not None and not halt.active(now):
+            halt = None
         if halt is None:
             verdicts: list[Verdict] = [self.HALT_OK]
         else:
@@ -239,7 +243,7 @@ class GuardEngine:
             verdicts.append(verdict)
             if verdict.outcome == "reject" and first is None:
                 first = verdict
-        data = self._data(setup, intent, ctx)
+        data = data_verdict(intent, ctx, setup.config.stale_price_s)
         verdicts.append(data)
         if data.outcome == "reject":
             verdicts.extend(setup.not_evaluated)
@@ -284,7 +288,7 @@ class GuardEngine:
             return Decision(
                 "allow", cur, cur.amount, stop_source.code, reason, tuple(verdicts), cur.stop_price
             )
-        return Decision(
+        return new_decision(
             "allow", cur, cur.amount, "ok", "all guards passed", tuple(verdicts), cur.stop_price
         )
 
@@ -305,62 +309,6 @@ class GuardEngine:
             f"{first.rule}: {first.reason}",
             tuple(verdicts),
             cur.stop_price,
-        )
-
-    def _data(self, setup: _Setup, intent: OrderIntent, ctx: GuardContext) -> Verdict:
-        symbol = intent.symbol
-        market = ctx.markets.get(symbol)
-        if market is None or not market.tiers:
-            what = "no market rules" if market is None else "no leverage tiers"
-            return Verdict("data", "reject", "missing_market", f"{what} for {symbol}")
-        stale_s = setup.config.stale_price_s
-        now = ctx.now
-        mark = ctx.marks.get(symbol)
-        if mark is None:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"no mark price for {symbol}",
-                None,
-                {"age_s": None},
-            )
-        age = now - mark.ts
-        if not age <= stale_s:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"mark of {symbol} is {age:.1f} s old (max {stale_s:g} s)",
-                None,
-                {"symbol": symbol, "age_s": age, "stale_price_s": stale_s},
-            )
-        problem = invalid_reason(intent, mark.price)
-        if problem:
-            return Verdict("data", "reject", "invalid_intent", problem)
-        view = account_view(ctx)
-        if view.missing_mark is not None:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"no mark price for open position {view.missing_mark}",
-                None,
-                {"symbol": view.missing_mark, "age_s": None},
-            )
-        oldest = now - view.oldest_mark_ts
-        if oldest > stale_s:
-            return Verdict(
-                "data",
-                "reject",
-                "stale_price",
-                f"mark of open position {view.oldest_symbol} is {oldest:.1f} s old "
-                f"(max {stale_s:g} s)",
-                None,
-                {"symbol": view.oldest_symbol, "age_s": oldest, "stale_price_s": stale_s},
-            )
-        return Verdict(
-            "data", "allow", "ok", "", None, {"now": now, "mark": mark.price, "age_s": age}
         )
 
     def approve(self, decision: Decision, ts: float | None = None) -> ApprovedOrder:
@@ -427,7 +375,7 @@ class GuardEngine:
                 errors.append(message)
                 actions.append(Action("halt", None, rule.name, "rule_error", message))
         self.last_sweep_errors = errors
-        return order_actions(actions)
+        return order_actions(actions) if actions else []  # (a new empty list either way)
 
     # -- skipping what cannot change a decision -----------------------------------------------
     def calm(self, ctx: GuardContext, refreshed: Collection[str] = ()) -> Calm | None:
@@ -490,10 +438,13 @@ class GuardEngine:
     def on_equity(self, equity: float, ts: float) -> None:
         """Track the equity peak and the trading day's baseline (rolling the day if needed)."""
         state = self.state
-        state.roll_day(self._setup.day.key(ts))
+        key = self._setup.day.key(ts)
+        if key != state.day_key:  # GuardState.roll_day's own test, asked first
+            state.roll_day(key)
         if state.day_start_equity is None:
             state.day_start_equity = equity
-        if state.equity_peak is None or equity > state.equity_peak:
+        peak = state.equity_peak
+        if peak is None or equity > peak:
             state.equity_peak = equity
 
     def on_position_closed(self, symbol: str, reason: CloseReason, pnl: float, ts: float) -> None:
@@ -545,10 +496,13 @@ class GuardEngine:
         self, symbol: str, open: float, high: float, low: float, close: float, ts: float
     ) -> None:
         """A candle closed at ``ts``: ``on_candle`` with it, then ``on_price`` with its close."""
-        candles = self._setup.candle_observers
-        prices = self._setup.price_observers
+        setup = self._setup
+        candles = setup.candle_observers
+        prices = setup.price_observers
         if candles or prices:
-            sub = self.state.symbol(symbol)
+            sub = self.state.symbols.get(symbol)
+            if sub is None:
+                sub = self.state.symbol(symbol)
             for rule in candles:
                 rule.observe_candle(sub, open, high, low, close, ts)
             for rule in prices:

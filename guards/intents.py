@@ -47,21 +47,30 @@ def _finite_positive(value: float | None) -> bool:
 
 
 def invalid_reason(intent: OrderIntent, mark: float) -> str:
-    """Why the intent or mark cannot be judged ("" if fine)."""
-    if not _finite_positive(mark):
+    """Why the intent or mark cannot be judged ("" if fine).
+
+    Each figure is tested as ``_finite_positive`` does (not None, > 0, finite), written out in
+    line: the engine asks this of every order it judges.
+    """
+    isfinite = math.isfinite
+    if not (mark is not None and mark > 0.0 and isfinite(mark)):
         return f"mark price {mark!r} is not a positive number"
     if intent.kind == "add_margin":
         if not _finite_positive(intent.margin_amount):
             return f"margin amount {intent.margin_amount!r} is not a positive number"
         return ""
-    if not _finite_positive(intent.amount):
-        return f"amount {intent.amount!r} is not a positive number"
-    if not _finite_positive(intent.leverage):
-        return f"leverage {intent.leverage!r} is not a positive number"
+    amount = intent.amount
+    if not (amount is not None and amount > 0.0 and isfinite(amount)):
+        return f"amount {amount!r} is not a positive number"
+    leverage = intent.leverage
+    if not (leverage is not None and leverage > 0.0 and isfinite(leverage)):
+        return f"leverage {leverage!r} is not a positive number"
     if intent.order_type == "limit" and not _finite_positive(intent.price):
         return f"limit price {intent.price!r} is not a positive number"
-    if intent.stop_price is not None and not _finite_positive(intent.stop_price):
-        return f"stop price {intent.stop_price!r} is not a positive number"
-    if intent.take_profit is not None and not _finite_positive(intent.take_profit):
-        return f"take-profit {intent.take_profit!r} is not a positive number"
+    stop = intent.stop_price
+    if stop is not None and not (stop > 0.0 and isfinite(stop)):
+        return f"stop price {stop!r} is not a positive number"
+    tp = intent.take_profit
+    if tp is not None and not (tp > 0.0 and isfinite(tp)):
+        return f"take-profit {tp!r} is not a positive number"
     return ""

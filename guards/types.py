@@ -5,9 +5,11 @@ as ``Tiers``), ``Mark`` prices and the ``GuardContext`` that bundles them with t
 Outputs: a ``Verdict`` per rule, a ``Decision`` per checked intent, ``Action``s from a sweep,
 and ``ApprovedOrder``, the only thing an exchange adapter accepts for an opening order.
 
-All of it is frozen, slotted and free of I/O. Two memo slots hold figures derived from the
-immutable data, owned by the object they describe: ``Tiers`` keeps its lookup table
-(``guards.tiers.tier_table``), ``GuardContext`` its account view (``guards.account``).
+All of it is frozen, slotted and free of I/O (``new_verdict`` / ``new_decision`` build the
+same frozen objects on the engine's hot path through draft classes of the same layout,
+``VerdictDraft``). Two memo slots hold figures derived from the immutable data, owned by the
+object they describe: ``Tiers`` keeps its lookup table (``guards.tiers.tier_table``),
+``GuardContext`` its account view (``guards.account``).
 
 Times are epoch seconds (UTC), money is floats in the quote currency (USDT), amounts are in base
 units (contracts of size 1; a venue that counts contracts of another size converts at its boundary).
@@ -282,12 +284,112 @@ def _slot_setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
     the slot descriptors gives the same object for about half the cost. ``Verdict`` and
     ``Decision`` spell out that ``__init__`` (same parameters and defaults, which
     tests/test_types.py compares with the fields); assignment afterwards still raises.
+    The engine's own hot path goes further (``VerdictDraft``).
     """
     return tuple(getattr(cls, f.name).__set__ for f in fields(cls))
 
 
 _VERDICT_SLOTS = _slot_setters(Verdict)
 _DECISION_SLOTS = _slot_setters(Decision)
+
+
+class VerdictDraft:
+    """``Verdict``'s slots without its frozen ``__setattr__``: a verdict being built on the hot
+    path.
+
+    ``new_verdict`` makes an ``object.__new__(VerdictDraft)``, stores the six fields with
+    plain attribute stores (the interpreter's cheapest) and then assigns ``Verdict`` as its
+    ``__class__``, which Python allows between classes of the same slot layout (checked at
+    import, below). The result is a ``Verdict`` like any other — same type, fields, equality,
+    hash and repr, frozen from then on — for about half the cost of the slot setters.
+    ``guards.rules.base.Rule``'s verdict builders do the same in line.
+    """
+
+    __slots__ = ("amount", "code", "figures", "outcome", "reason", "rule")
+    rule: str
+    outcome: VerdictOutcome
+    code: str
+    reason: str
+    amount: float | None
+    figures: Mapping[str, Figure]
+
+
+class DecisionDraft:
+    """``Decision``'s slots without its frozen ``__setattr__`` (``new_decision``; as
+    ``VerdictDraft``)."""
+
+    __slots__ = ("amount", "code", "intent", "outcome", "reason", "stop_price", "verdicts")
+    outcome: Outcome
+    intent: OrderIntent
+    amount: float
+    code: str
+    reason: str
+    verdicts: tuple[Verdict, ...]
+    stop_price: float | None
+
+
+_new = object.__new__
+
+
+def new_verdict(
+    rule: str,
+    outcome: VerdictOutcome,
+    code: str,
+    reason: str,
+    amount: float | None,
+    figures: Mapping[str, Figure],
+) -> Verdict:
+    """``Verdict(rule, outcome, code, reason, amount, figures)``, built as a ``VerdictDraft``."""
+    v = _new(VerdictDraft)
+    v.rule = rule
+    v.outcome = outcome
+    v.code = code
+    v.reason = reason
+    v.amount = amount
+    v.figures = figures
+    v.__class__ = Verdict  # type: ignore[assignment]
+    return v  # type: ignore[return-value]
+
+
+def new_decision(
+    outcome: Outcome,
+    intent: OrderIntent,
+    amount: float,
+    code: str,
+    reason: str,
+    verdicts: tuple[Verdict, ...],
+    stop_price: float | None,
+) -> Decision:
+    """``Decision(...)`` with every field given, built as a ``DecisionDraft``."""
+    d = _new(DecisionDraft)
+    d.outcome = outcome
+    d.intent = intent
+    d.amount = amount
+    d.code = code
+    d.reason = reason
+    d.verdicts = verdicts
+    d.stop_price = stop_price
+    d.__class__ = Decision  # type: ignore[assignment]
+    return d  # type: ignore[return-value]
+
+
+def _check_drafts() -> None:
+    """The drafts must have exactly their classes' slots (``__class__`` assignment needs the
+    same layout; a field added to ``Verdict`` or ``Decision`` fails here, at import)."""
+    for draft, cls in ((VerdictDraft, Verdict), (DecisionDraft, Decision)):
+        names = sorted(f.name for f in fields(cls))
+        if sorted(draft.__slots__) != names or sorted(getattr(cls, "__slots__", ())) != names:
+            raise TypeError(f"{draft.__name__} does not have the slots of {cls.__name__}")
+    sample = new_verdict("", "allow", "ok", "", None, EMPTY_FIGURES)  # raises if layouts differ
+    if type(sample) is not Verdict or sample != Verdict("", "allow"):
+        raise TypeError("VerdictDraft does not make a Verdict")
+    intent = OrderIntent("", "long", 1.0)
+    decision = new_decision("allow", intent, 1.0, "ok", "", (), None)
+    if type(decision) is not Decision or decision != Decision("allow", intent, 1.0, "ok", ""):
+        raise TypeError("DecisionDraft does not make a Decision")
+
+
+_check_drafts()
 
 
 @dataclass(frozen=True, slots=True)

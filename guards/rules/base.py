@@ -53,6 +53,7 @@ from guards.types import (
     MarketRules,
     OrderIntent,
     Verdict,
+    VerdictDraft,
 )
 
 __all__ = [
@@ -77,6 +78,8 @@ __all__ = [
     "position_margin",
     "round_price_away",
 ]
+
+_new = object.__new__
 
 #: Codes of ``resize`` verdicts that only supply the order's stop (the size is unchanged).
 STOP_ATTACHED = "stop_attached"
@@ -162,18 +165,44 @@ class Rule(Generic[C]):
         """Market-wide liquidated notional of the symbol (``GuardEngine.on_liquidations``)."""
 
     # -- verdict and action builders ------------------------------------------------------
+    # Each is ``Verdict(self.name, outcome, code, reason, amount, figures)``, built as
+    # ``guards.types.new_verdict`` does (a ``VerdictDraft`` turned ``Verdict``), in line.
     def allow(self, figures: Mapping[str, Figure] = EMPTY_FIGURES, reason: str = "") -> Verdict:
-        return Verdict(self.name, "allow", "ok", reason, None, figures)
+        v = _new(VerdictDraft)
+        v.rule = self.name
+        v.outcome = "allow"
+        v.code = "ok"
+        v.reason = reason
+        v.amount = None
+        v.figures = figures
+        v.__class__ = Verdict  # type: ignore[assignment]
+        return v  # type: ignore[return-value]
 
     def reject(
         self, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        return Verdict(self.name, "reject", code, reason, None, figures)
+        v = _new(VerdictDraft)
+        v.rule = self.name
+        v.outcome = "reject"
+        v.code = code
+        v.reason = reason
+        v.amount = None
+        v.figures = figures
+        v.__class__ = Verdict  # type: ignore[assignment]
+        return v  # type: ignore[return-value]
 
     def resize(
         self, amount: float, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        return Verdict(self.name, "resize", code, reason, amount, figures)
+        v = _new(VerdictDraft)
+        v.rule = self.name
+        v.outcome = "resize"
+        v.code = code
+        v.reason = reason
+        v.amount = amount
+        v.figures = figures
+        v.__class__ = Verdict  # type: ignore[assignment]
+        return v  # type: ignore[return-value]
 
     def action(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from guards.rules.base import Rule, RuleConfig
+from guards.rules.base import Rule, RuleConfig, RuleEnv
 from guards.state import SymbolState
 from guards.types import GuardContext, OrderIntent, Verdict
 
@@ -52,22 +52,27 @@ class CircuitBreaker(Rule[CircuitBreakerConfig]):
     name = "circuit_breaker"
     config_model = CircuitBreakerConfig
 
+    def __init__(self, config: CircuitBreakerConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        self.window_s = config.window_min * 60.0
+        self.halt_s = config.halt_min * 60.0
+
     def _trip(self, sub: SymbolState, ts: float, reason: str) -> None:
-        until = ts + self.config.halt_min * 60.0
+        until = ts + self.halt_s
         if until > sub.breaker_until:
             sub.breaker_until = until
         sub.breaker_reason = reason
 
     def observe_price(self, sub: SymbolState, price: float, ts: float) -> None:
         """Slide the price window and open the breaker on a large enough move."""
-        cfg = self.config
-        horizon = ts - cfg.window_min * 60.0
+        horizon = ts - self.window_s
         hi, lo = sub.price_max, sub.price_min
         while hi and hi[0][0] <= horizon:
             hi.popleft()
         while lo and lo[0][0] <= horizon:
             lo.popleft()
         if hi and price > 0.0:
+            cfg = self.config
             top = hi[0][1]
             bottom = lo[0][1]
             down = (top - price) / top * 100.0
@@ -90,7 +95,7 @@ class CircuitBreaker(Rule[CircuitBreakerConfig]):
     def observe_liquidations(self, sub: SymbolState, notional: float, ts: float) -> None:
         """Add market-wide liquidated notional; open the breaker above ``liq_notional``."""
         cfg = self.config
-        horizon = ts - cfg.window_min * 60.0
+        horizon = ts - self.window_s
         liqs = sub.liqs
         while liqs and liqs[0][0] <= horizon:
             sub.liq_sum -= liqs.popleft()[1]

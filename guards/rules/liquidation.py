@@ -36,9 +36,7 @@ from guards.rules.base import (
     RuleEnv,
     account_view,
     below_minimum,
-    entry_price,
     floor_to_step,
-    liq_distance_pct,
     position_liquidation,
     position_margin,
 )
@@ -87,13 +85,18 @@ class Liquidation(Rule[LiquidationConfig]):
         super().__init__(config, env)
         #: The circuit breaker's settings (its ``tighten_reduce_at_pct`` while it is open).
         self.breaker = env.peer(CircuitBreakerConfig)
+        buffer = config.stop_buffer_pct / 100.0
+        #: ``1 + s * stop_buffer_pct / 100`` for a long (s = 1) and a short (s = -1).
+        self.stop_factor = (1.0 + buffer, 1.0 - buffer)
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
         symbol = intent.symbol
         market = ctx.markets[symbol]
         mark = ctx.marks[symbol].price
-        price = entry_price(intent, mark)
+        price = intent.price  # entry_price, in line: the limit price, else the mark
+        if not (intent.order_type == "limit" and price is not None and price > 0.0):
+            price = mark
         s = 1 if intent.side == "long" else -1
         mode = intent.margin_mode
         amount = intent.amount
@@ -143,7 +146,7 @@ class Liquidation(Rule[LiquidationConfig]):
         stop = intent.stop_price
         if liq is None:
             return self.allow({"liq_price": None, "mark": mark, "stop": stop})
-        distance = liq_distance_pct(s, mark, liq)
+        distance = s * (mark - liq) / mark * 100.0  # liq_distance_pct, in line
         figures: dict[str, Figure] = {
             "liq_price": liq,
             "mark": mark,
@@ -160,7 +163,7 @@ class Liquidation(Rule[LiquidationConfig]):
                 figures,
             )
         if stop is not None:
-            required = liq * (1.0 + s * cfg.stop_buffer_pct / 100.0)
+            required = liq * self.stop_factor[0 if s > 0 else 1]
             buffer = s * (stop / liq - 1.0) * 100.0
             figures["stop_limit"] = required
             figures["buffer_pct"] = buffer
@@ -211,15 +214,19 @@ class Liquidation(Rule[LiquidationConfig]):
         memo = self.env.liquidations
         symbols = self.state.symbols
         tighten = breaker.tighten_reduce_at_pct if breaker.enabled else 0.0
+        reduce_at_pct = cfg.reduce_at_pct
+        marks = ctx.marks
+        markets = ctx.markets
+        isolated = memo.isolated
         actions: list[Action] = []
         for symbol, p in ctx.account.positions.items():
-            mark_obj = ctx.marks.get(symbol)
-            market = ctx.markets.get(symbol)
+            mark_obj = marks.get(symbol)
+            market = markets.get(symbol)
             if mark_obj is None or market is None:
                 continue  # the engine reports missing data
             try:
                 if p.margin_mode == "isolated":  # the common case, straight to the memo
-                    liq = memo.isolated(p, market)
+                    liq = isolated(p, market)
                 else:
                     liq = position_liquidation(p, ctx, view, memo)
             except (KeyError, ValueError) as exc:
@@ -235,8 +242,9 @@ class Liquidation(Rule[LiquidationConfig]):
             if liq is None:
                 continue
             mark = mark_obj.price
-            distance = liq_distance_pct(p.sign, mark, liq)
-            reduce_at = cfg.reduce_at_pct
+            sign = 1 if p.side == "long" else -1  # Position.sign
+            distance = sign * (mark - liq) / mark * 100.0  # liq_distance_pct, in line
+            reduce_at = reduce_at_pct
             if distance > reduce_at and distance > tighten:
                 continue
             sub = symbols.get(symbol)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from guards.calm import Calm
-from guards.rules.base import Rule, RuleConfig, account_view
+from guards.rules.base import Rule, RuleConfig, RuleEnv, account_view
 from guards.rules.clock import HHMM_PATTERN, check_timezone
 from guards.state import Halt
 from guards.types import Action, GuardContext, OrderIntent, Verdict
@@ -65,16 +65,24 @@ class LossLimit(Rule[LossLimitConfig]):
     name = "loss_limit"
     config_model = LossLimitConfig
 
+    def __init__(self, config: LossLimitConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        self.day = env.day
+
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
         state = self.state
         equity = account_view(ctx).equity
-        baseline = state.day_start_equity if state.day_key == self.env.day.key(ctx.now) else None
+        baseline = state.day_start_equity if state.day_key == self.day.key(ctx.now) else None
         peak = state.equity_peak
         if peak is None or equity > peak:
             peak = equity
-        daily = loss_pct(baseline, equity)
-        drawdown = loss_pct(peak, equity)
+        # loss_pct of the baseline and of the peak, in line
+        if baseline is None or baseline <= 0.0:
+            daily = 0.0
+        else:
+            daily = (baseline - equity) / baseline * 100.0
+        drawdown = 0.0 if peak <= 0.0 else (peak - equity) / peak * 100.0
         figures = {
             "equity": equity,
             "day_start_equity": baseline,
@@ -119,8 +127,10 @@ class LossLimit(Rule[LossLimitConfig]):
         actions: list[Action] = []
         if view.missing_mark is None:  # equity is only trustworthy with every mark present
             equity = view.equity
-            daily = loss_pct(state.day_start_equity, equity)
-            drawdown = loss_pct(state.equity_peak, equity)
+            base = state.day_start_equity  # loss_pct of the baseline and of the peak, in line
+            daily = 0.0 if base is None or base <= 0.0 else (base - equity) / base * 100.0
+            peak = state.equity_peak
+            drawdown = 0.0 if peak is None or peak <= 0.0 else (peak - equity) / peak * 100.0
             halt = None
             if drawdown > cfg.max_drawdown_pct:
                 reason = f"drawdown {drawdown:.2f}% beyond {cfg.max_drawdown_pct:g}%"
@@ -137,8 +147,8 @@ class LossLimit(Rule[LossLimitConfig]):
                     "until": halt.until,
                 }
                 actions.append(self.action("halt", None, code, halt.reason, figures=figures))
-        active = state.active_halt(now)
-        if active is not None and active.kind in ("daily", "drawdown"):
+        active = state.halt  # GuardState.active_halt, in line
+        if active is not None and active.active(now) and active.kind in ("daily", "drawdown"):
             reason = f"halted ({active.kind}): {active.reason}"
             actions.extend(
                 self.action("cancel_entries", symbol, "halted", reason)

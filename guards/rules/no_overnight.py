@@ -111,7 +111,10 @@ class NoOvernight(Rule[NoOvernightConfig]):
         return self._flat
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
-        if not self.entries_closed(ctx.now):
+        now = ctx.now
+        if not self._lo <= now < self._hi:  # entries_closed, in line
+            self._refresh(now)
+        if not self._closed:
             return self.ok
         cfg = self.config
         return self.reject(
@@ -136,7 +139,10 @@ class NoOvernight(Rule[NoOvernightConfig]):
         return Calm(until=self._hi)
 
     def sweep(self, ctx: GuardContext) -> list[Action]:
-        if not self.flat_window(ctx.now):
+        now = ctx.now
+        if not self._lo <= now < self._hi:  # flat_window, in line
+            self._refresh(now)
+        if not self._flat:
             return []
         cfg = self.config
         reason = f"flat from {cfg.flat_by} until {cfg.resume_at} {cfg.timezone}"

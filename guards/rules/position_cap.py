@@ -19,18 +19,18 @@ every cap; an order (resized or not) below the market's ``min_amount``/``min_not
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import Literal
 
 from pydantic import Field
 
 from guards.rules.base import (
     SET_LEVERAGE,
-    AccountView,
     Rule,
     RuleConfig,
+    RuleEnv,
     account_view,
     below_minimum,
-    entry_price,
     floor_to_step,
     position_margin,
 )
@@ -63,28 +63,42 @@ class PositionCap(Rule[PositionCapConfig]):
     name = "position_cap"
     config_model = PositionCapConfig
 
+    def __init__(self, config: PositionCapConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        #: The margin caps as fractions of equity.
+        self.margin_fraction = config.max_margin_pct / 100.0
+        self.total_fraction = config.max_total_margin_pct / 100.0
+
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
         view = account_view(ctx)
         symbol = intent.symbol
         market = ctx.markets[symbol]
-        price = entry_price(intent, ctx.marks[symbol].price)
+        price = intent.price  # entry_price, in line: the limit price, else the mark
+        if not (intent.order_type == "limit" and price is not None and price > 0.0):
+            price = ctx.marks[symbol].price
         equity = view.equity
         if equity <= 0.0:
             return self.reject("no_equity", f"equity {equity:.2f} ≤ 0", {"equity": equity})
         pos = ctx.account.positions.get(symbol)
-        if pos is None and view.open_count >= cfg.max_positions:
+        open_count = view.open_count
+        max_positions = cfg.max_positions
+        if pos is None and open_count >= max_positions:
             return self.reject(
                 "cap_positions",
-                f"{view.open_count} positions open, cap {cfg.max_positions}",
-                {"open_positions": view.open_count, "max_positions": cfg.max_positions},
+                f"{open_count} positions open, cap {max_positions}",
+                {"open_positions": open_count, "max_positions": max_positions},
             )
         existing_margin = position_margin(pos) if pos is not None else 0.0
         existing_notional = pos.amount * price if pos is not None else 0.0
-        margin_cap = cfg.max_margin_pct / 100.0 * equity
-        total_cap = cfg.max_total_margin_pct / 100.0 * equity
+        margin_cap = self.margin_fraction * equity
+        total_cap = self.total_fraction * equity
+        total_margin = view.total_margin
         requested = intent.amount
-        lev_cap = min(cfg.max_leverage, market.max_leverage)
+        tiers = market.tiers
+        max_leverage = cfg.max_leverage
+        market_max = tiers[0].max_leverage if tiers else 1.0  # MarketRules.max_leverage
+        lev_cap = market_max if market_max < max_leverage else max_leverage  # min(), in line
         leverage = intent.leverage
         if leverage > lev_cap * (1 + _EPS):
             if cfg.on_breach == "reject":
@@ -94,17 +108,23 @@ class PositionCap(Rule[PositionCapConfig]):
                     {"leverage": leverage, "max_leverage": lev_cap},
                 )
             leverage = lev_cap
-        table = tier_table(market.tiers)
+        table = tier_table(tiers)
+        index = bisect_left if table.inclusive else bisect_right  # TierTable.index, in line
+        uppers = table.uppers
         # Fit the size at this leverage; a larger notional may fall in a tier with a lower
         # maximum leverage, which lowers the leverage and the fit again (at most once per tier).
-        for _ in range(len(market.tiers) + 1):
+        for _ in range(len(tiers) + 1):
             room_margin = (margin_cap - existing_margin) * leverage / price
-            room_total = (total_cap - view.total_margin) * leverage / price
-            fit = min(requested, room_margin, room_total)
+            room_total = (total_cap - total_margin) * leverage / price
+            fit = requested  # min(requested, room_margin, room_total), in line
+            if room_margin < fit:
+                fit = room_margin
+            if room_total < fit:
+                fit = room_total
             held = existing_notional + fit * price
             if table.by_size:  # OKX's tiers are position sizes
                 held = (pos.amount if pos is not None else 0.0) + fit
-            tier_lev = market.tiers[table.index(held)].max_leverage
+            tier_lev = tiers[index(uppers, held)].max_leverage
             if leverage <= tier_lev * (1 + _EPS):
                 break
             if cfg.on_breach == "reject":
@@ -115,9 +135,25 @@ class PositionCap(Rule[PositionCapConfig]):
                 )
             leverage = tier_lev
         binding = "cap_margin" if room_margin <= room_total else "cap_total_margin"
-        figures = self._figures(view, equity, price, leverage, existing_margin, margin_cap)
+        figures: dict[str, Figure] = {
+            "equity": equity,
+            "price": price,
+            "leverage": leverage,
+            "max_leverage": max_leverage,
+            "position_margin": existing_margin,
+            "margin_cap": margin_cap,
+            "total_margin": total_margin,
+            "total_margin_cap": total_cap,
+            "open_positions": open_count,
+            "max_positions": max_positions,
+        }
         if requested <= fit * (1 + _EPS) and leverage == intent.leverage:
-            if below_minimum(market, requested, price):
+            # below_minimum, in line
+            if (
+                requested <= 0.0
+                or requested < market.min_amount
+                or requested * price < market.min_notional
+            ):
                 return self._below_min(market.min_amount, market.min_notional, requested, figures)
             return self.allow(figures)
         if cfg.on_breach == "reject":
@@ -144,29 +180,6 @@ class PositionCap(Rule[PositionCapConfig]):
             figures["requested_leverage"] = intent.leverage
             changes.append(f"leverage {intent.leverage:g}x → {leverage:g}x")
         return self.resize(amount, code, f"{' and '.join(changes)} to fit caps", figures)
-
-    def _figures(
-        self,
-        view: AccountView,
-        equity: float,
-        price: float,
-        leverage: float,
-        existing_margin: float,
-        margin_cap: float,
-    ) -> dict[str, Figure]:
-        cfg = self.config
-        return {
-            "equity": equity,
-            "price": price,
-            "leverage": leverage,
-            "max_leverage": cfg.max_leverage,
-            "position_margin": existing_margin,
-            "margin_cap": margin_cap,
-            "total_margin": view.total_margin,
-            "total_margin_cap": cfg.max_total_margin_pct / 100.0 * equity,
-            "open_positions": view.open_count,
-            "max_positions": cfg.max_positions,
-        }
 
     def _below_min(
         self,

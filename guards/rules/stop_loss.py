@@ -58,23 +58,24 @@ from pydantic import Field
 from guards.budget import (
     DAILY_BUDGET,
     DRAWDOWN_BUDGET,
+    BudgetTerms,
     LossBudget,
     StopValues,
+    budget_terms,
     entry_loss,
     exit_value,
-    loss_budget,
 )
 from guards.calm import ALWAYS, Calm
 from guards.rules.base import (
     SET_STOP,
     STOP_ATTACHED,
     STOP_INHERITED,
+    AccountView,
     Rule,
     RuleConfig,
     RuleEnv,
     account_view,
     below_minimum,
-    entry_price,
     floor_to_step,
     round_price_away,
 )
@@ -135,34 +136,45 @@ class StopLoss(Rule[StopLossConfig]):
         limits = env.peer(LossLimitConfig)
         #: The loss limits whose budgets cap the loss at the stop (None: loss_limit is off).
         self.limits: LossLimitConfig | None = limits if limits.enabled else None
+        #: What the floors keep of the day's start equity and of the peak (``1 - pct / 100``).
+        self.keep = (1.0 - limits.max_daily_loss_pct / 100.0, 1.0 - limits.max_drawdown_pct / 100.0)
         self.slip = config.slippage_bps / 1e4
+        self.risk_fraction = config.max_risk_pct / 100.0
+        self.day = env.day
         #: The stop values of the last account judged (reused while that account object is)
         self._stops: StopValues | None = None
 
-    def budget(self, ctx: GuardContext, exclude: str | None = None) -> LossBudget | None:
-        """The loss budget at ``ctx`` (``guards.budget``), None while loss_limit is off."""
-        limits = self.limits
-        if limits is None:
+    def _terms(
+        self, ctx: GuardContext, exclude: str | None = None, view: AccountView | None = None
+    ) -> BudgetTerms | None:
+        """``budget``'s fields as a tuple (``guards.budget.budget_terms``)."""
+        if self.limits is None:
             return None
         stops = self._stops
-        if stops is None or not stops.fits(ctx, self.slip):
-            stops = self._stops = StopValues(ctx, self.slip)
-        return loss_budget(
-            ctx,
-            self.state,
-            self.env.day.key(ctx.now),
-            limits.max_daily_loss_pct,
-            limits.max_drawdown_pct,
-            self.slip,
-            exclude,
-            stops,
+        slip = self.slip
+        # StopValues.fits, in line
+        if stops is None or not (
+            stops.account is ctx.account and stops.markets is ctx.markets and stops.slip == slip
+        ):
+            stops = self._stops = StopValues(ctx, slip)
+        daily_keep, drawdown_keep = self.keep
+        return budget_terms(
+            ctx, self.state, self.day.key(ctx.now), daily_keep, drawdown_keep, stops, exclude, view
         )
+
+    def budget(self, ctx: GuardContext, exclude: str | None = None) -> LossBudget | None:
+        """The loss budget at ``ctx`` (``guards.budget``), None while loss_limit is off."""
+        terms = self._terms(ctx, exclude)
+        return None if terms is None else LossBudget(*terms)
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
         cfg = self.config
         symbol = intent.symbol
         market = ctx.markets[symbol]
-        price = entry_price(intent, ctx.marks[symbol].price)
+        mark = ctx.marks[symbol].price
+        price = intent.price  # entry_price, in line: the limit price, else the mark
+        if not (intent.order_type == "limit" and price is not None and price > 0.0):
+            price = mark
         s = 1 if intent.side == "long" else -1
         pos = ctx.account.positions.get(symbol)
         stop = intent.stop_price
@@ -198,12 +210,13 @@ class StopLoss(Rule[StopLossConfig]):
                     f"reward/risk {ratio:.2f} below {cfg.min_reward_risk:g}",
                     {"reward_risk": ratio, "min_reward_risk": cfg.min_reward_risk},
                 )
-        equity = account_view(ctx).equity
+        view = account_view(ctx)
+        equity = view.equity
         if equity <= 0.0:
             return self.reject("no_equity", f"equity {equity:.2f} ≤ 0", {"equity": equity})
         fee = market.taker_fee
         slip = self.slip
-        budget = cfg.max_risk_pct / 100.0 * equity
+        budget = self.risk_fraction * equity
         # the exchange puts the stop on its price grid: size for the worse of the two ticks
         at = round_price_away(stop, market.price_step, s)
         base_loss = 0.0 if pos is None else -exit_value(pos, at, fee, slip)
@@ -224,19 +237,29 @@ class StopLoss(Rule[StopLossConfig]):
         if adjust:
             figures[SET_STOP] = stop
         cap, binding = budget, RISK_TOO_HIGH
-        lb = self.budget(ctx, exclude=symbol)
-        if lb is not None:
-            if lb.unbounded is not None:
+        terms = self._terms(ctx, symbol, view)
+        if terms is not None:
+            _, worst, base, daily_floor, peak, drawdown_floor, unbounded = terms
+            if unbounded is not None:
                 return self.reject(
                     "open_risk_unbounded",
-                    f"the open {lb.unbounded} position has no stop bounding its loss: the loss "
+                    f"the open {unbounded} position has no stop bounding its loss: the loss "
                     "budget cannot be judged until it has one",
-                    {"symbol": lb.unbounded},
+                    {"symbol": unbounded},
                 )
-            figures.update(_budget_figures(lb))
-            for code, left in ((DAILY_BUDGET, lb.daily_left), (DRAWDOWN_BUDGET, lb.drawdown_left)):
-                if left < cap:
-                    cap, binding = left, code
+            daily_left = worst - daily_floor  # LossBudget.daily_left, .drawdown_left
+            drawdown_left = worst - drawdown_floor
+            figures["worst_equity"] = worst  # the keys and order of _budget_figures
+            figures["day_start_equity"] = base
+            figures["daily_floor"] = daily_floor
+            figures["daily_budget_left"] = daily_left
+            figures["equity_peak"] = peak
+            figures["drawdown_floor"] = drawdown_floor
+            figures["drawdown_budget_left"] = drawdown_left
+            if daily_left < cap:
+                cap, binding = daily_left, DAILY_BUDGET
+            if drawdown_left < cap:
+                cap, binding = drawdown_left, DRAWDOWN_BUDGET
             figures["risk_cap"] = cap
             figures["binding"] = binding
         tol = _EPS * equity
@@ -246,7 +269,7 @@ class StopLoss(Rule[StopLossConfig]):
             return self.allow(figures)
         if binding == DAILY_BUDGET:
             figures["until"] = self.env.day.next_reset(ctx.now)
-        what = self._what(binding, cap, lb)
+        what = self._what(binding, cap, None if terms is None else LossBudget(*terms))
         if cfg.on_breach == "reject":
             return self.reject(
                 binding, f"loss at the stop {risk:.2f} USDT is above {what}", figures
@@ -304,13 +327,14 @@ class StopLoss(Rule[StopLossConfig]):
 
     def _tighten(self, ctx: GuardContext) -> list[Action]:
         """Keep the worst case at the stops above the loss limits' floors (module docstring)."""
-        lb = self.budget(ctx)
-        if lb is None or lb.unbounded is not None:
+        terms = self._terms(ctx)
+        if terms is None or terms[6] is not None:  # loss_limit off, or an unbounded position
             return []
-        floor = lb.floor
-        worst = lb.worst_equity
+        worst = terms[1]
+        floor = max(terms[3], terms[5])  # LossBudget.floor
         if worst >= floor - _EPS * max(floor, 1.0):
             return []
+        lb = LossBudget(*terms)
         positions = ctx.account.positions
         now_value = ctx.account.wallet_balance
         for symbol, p in positions.items():

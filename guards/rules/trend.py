@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from guards.rules.base import Rule, RuleConfig
+from guards.rules.base import Rule, RuleConfig, RuleEnv
 from guards.state import SymbolState
 from guards.types import GuardContext, OrderIntent, Verdict
 
@@ -43,6 +43,11 @@ class Trend(Rule[TrendConfig]):
     name = "trend"
     config_model = TrendConfig
 
+    def __init__(self, config: TrendConfig, env: RuleEnv) -> None:
+        super().__init__(config, env)
+        self.period = config.ema_period
+        self.window_s = config.window_min * 60.0
+
     def observe_candle(
         self, sub: SymbolState, open: float, high: float, low: float, close: float, ts: float
     ) -> None:
@@ -51,16 +56,19 @@ class Trend(Rule[TrendConfig]):
         if last is not None and ts <= last:
             return
         sub.last_candle_ts = ts
-        period = self.config.ema_period
-        if sub.ema_count < period:
-            sub.ema_count += 1
+        period = self.period
+        count = sub.ema_count
+        if count < period:
+            count = sub.ema_count = count + 1
             sub.ema_seed_sum += close
-            if sub.ema_count == period:
+            if count == period:
                 sub.ema = sub.ema_seed_sum / period
-        elif sub.ema is not None:
-            sub.ema += (close - sub.ema) * 2.0 / (period + 1)
+        else:
+            ema = sub.ema
+            if ema is not None:
+                sub.ema = ema + (close - ema) * 2.0 / (period + 1)
         highs = sub.highs
-        horizon = ts - self.config.window_min * 60.0
+        horizon = ts - self.window_s
         while highs and highs[0][0] <= horizon:
             highs.popleft()
         while highs and highs[-1][1] <= high:
@@ -88,7 +96,7 @@ class Trend(Rule[TrendConfig]):
                 {"mark": mark, "ema": ema},
             )
         if long:
-            horizon = ctx.now - cfg.window_min * 60.0
+            horizon = ctx.now - self.window_s
             high = None
             for ts, value in sub.highs:  # monotonic: the first unexpired entry is the max
                 if ts > horizon:
