@@ -26,8 +26,8 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import structlog
