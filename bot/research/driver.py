@@ -215,6 +215,8 @@ class Replay:
         next_day = (first_ts // 86_400_000 + 1) * 86_400.0
         next_due_ms = jobs.next_due * 1000.0  # jobs run at the first price at or after this
         lo_b, hi_b = self.lo, self.hi  # the calm's band, re-read after whatever may move it
+        still_calm = engine.still_calm
+        peak, max_dd = self.peak, self.max_dd  # kept here, stored back for monitors and the end
         for done, (k, ts, o, h, lo, c, v) in enumerate(rows, 1):
             if k != current:
                 current = k
@@ -273,31 +275,42 @@ class Replay:
                 next_due_ms = self._run_jobs(jobs, ts + tf)
             engine.on_close(symbol, o, h, lo, c, close_s)
             eq = core.equity()
-            position = self._sweep(close_s, symbol, m3, eq)
-            lo_b, hi_b = self.lo, self.hi
-            if self.changed:
-                eq = core.equity()
+            calm = self.calm  # ``_sweep``'s skip, in line: the usual candle changes nothing
+            if (
+                calm is not None
+                and not self.dirty
+                and still_calm(calm, self.account, close_s, symbol, m3, eq)
+            ):
+                self.now_s = close_s
+                position = self.account.positions.get(symbol)
+            else:
+                position = self._sweep_now(close_s, symbol, m3)
+                lo_b, hi_b = self.lo, self.hi
+                if self.changed:
+                    eq = core.equity()
             if curve is not None:
                 curve.append(close_s, eq, low_eq, symbol, c)
             if close_s >= next_day:
                 daily.append(eq)
                 next_day = (close_s // 86_400.0 + 1.0) * 86_400.0
-            if eq > self.peak:
-                self.peak = eq
-            elif self.peak > 0:
-                dd = (self.peak - eq) / self.peak
-                if dd > self.max_dd:
-                    self.max_dd = dd
+            if eq > peak:
+                peak = eq
+            elif peak > 0:
+                dd = (peak - eq) / peak
+                if dd > max_dd:
+                    max_dd = dd
             if strategy is not None:
                 intents = strategy.on_candle(symbol, ts, o, h, lo, c, v, position)
                 if intents:
                     pending[symbol].extend(intents)
             if (done & 4095) == 0:
+                self.peak, self.max_dd = peak, max_dd  # what a progress monitor reads
                 if progress is not None:
                     progress(done, n)
                 if time.monotonic() >= next_beat:
                     write_heartbeat(self.settings.state.dir, status="running", mode="replay")
                     next_beat = time.monotonic() + beat_every
+        self.peak, self.max_dd = peak, max_dd
         if progress is not None:
             progress(n, n)
 
@@ -472,6 +485,13 @@ class Replay:
                 equity = self.core.equity()
             if engine.still_calm(calm, self.account, now_s, symbol, mark, equity):
                 return self.account.positions.get(symbol)
+        return self._sweep_now(now_s, symbol, mark)
+
+    def _sweep_now(self, now_s: float, symbol: str, mark: float) -> Position | None:
+        """``_sweep`` without asking the calm first (the loop has asked it)."""
+        self.now_s = now_s
+        self.changed = False
+        engine = self.engine
         ctx = self._ctx(now_s, symbol, mark)
         actions = engine.sweep(ctx)
         if not actions:  # nothing changed since the context was built: reuse its position
