@@ -302,7 +302,7 @@ class VerdictDraft:
     ``__class__``, which Python allows between classes of the same slot layout (checked at
     import, below). The result is a ``Verdict`` like any other — same type, fields, equality,
     hash and repr, frozen from then on — for about half the cost of the slot setters.
-    ``guards.rules.base.Rule``'s verdict builders do the same in line.
+    ``guards.rules.base.Rule``'s verdict builders call ``new_verdict``.
     """
 
     __slots__ = ("amount", "code", "figures", "outcome", "reason", "rule")

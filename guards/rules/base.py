@@ -53,7 +53,7 @@ from guards.types import (
     MarketRules,
     OrderIntent,
     Verdict,
-    VerdictDraft,
+    new_verdict,
 )
 
 __all__ = [
@@ -78,8 +78,6 @@ __all__ = [
     "position_margin",
     "round_price_away",
 ]
-
-_new = object.__new__
 
 #: Codes of ``resize`` verdicts that only supply the order's stop (the size is unchanged).
 STOP_ATTACHED = "stop_attached"
@@ -165,44 +163,20 @@ class Rule(Generic[C]):
         """Market-wide liquidated notional of the symbol (``GuardEngine.on_liquidations``)."""
 
     # -- verdict and action builders ------------------------------------------------------
-    # Each is ``Verdict(self.name, outcome, code, reason, amount, figures)``, built as
-    # ``guards.types.new_verdict`` does (a ``VerdictDraft`` turned ``Verdict``), in line.
+    # Each is ``Verdict(self.name, outcome, code, reason, amount, figures)``, built by
+    # ``guards.types.new_verdict`` (the engine's hot path).
     def allow(self, figures: Mapping[str, Figure] = EMPTY_FIGURES, reason: str = "") -> Verdict:
-        v = _new(VerdictDraft)
-        v.rule = self.name
-        v.outcome = "allow"
-        v.code = "ok"
-        v.reason = reason
-        v.amount = None
-        v.figures = figures
-        v.__class__ = Verdict  # type: ignore[assignment]
-        return v  # type: ignore[return-value]
+        return new_verdict(self.name, "allow", "ok", reason, None, figures)
 
     def reject(
         self, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        v = _new(VerdictDraft)
-        v.rule = self.name
-        v.outcome = "reject"
-        v.code = code
-        v.reason = reason
-        v.amount = None
-        v.figures = figures
-        v.__class__ = Verdict  # type: ignore[assignment]
-        return v  # type: ignore[return-value]
+        return new_verdict(self.name, "reject", code, reason, None, figures)
 
     def resize(
         self, amount: float, code: str, reason: str, figures: Mapping[str, Figure] = EMPTY_FIGURES
     ) -> Verdict:
-        v = _new(VerdictDraft)
-        v.rule = self.name
-        v.outcome = "resize"
-        v.code = code
-        v.reason = reason
-        v.amount = amount
-        v.figures = figures
-        v.__class__ = Verdict  # type: ignore[assignment]
-        return v  # type: ignore[return-value]
+        return new_verdict(self.name, "resize", code, reason, amount, figures)
 
     def action(
         self,
