@@ -119,7 +119,7 @@ def calm_of(
             else:
                 _narrow(bands, part.bands)
         limits = _higher(limits, part.loss_limits)
-    return Calm(until, NO_BANDS if bands is None else bands, limits, ctx.account)
+    return Calm(until, {} if bands is None else bands, limits, ctx.account)
 
 
 def above_floors(calm: Calm, state: GuardState, equity: float) -> bool:

@@ -211,9 +211,7 @@ class GuardEngine:
                 )
         now = ctx.now
         first: Verdict | None = None
-        halt = self.state.halt  # GuardState.active_halt, in line
-        if halt is not None and not halt.active(now):
-            halt = None
+        halt = self.state.active_halt(now)
         if halt is None:
             verdicts: list[Verdict] = [self.HALT_OK]
         else:

@@ -58,12 +58,11 @@ Pure and float-only; tier lookup data is kept on the market's ``Tiers`` (``tiers
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Literal
 
 from guards.tiers import TierTable, tier_table
-from guards.types import LiquidationModel, MarginMode, Side, Tier, Tiers
+from guards.types import LiquidationModel, MarginMode, Side, Tier
 
 __all__ = [
     "LiquidationStage",
@@ -297,8 +296,7 @@ def _walk(
     """
     lows, highs = table.lows, table.highs
     last = len(rates) - 1
-    # TierTable.index, in line
-    j = (bisect_left if table.inclusive else bisect_right)(table.uppers, q * entry)
+    j = table.index(q * entry)
     root = (base + adds[j]) / (q * (rates[j] - s))
     if s * root < s * entry:
         # Not liquidatable at entry: walk toward loss (down for a long, up for a short).
@@ -353,8 +351,7 @@ def _solve(
     base = w - s * amount * entry_price
     if not math.isfinite(base):
         raise ValueError("wallet balance and other positions' figures must be finite")
-    kept = tiers._table if type(tiers) is Tiers else None  # tier_table's fast path, in line
-    table = kept if type(kept) is TierTable else tier_table(tiers)
+    table = tier_table(tiers)
     model = table.model
     if model is None:
         if fee_rate == 0.0:

@@ -36,7 +36,9 @@ from guards.rules.base import (
     RuleEnv,
     account_view,
     below_minimum,
+    entry_price,
     floor_to_step,
+    liq_distance_pct,
     position_liquidation,
     position_margin,
 )
@@ -94,9 +96,7 @@ class Liquidation(Rule[LiquidationConfig]):
         symbol = intent.symbol
         market = ctx.markets[symbol]
         mark = ctx.marks[symbol].price
-        price = intent.price  # entry_price, in line: the limit price, else the mark
-        if not (intent.order_type == "limit" and price is not None and price > 0.0):
-            price = mark
+        price = entry_price(intent, mark)
         s = 1 if intent.side == "long" else -1
         mode = intent.margin_mode
         amount = intent.amount
@@ -146,7 +146,7 @@ class Liquidation(Rule[LiquidationConfig]):
         stop = intent.stop_price
         if liq is None:
             return self.allow({"liq_price": None, "mark": mark, "stop": stop})
-        distance = s * (mark - liq) / mark * 100.0  # liq_distance_pct, in line
+        distance = liq_distance_pct(s, mark, liq)
         figures: dict[str, Figure] = {
             "liq_price": liq,
             "mark": mark,
@@ -243,7 +243,7 @@ class Liquidation(Rule[LiquidationConfig]):
                 continue
             mark = mark_obj.price
             sign = 1 if p.side == "long" else -1  # Position.sign
-            distance = sign * (mark - liq) / mark * 100.0  # liq_distance_pct, in line
+            distance = liq_distance_pct(sign, mark, liq)
             reduce_at = reduce_at_pct
             if distance > reduce_at and distance > tighten:
                 continue

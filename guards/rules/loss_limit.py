@@ -77,12 +77,8 @@ class LossLimit(Rule[LossLimitConfig]):
         peak = state.equity_peak
         if peak is None or equity > peak:
             peak = equity
-        # loss_pct of the baseline and of the peak, in line
-        if baseline is None or baseline <= 0.0:
-            daily = 0.0
-        else:
-            daily = (baseline - equity) / baseline * 100.0
-        drawdown = 0.0 if peak <= 0.0 else (peak - equity) / peak * 100.0
+        daily = loss_pct(baseline, equity)
+        drawdown = loss_pct(peak, equity)
         figures = {
             "equity": equity,
             "day_start_equity": baseline,
@@ -127,10 +123,8 @@ class LossLimit(Rule[LossLimitConfig]):
         actions: list[Action] = []
         if view.missing_mark is None:  # equity is only trustworthy with every mark present
             equity = view.equity
-            base = state.day_start_equity  # loss_pct of the baseline and of the peak, in line
-            daily = 0.0 if base is None or base <= 0.0 else (base - equity) / base * 100.0
-            peak = state.equity_peak
-            drawdown = 0.0 if peak is None or peak <= 0.0 else (peak - equity) / peak * 100.0
+            daily = loss_pct(state.day_start_equity, equity)
+            drawdown = loss_pct(state.equity_peak, equity)
             halt = None
             if drawdown > cfg.max_drawdown_pct:
                 reason = f"drawdown {drawdown:.2f}% beyond {cfg.max_drawdown_pct:g}%"
@@ -147,8 +141,8 @@ class LossLimit(Rule[LossLimitConfig]):
                     "until": halt.until,
                 }
                 actions.append(self.action("halt", None, code, halt.reason, figures=figures))
-        active = state.halt  # GuardState.active_halt, in line
-        if active is not None and active.active(now) and active.kind in ("daily", "drawdown"):
+        active = state.active_halt(now)
+        if active is not None and active.kind in ("daily", "drawdown"):
             reason = f"halted ({active.kind}): {active.reason}"
             actions.extend(
                 self.action("cancel_entries", symbol, "halted", reason)

@@ -111,10 +111,7 @@ class NoOvernight(Rule[NoOvernightConfig]):
         return self._flat
 
     def check(self, intent: OrderIntent, ctx: GuardContext) -> Verdict:
-        now = ctx.now
-        if not self._lo <= now < self._hi:  # entries_closed, in line
-            self._refresh(now)
-        if not self._closed:
+        if not self.entries_closed(ctx.now):
             return self.ok
         cfg = self.config
         return self.reject(
@@ -140,9 +137,7 @@ class NoOvernight(Rule[NoOvernightConfig]):
 
     def sweep(self, ctx: GuardContext) -> list[Action]:
         now = ctx.now
-        if not self._lo <= now < self._hi:  # flat_window, in line
-            self._refresh(now)
-        if not self._flat:
+        if not self.flat_window(now):
             return []
         cfg = self.config
         reason = f"flat from {cfg.flat_by} until {cfg.resume_at} {cfg.timezone}"

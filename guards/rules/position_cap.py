@@ -19,7 +19,6 @@ every cap; an order (resized or not) below the market's ``min_amount``/``min_not
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from typing import Literal
 
 from pydantic import Field
@@ -31,6 +30,7 @@ from guards.rules.base import (
     RuleEnv,
     account_view,
     below_minimum,
+    entry_price,
     floor_to_step,
     position_margin,
 )
@@ -74,9 +74,7 @@ class PositionCap(Rule[PositionCapConfig]):
         view = account_view(ctx)
         symbol = intent.symbol
         market = ctx.markets[symbol]
-        price = intent.price  # entry_price, in line: the limit price, else the mark
-        if not (intent.order_type == "limit" and price is not None and price > 0.0):
-            price = ctx.marks[symbol].price
+        price = entry_price(intent, ctx.marks[symbol].price)
         equity = view.equity
         if equity <= 0.0:
             return self.reject("no_equity", f"equity {equity:.2f} ≤ 0", {"equity": equity})
@@ -97,8 +95,7 @@ class PositionCap(Rule[PositionCapConfig]):
         requested = intent.amount
         tiers = market.tiers
         max_leverage = cfg.max_leverage
-        market_max = tiers[0].max_leverage if tiers else 1.0  # MarketRules.max_leverage
-        lev_cap = market_max if market_max < max_leverage else max_leverage  # min(), in line
+        lev_cap = min(max_leverage, market.max_leverage)
         leverage = intent.leverage
         if leverage > lev_cap * (1 + _EPS):
             if cfg.on_breach == "reject":
@@ -109,22 +106,16 @@ class PositionCap(Rule[PositionCapConfig]):
                 )
             leverage = lev_cap
         table = tier_table(tiers)
-        index = bisect_left if table.inclusive else bisect_right  # TierTable.index, in line
-        uppers = table.uppers
         # Fit the size at this leverage; a larger notional may fall in a tier with a lower
         # maximum leverage, which lowers the leverage and the fit again (at most once per tier).
         for _ in range(len(tiers) + 1):
             room_margin = (margin_cap - existing_margin) * leverage / price
             room_total = (total_cap - total_margin) * leverage / price
-            fit = requested  # min(requested, room_margin, room_total), in line
-            if room_margin < fit:
-                fit = room_margin
-            if room_total < fit:
-                fit = room_total
+            fit = min(requested, room_margin, room_total)
             held = existing_notional + fit * price
             if table.by_size:  # OKX's tiers are position sizes
                 held = (pos.amount if pos is not None else 0.0) + fit
-            tier_lev = tiers[index(uppers, held)].max_leverage
+            tier_lev = tiers[table.index(held)].max_leverage
             if leverage <= tier_lev * (1 + _EPS):
                 break
             if cfg.on_breach == "reject":
@@ -148,12 +139,7 @@ class PositionCap(Rule[PositionCapConfig]):
             "max_positions": max_positions,
         }
         if requested <= fit * (1 + _EPS) and leverage == intent.leverage:
-            # below_minimum, in line
-            if (
-                requested <= 0.0
-                or requested < market.min_amount
-                or requested * price < market.min_notional
-            ):
+            if below_minimum(market, requested, price):
                 return self._below_min(market.min_amount, market.min_notional, requested, figures)
             return self.allow(figures)
         if cfg.on_breach == "reject":

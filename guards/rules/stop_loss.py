@@ -76,6 +76,7 @@ from guards.rules.base import (
     RuleEnv,
     account_view,
     below_minimum,
+    entry_price,
     floor_to_step,
     round_price_away,
 )
@@ -152,10 +153,7 @@ class StopLoss(Rule[StopLossConfig]):
             return None
         stops = self._stops
         slip = self.slip
-        # StopValues.fits, in line
-        if stops is None or not (
-            stops.account is ctx.account and stops.markets is ctx.markets and stops.slip == slip
-        ):
+        if stops is None or not stops.fits(ctx, slip):
             stops = self._stops = StopValues(ctx, slip)
         daily_keep, drawdown_keep = self.keep
         return budget_terms(
@@ -172,9 +170,7 @@ class StopLoss(Rule[StopLossConfig]):
         symbol = intent.symbol
         market = ctx.markets[symbol]
         mark = ctx.marks[symbol].price
-        price = intent.price  # entry_price, in line: the limit price, else the mark
-        if not (intent.order_type == "limit" and price is not None and price > 0.0):
-            price = mark
+        price = entry_price(intent, mark)
         s = 1 if intent.side == "long" else -1
         pos = ctx.account.positions.get(symbol)
         stop = intent.stop_price
@@ -247,15 +243,9 @@ class StopLoss(Rule[StopLossConfig]):
                     "budget cannot be judged until it has one",
                     {"symbol": unbounded},
                 )
+            figures.update(_budget_figures(worst, base, daily_floor, peak, drawdown_floor))
             daily_left = worst - daily_floor  # LossBudget.daily_left, .drawdown_left
             drawdown_left = worst - drawdown_floor
-            figures["worst_equity"] = worst  # the keys and order of _budget_figures
-            figures["day_start_equity"] = base
-            figures["daily_floor"] = daily_floor
-            figures["daily_budget_left"] = daily_left
-            figures["equity_peak"] = peak
-            figures["drawdown_floor"] = drawdown_floor
-            figures["drawdown_budget_left"] = drawdown_left
             if daily_left < cap:
                 cap, binding = daily_left, DAILY_BUDGET
             if drawdown_left < cap:
@@ -345,7 +335,16 @@ class StopLoss(Rule[StopLossConfig]):
             if p.sign * (mark.price - p.stop_price) <= 0.0:
                 return []  # a stop is triggering: judge again once it has
             now_value += exit_value(p, mark.price, market.taker_fee, self.slip)
-        figures: dict[str, Figure] = {**_budget_figures(lb), "binding": lb.binding}
+        figures: dict[str, Figure] = {
+            **_budget_figures(
+                lb.worst_equity,
+                lb.day_start_equity,
+                lb.daily_floor,
+                lb.equity_peak,
+                lb.drawdown_floor,
+            ),
+            "binding": lb.binding,
+        }
         name = "daily loss" if lb.binding == DAILY_BUDGET else "drawdown"
         if now_value <= floor:
             reason = (
@@ -424,15 +423,18 @@ class StopLoss(Rule[StopLossConfig]):
         return Calm(until=self.env.day.next_reset(ctx.now), bands=bands)
 
 
-def _budget_figures(lb: LossBudget) -> dict[str, Figure]:
+def _budget_figures(
+    worst: float, base: float, daily_floor: float, peak: float, drawdown_floor: float
+) -> dict[str, Figure]:
+    """A loss budget's figures: ``LossBudget``'s fields and what is left of each budget."""
     return {
-        "worst_equity": lb.worst_equity,
-        "day_start_equity": lb.day_start_equity,
-        "daily_floor": lb.daily_floor,
-        "daily_budget_left": lb.daily_left,
-        "equity_peak": lb.equity_peak,
-        "drawdown_floor": lb.drawdown_floor,
-        "drawdown_budget_left": lb.drawdown_left,
+        "worst_equity": worst,
+        "day_start_equity": base,
+        "daily_floor": daily_floor,
+        "daily_budget_left": worst - daily_floor,
+        "equity_peak": peak,
+        "drawdown_floor": drawdown_floor,
+        "drawdown_budget_left": worst - drawdown_floor,
     }
 
 
