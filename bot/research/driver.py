@@ -275,7 +275,7 @@ class Replay:
                 next_due_ms = self._run_jobs(jobs, ts + tf)
             engine.on_close(symbol, o, h, lo, c, close_s)
             eq = core.equity()
-            calm = self.calm  # ``_sweep``'s skip, in line: the usual candle changes nothing
+            calm = self.calm  # the usual candle changes nothing: no sweep (see _sweep)
             if (
                 calm is not None
                 and not self.dirty
@@ -284,7 +284,7 @@ class Replay:
                 self.now_s = close_s
                 position = self.account.positions.get(symbol)
             else:
-                position = self._sweep_now(close_s, symbol, m3)
+                position = self._sweep(close_s, symbol, m3)
                 lo_b, hi_b = self.lo, self.hi
                 if self.changed:
                     eq = core.equity()
@@ -465,30 +465,16 @@ class Replay:
             router.submit(engine.approve(decision))
             self._order_events()
 
-    def _sweep(
-        self, now_s: float, symbol: str, mark: float, equity: float | None = None
-    ) -> Position | None:
+    def _sweep(self, now_s: float, symbol: str, mark: float) -> Position | None:
         """Run the guard sweep and its actions; return ``symbol``'s position after them
         (``changed`` says whether anything was done).
 
-        Skipped while the guards' calm holds (``GuardEngine.still_calm``: the account as it
-        was, the time, the mark inside its band, the equity above the loss limits' floors),
-        since the sweep could then change nothing; a single-symbol replay only, whose one
-        mark is renewed at every check.
+        The loop skips it at a candle's close while the guards' calm holds
+        (``GuardEngine.still_calm``: the account as it was, the time, the mark inside its band,
+        the equity above the loss limits' floors), since it could then change nothing; a
+        single-symbol replay only, whose one mark is renewed at every check. ``_danger`` calls
+        it only for a mark outside that band, where the calm cannot hold.
         """
-        self.now_s = now_s
-        self.changed = False
-        engine = self.engine
-        calm = self.calm
-        if calm is not None and not self.dirty:
-            if equity is None:
-                equity = self.core.equity()
-            if engine.still_calm(calm, self.account, now_s, symbol, mark, equity):
-                return self.account.positions.get(symbol)
-        return self._sweep_now(now_s, symbol, mark)
-
-    def _sweep_now(self, now_s: float, symbol: str, mark: float) -> Position | None:
-        """``_sweep`` without asking the calm first (the loop has asked it)."""
         self.now_s = now_s
         self.changed = False
         engine = self.engine
