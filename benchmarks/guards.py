@@ -12,10 +12,17 @@ Prints human lines, then as its last line one JSON object with at least ``check_
 ``check_p99_us``, ``sweep_200_median_ms`` and ``sweep_candle_median_us``. Targets: check median
 ≤ 10 µs, sweep of 200 ≤ 2 ms. Run: ``python benchmarks/guards.py`` (from the repository root).
 Timings depend on the machine and on what else runs on it: compare figures from one machine.
+
+``--breakdown`` also times, in turns, the check with every rule on and with every rule switched
+off (what the engine itself costs: the halt and data checks, the decision): the JSON then has
+``check_all_rules_median_us`` and ``check_no_rules_median_us``, comparable with each other
+rather than with ``check_median_us``. (Switching single rules off tells little: the rules read
+each other's settings, stop_loss works out the loss budget only while loss_limit is on.)
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import statistics
@@ -105,17 +112,50 @@ def context(
     )
 
 
-def bench_config() -> GuardsConfig:
+BENCH_RULES: dict[str, dict[str, object]] = {
+    "position_cap": {"max_positions": 500, "max_total_margin_pct": 100},
+    "anti_top_up": {"max_stopouts_per_day": 1000},
+    "trend": {"enabled": True, "ema_period": 20, "window_min": 60},
+    "circuit_breaker": {"liq_notional": 5_000_000},
+}
+
+
+def bench_config(off: tuple[str, ...] = ()) -> GuardsConfig:
     """Defaults, with trend on and caps wide enough for 50-200 small open positions (the
-    stop-out bound counts every open position as a possible stop-out: room for 500)."""
-    return GuardsConfig.model_validate(
-        {
-            "position_cap": {"max_positions": 500, "max_total_margin_pct": 100},
-            "anti_top_up": {"max_stopouts_per_day": 1000},
-            "trend": {"enabled": True, "ema_period": 20, "window_min": 60},
-            "circuit_breaker": {"liq_notional": 5_000_000},
-        }
-    )
+    stop-out bound counts every open position as a possible stop-out: room for 500); the rules
+    named in ``off`` switched off."""
+    rules: dict[str, dict[str, object]] = {k: dict(v) for k, v in BENCH_RULES.items()}
+    for name in off:
+        rules.setdefault(name, {})["enabled"] = False
+    return GuardsConfig.model_validate(rules)
+
+
+def seeded_engine(config: GuardsConfig) -> GuardEngine:
+    """An engine whose trend EMA and price window have seen a gentle uptrend."""
+    engine = GuardEngine(config)
+    for i in range(40):
+        close = BTC_PRICE * (0.98 + i * 0.0005)
+        engine.on_candle(BTC, close, close * 1.001, close * 0.999, close, NOW - (40 - i) * 60)
+        engine.on_price(BTC, close, NOW - (40 - i) * 60)
+    return engine
+
+
+def breakdown(intent: OrderIntent, ctx: GuardContext, rounds: int) -> tuple[float, float]:
+    """Median µs of the check with every rule on and with every rule off (what the engine
+    itself costs). The two take turns, 200 calls each per round, so a slow spell of the machine
+    hits both alike."""
+    every = seeded_engine(bench_config())
+    engines = [every, seeded_engine(bench_config(every.rule_names))]
+    for engine in engines:
+        decision = engine.check(intent, ctx)
+        if decision.outcome != "allow":
+            raise SystemExit(f"benchmark order not allowed: {decision.code}")
+    samples: list[list[float]] = [[], []]
+    for _ in range(rounds):
+        for engine, out in zip(engines, samples, strict=True):
+            out.extend(timed(lambda e=engine: e.check(intent, ctx), 200, 1))  # type: ignore[misc]
+    on, off = (round(statistics.median(out) * 1e6, 2) for out in samples)
+    return on, off
 
 
 def timed(fn: Callable[[], object], runs: int, inner: int) -> list[float]:
@@ -135,14 +175,13 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--breakdown", action="store_true", help="split the check's time by rule")
+    args = ap.parse_args(argv)
     markets = load_markets()
     config = bench_config()
-    engine = GuardEngine(config)
-    for i in range(40):  # seed the trend EMA and window with a gentle uptrend
-        close = BTC_PRICE * (0.98 + i * 0.0005)
-        engine.on_candle(BTC, close, close * 1.001, close * 0.999, close, NOW - (40 - i) * 60)
-        engine.on_price(BTC, close, NOW - (40 - i) * 60)
+    engine = seeded_engine(config)
 
     positions50, prices50 = make_positions(markets, 50, cross_every=0)
     ctx50 = context(markets, positions50, prices50, NOW)
@@ -178,6 +217,7 @@ def main() -> None:
         cold_engine.sweep(context(markets, positions200, prices200, NOW))
 
     cold = timed(cold_sweep, runs=30, inner=1)
+    split = breakdown(intent, ctx50, rounds=50) if args.breakdown else None
 
     candle_engine = GuardEngine(config)
     btc = markets[BTC]
@@ -214,6 +254,11 @@ def main() -> None:
         "sweep_candle_median_us": round(statistics.median(candle) * 1e6, 2),
         "sweep_candle_p99_us": round(p99(candle) * 1e6, 2),
         "rules": list(engine.rule_names),
+        **(
+            {"check_all_rules_median_us": split[0], "check_no_rules_median_us": split[1]}
+            if split is not None
+            else {}
+        ),
         "python": sys.version.split()[0],
     }
     print(f"tiers: {tier_file()}")
@@ -231,6 +276,11 @@ def main() -> None:
         f"sweep per 1-minute candle, 1 position, {len(candle_engine.rule_names)} rules: "
         f"median {result['sweep_candle_median_us']} µs, p99 {result['sweep_candle_p99_us']} µs"
     )
+    if split is not None:
+        print(
+            f"check in turns: every rule on {split[0]} µs, every rule off {split[1]} µs "
+            f"(the engine's own share {split[1] / split[0] * 100:.0f}%)"
+        )
     print(json.dumps(result))
 
 
